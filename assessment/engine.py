@@ -1,0 +1,105 @@
+"""Assess one patient record for one hook: run the rules, rank them, explain silence.
+
+patient-view / encounter-start run the four triage rules. They are mutually exclusive: the
+first that fires in :data:`TRIAGE_RULES` order (mscc > progressive > G-CSF bone pain >
+supportive care) is the single card, and the differential lists every one that fired.
+order-select / order-sign run the two order rules on the draft orders in focus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from types import ModuleType
+from typing import TypeVar
+
+from assessment.config import RuleConfig
+from assessment.facts import PatientRecord
+from assessment.findings import Assessment, Finding
+from assessment.rules import (
+    back_pain_supportive_care,
+    common,
+    gcsf_bone_pain,
+    gcsf_order_dose_review,
+    mscc_red_flags,
+    nsaid_caution_post_chemo,
+    progressive_back_pain,
+)
+from assessment.rules.situation import Outcome, order_situation, triage_situation
+
+__all__ = ["ORDER_HOOKS", "ORDER_RULES", "TRIAGE_HOOKS", "TRIAGE_RULES", "UnsupportedHookError", "assess"]
+
+TRIAGE_HOOKS = frozenset({"patient-view", "encounter-start"})
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+#: Triage rules, most urgent first: this order, not the indicator, decides the single card.
+TRIAGE_RULES: tuple[ModuleType, ...] = (
+    mscc_red_flags,
+    progressive_back_pain,
+    gcsf_bone_pain,
+    back_pain_supportive_care,
+)
+ORDER_RULES: tuple[ModuleType, ...] = (gcsf_order_dose_review, nsaid_caution_post_chemo)
+
+S = TypeVar("S")
+
+
+class UnsupportedHookError(ValueError):
+    """The hook is not one this engine assesses."""
+
+
+def assess(record: PatientRecord, *, now: datetime, config: RuleConfig, hook: str) -> Assessment:
+    """Run the rules of ``hook`` on ``record`` as of ``now`` (timezone-aware).
+
+    :raises UnsupportedHookError: for a hook other than patient-view, encounter-start,
+        order-select or order-sign.
+    :raises ValueError: when ``now`` has no timezone.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    if hook in TRIAGE_HOOKS:
+        return _triage(record, now, config)
+    if hook in ORDER_HOOKS:
+        return _orders(record, now, config, selected_only=hook == "order-select")
+    raise UnsupportedHookError(f"unsupported hook {hook!r}")
+
+
+def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessment:
+    settings = config.context
+    context = common.oncology_context(record, now, settings)
+    episode = common.back_pain_episode(record, now, settings)
+    notes = []
+    if not context.present:
+        days = common.whole_days(settings.chemotherapy_lookback)
+        notes.append(f"no oncology context (no active cancer, no chemotherapy in the last {days} days)")
+    if episode is None:
+        notes.append(f"no back pain in the last {common.whole_days(settings.back_pain_lookback)} days")
+    if notes or episode is None:
+        return Assessment(findings=(), differential=(), notes=tuple(notes))
+    situation = triage_situation(record, now, config, context, episode)
+    fired, notes = _run(TRIAGE_RULES, situation, config)
+    return Assessment(findings=fired[:1], differential=tuple(fired), notes=tuple(notes))
+
+
+def _orders(record: PatientRecord, now: datetime, config: RuleConfig, *, selected_only: bool) -> Assessment:
+    if not record.draft_orders:
+        return Assessment(findings=(), notes=("no draft medication order matched G-CSF or NSAID",))
+    situation = order_situation(record, now, config, selected_only=selected_only)
+    fired, notes = _run(ORDER_RULES, situation, config)
+    ranked = tuple(sorted(fired, key=lambda f: -f.indicator.rank))
+    return Assessment(findings=ranked, differential=ranked, notes=tuple(notes))
+
+
+def _run(rules: Sequence[ModuleType], situation: S, config: RuleConfig) -> tuple[list[Finding], list[str]]:
+    fired: list[Finding] = []
+    notes: list[str] = []
+    for rule in rules:
+        if not config.rule(rule.RULE_ID).enabled:
+            notes.append(f"{rule.RULE_ID}: disabled by configuration")
+            continue
+        evaluate: Callable[[S], Outcome] = rule.evaluate
+        outcome = evaluate(situation)
+        if outcome.finding is not None:
+            fired.append(outcome.finding)
+        elif outcome.note:
+            notes.append(outcome.note)
+    return fired, notes

@@ -1,0 +1,360 @@
+"""Shared predicates: oncology context, back-pain episode, G-CSF windows, NSAID safety, imaging.
+
+Every function is pure: facts + ``now`` + settings in, small frozen values out. Time windows
+are closed intervals of exact datetimes: "in the last 14 days" means
+``now - 14 days <= time <= now``, and a G-CSF window ``[start, end]`` includes both ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from assessment.config import ContextSettings
+from assessment.facts import (
+    ClinicalFact,
+    ClinicalKind,
+    Confidence,
+    DrugClass,
+    GcsfClass,
+    ImagingFact,
+    ImagingKind,
+    LabKind,
+    LabResult,
+    MedicationFact,
+    MedicationSource,
+    PainScore,
+    PatientRecord,
+)
+from assessment.findings import Reason
+
+_ORDER_SOURCES = (MedicationSource.ADMINISTRATION, MedicationSource.REQUEST, MedicationSource.STATEMENT)
+
+
+def within(time: datetime | None, now: datetime, lookback: timedelta) -> bool:
+    """Return whether ``time`` lies in ``[now - lookback, now]`` (both ends included)."""
+    return time is not None and now - lookback <= time <= now
+
+
+def fact_time(fact: ClinicalFact) -> datetime | None:
+    """Return a clinical fact's time: onset / effective, else recorded."""
+    return fact.time if fact.time is not None else fact.recorded
+
+
+def day_text(time: datetime) -> str:
+    """Return ``time`` as an ISO date for card texts."""
+    return time.date().isoformat()
+
+
+def whole_days(delta: timedelta) -> int:
+    """Return the whole days in ``delta`` (rounded down)."""
+    return delta // timedelta(days=1)
+
+
+def is_text_match(fact: object) -> bool:
+    """Return whether ``fact`` was recognised from free text only."""
+    return getattr(fact, "confidence", Confidence.CODED) is Confidence.TEXT
+
+
+def usable(medication: MedicationFact, settings: ContextSettings) -> bool:
+    """Return whether a (non-draft) medication fact counts as exposure.
+
+    Draft orders, excluded statuses and ``intent = plan`` (planned exposure only) do not.
+    """
+    return (
+        medication.source in _ORDER_SOURCES
+        and medication.status not in settings.excluded_statuses
+        and medication.intent != "plan"
+        and medication.time is not None
+    )
+
+
+# -- oncology context ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OncologyContext:
+    """Why the patient counts as having cancer under treatment (empty = no context)."""
+
+    cancers: tuple[ClinicalFact, ...] = ()
+    chemotherapy: tuple[str, ...] = ()  #: refs of chemotherapy in the lookback
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def present(self) -> bool:
+        """Return whether there is any oncology context."""
+        return bool(self.cancers or self.chemotherapy)
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Return the references of every fact that gives context."""
+        return tuple(f.ref for f in self.cancers) + self.chemotherapy
+
+
+def oncology_context(record: PatientRecord, now: datetime, settings: ContextSettings) -> OncologyContext:
+    """Find active cancer (any onset) or chemotherapy in the lookback; G-CSF is not context."""
+    cancers = tuple(
+        f
+        for f in record.clinical
+        if f.kind in (ClinicalKind.CANCER, ClinicalKind.BONE_METASTASIS)
+        and f.status in settings.active_statuses
+    )
+    reasons = [Reason(f"Active cancer: {f.label or f.kind.value} ({f.status})", f.ref) for f in cancers]
+    chemo: list[str] = []
+    lookback = settings.chemotherapy_lookback
+    for procedure in record.procedures:
+        if procedure.status not in settings.excluded_statuses and within(procedure.time, now, lookback):
+            chemo.append(procedure.ref)
+            when = day_text(procedure.time)  # type: ignore[arg-type]
+            reasons.append(Reason(f"Chemotherapy {procedure.label or 'procedure'} on {when}", procedure.ref))
+    for med in record.medications:
+        if med.drug_class is DrugClass.CHEMOTHERAPY and usable(med, settings) and within(med.time, now, lookback):
+            chemo.append(med.ref)
+            when = day_text(med.time)  # type: ignore[arg-type]
+            reasons.append(Reason(f"Chemotherapy {med.label or 'medication'} ({med.source.value}) on {when}", med.ref))
+    return OncologyContext(cancers=cancers, chemotherapy=tuple(chemo), reasons=tuple(reasons))
+
+
+# -- back pain -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackPainEpisode:
+    """The current back pain: the facts that establish it, its onset and its severity scores."""
+
+    facts: tuple[ClinicalFact, ...]  #: back-pain conditions / findings in the lookback
+    scores: tuple[PainScore, ...]  #: back-pain scores in the lookback, oldest first
+    onset: datetime
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Return the references that establish the back pain (facts, else scores)."""
+        if self.facts:
+            return tuple(f.ref for f in self.facts)
+        return tuple(s.ref for s in self.scores)
+
+    @property
+    def latest_score(self) -> PainScore | None:
+        """Return the most recent back-pain score, if any."""
+        return self.scores[-1] if self.scores else None
+
+
+def back_pain_episode(
+    record: PatientRecord, now: datetime, settings: ContextSettings
+) -> BackPainEpisode | None:
+    """Return the current back-pain episode, or None when there is no back pain in the lookback."""
+    lookback = settings.back_pain_lookback
+    facts = tuple(
+        sorted(
+            (
+                f
+                for f in record.clinical
+                if f.kind is ClinicalKind.BACK_PAIN
+                and f.status in settings.present_statuses
+                and within(fact_time(f), now, lookback)
+            ),
+            key=lambda f: fact_time(f),  # type: ignore[arg-type,return-value]
+        )
+    )
+    scores = tuple(
+        sorted(
+            (s for s in record.pain_scores if (facts or s.site is not None) and within(s.time, now, lookback)),
+            key=lambda s: s.time,
+        )
+    )
+    onset = fact_time(facts[0]) if facts else (scores[0].time if scores else None)
+    if onset is None:
+        return None
+    return BackPainEpisode(facts=facts, scores=scores, onset=onset)
+
+
+def back_pain_history(record: PatientRecord, now: datetime, lookback: timedelta) -> list[tuple[datetime, str]]:
+    """Return (time, ref) of every back-pain fact (any clinical status) and back-pain score in
+    the lookback: past episodes for recurrence and dose review. A score counts when its site is
+    the spine or the record has a back-pain fact at all."""
+    pain_facts = [f for f in record.clinical if f.kind is ClinicalKind.BACK_PAIN]
+    events = [(fact_time(f), f.ref) for f in pain_facts]
+    events += [(s.time, s.ref) for s in record.pain_scores if pain_facts or s.site is not None]
+    return sorted((t, ref) for t, ref in events if within(t, now, lookback))  # type: ignore[misc]
+
+
+# -- G-CSF windows ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GcsfWindow:
+    """A period after G-CSF exposure in which back pain is attributed to it (ends included)."""
+
+    start: datetime
+    end: datetime
+    doses: tuple[MedicationFact, ...]  #: one long-acting dose, or a daily course
+
+    def contains(self, time: datetime) -> bool:
+        """Return whether ``time`` falls in the window."""
+        return self.start <= time <= self.end
+
+    @property
+    def label(self) -> str:
+        """Return the product name for card texts."""
+        return self.doses[0].label or "G-CSF"
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Return the dose references."""
+        return tuple(d.ref for d in self.doses)
+
+    @property
+    def low_confidence(self) -> bool:
+        """Return whether any dose was recognised from text only."""
+        return any(is_text_match(d) for d in self.doses)
+
+
+def gcsf_windows(record: PatientRecord, settings: ContextSettings) -> tuple[GcsfWindow, ...]:
+    """Build G-CSF windows from doses given or ordered (not drafts, not plans), by start time.
+
+    Long-acting dose at D: [D, D + window] (+ delay for on-body injectors). Daily doses are
+    grouped into courses (a gap longer than the course gap starts a new one): [first, last + tail].
+    A G-CSF fact with no class is treated as long-acting (the longer window).
+    """
+    gcsf = settings.gcsf
+    doses = sorted(
+        (m for m in record.medications if m.drug_class is DrugClass.GCSF and usable(m, settings)),
+        key=lambda m: m.time,  # type: ignore[arg-type,return-value]
+    )
+    windows: list[GcsfWindow] = []
+    course: list[MedicationFact] = []
+
+    def close_course() -> None:
+        if course:
+            end = course[-1].time + gcsf.daily_tail  # type: ignore[operator]
+            windows.append(GcsfWindow(course[0].time, end, tuple(course)))  # type: ignore[arg-type]
+            course.clear()
+
+    for dose in doses:
+        time = dose.time
+        if time is None:  # usable() already requires a time
+            continue
+        if dose.gcsf_class is GcsfClass.DAILY:
+            if course and time - course[-1].time > gcsf.daily_course_gap:  # type: ignore[operator]
+                close_course()
+            course.append(dose)
+        else:
+            length = gcsf.long_acting_window
+            if dose.on_body_injector:
+                length += gcsf.on_body_injector_delay
+            windows.append(GcsfWindow(time, time + length, (dose,)))
+    close_course()
+    return tuple(sorted(windows, key=lambda w: w.start))
+
+
+def window_at(windows: tuple[GcsfWindow, ...], time: datetime) -> GcsfWindow | None:
+    """Return the latest-starting window containing ``time``, if any."""
+    hits = [w for w in windows if w.contains(time)]
+    return hits[-1] if hits else None
+
+
+def longest_consecutive_run(windows: tuple[GcsfWindow, ...], times: list[datetime]) -> list[GcsfWindow]:
+    """Return the longest run of consecutive windows (by start) that each hold one of ``times``."""
+    best: list[GcsfWindow] = []
+    run: list[GcsfWindow] = []
+    for window in windows:
+        if any(window.contains(t) for t in times):
+            run.append(window)
+            if len(run) > len(best):
+                best = list(run)
+        else:
+            run = []
+    return best
+
+
+# -- NSAID safety (R4) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NsaidSafety:
+    """Whether NSAID advice may be given, and the concerns behind the answer."""
+
+    safe: bool
+    concerns: tuple[Reason, ...]  #: reasons NSAIDs are unsafe (or, when safe, unchecked)
+    unchecked: bool  #: safe, but a platelet count or eGFR is missing from the lookback
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Return the references behind the concerns."""
+        return tuple(c.ref for c in self.concerns if c.ref)
+
+
+def _latest_lab(labs: tuple[LabResult, ...], kind: LabKind, now: datetime, lookback: timedelta) -> LabResult | None:
+    recent = [lab for lab in labs if lab.kind is kind and within(lab.time, now, lookback)]
+    return max(recent, key=lambda lab: lab.time) if recent else None
+
+
+def active_anticoagulants(record: PatientRecord, now: datetime, settings: ContextSettings) -> tuple[MedicationFact, ...]:
+    """Return anticoagulant requests/statements that are active: status active and authored in
+    the lookback, or with a validity period that has not ended."""
+    lookback = settings.nsaid.anticoagulant_lookback
+    return tuple(
+        m
+        for m in record.medications
+        if m.drug_class is DrugClass.ANTICOAGULANT
+        and m.source in (MedicationSource.REQUEST, MedicationSource.STATEMENT)
+        and m.status == "active"
+        and (within(m.time, now, lookback) or (m.end is not None and m.end >= now))
+    )
+
+
+def nsaid_safety(record: PatientRecord, now: datetime, settings: ContextSettings) -> NsaidSafety:
+    """Apply R4: unsafe when the latest platelet count or eGFR in the lookback is below its
+    cut-off, or an anticoagulant is active."""
+    limits = settings.nsaid
+    concerns: list[Reason] = []
+    unsafe = False
+    checks = (
+        (LabKind.PLATELETS, limits.platelets_below, "Platelets", "×10⁹/L"),
+        (LabKind.EGFR, limits.egfr_below, "eGFR", "mL/min/1.73 m²"),
+    )
+    missing = []
+    for kind, below, name, unit in checks:
+        lab = _latest_lab(record.labs, kind, now, limits.lab_lookback)
+        if lab is None:
+            missing.append(name)
+        elif lab.value < below:
+            unsafe = True
+            concerns.append(Reason(f"{name} {lab.value:g} {unit} on {day_text(lab.time)} (below {below:g})", lab.ref))
+    for med in active_anticoagulants(record, now, settings):
+        unsafe = True
+        concerns.append(Reason(f"Active anticoagulant: {med.label or 'anticoagulant'}", med.ref))
+    if not unsafe:
+        days = whole_days(limits.lab_lookback)
+        concerns.extend(Reason(f"No {name} result in the last {days} days") for name in missing)
+    return NsaidSafety(safe=not unsafe, concerns=tuple(concerns), unchecked=not unsafe and bool(missing))
+
+
+def nsaid_advice(safety: NsaidSafety, texts: Mapping[str, str]) -> str:
+    """Return the configured NSAID advice text for this safety result."""
+    if not safety.safe:
+        return texts["nsaid_advice_unsafe"]
+    return texts["nsaid_advice_unchecked" if safety.unchecked else "nsaid_advice_safe"]
+
+
+# -- imaging ---------------------------------------------------------------------------------
+
+
+def recent_imaging(
+    record: PatientRecord,
+    now: datetime,
+    settings: ContextSettings,
+    kinds: tuple[ImagingKind, ...] = (ImagingKind.SPINE_MRI, ImagingKind.BONE_SCAN),
+    since: datetime | None = None,
+) -> tuple[ImagingFact, ...]:
+    """Return spine imaging of ``kinds`` ordered or done in the lookback (and after ``since``)."""
+    return tuple(
+        i
+        for i in record.imaging
+        if i.kind in kinds
+        and i.status not in settings.excluded_statuses
+        and within(i.time, now, settings.imaging_lookback)
+        and (since is None or i.time >= since)  # type: ignore[operator]
+    )
+

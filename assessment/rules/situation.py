@@ -1,0 +1,338 @@
+"""What the rules look at, computed once per call: the triage and order situations.
+
+The engine builds a :class:`TriageSituation` (patient-view, encounter-start) or an
+:class:`OrderSituation` (order-select, order-sign) and hands it to each rule's ``evaluate``.
+Red flags and progressive features live here because several rules argue with them: a rule
+that fires lists the others' findings as reasons against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import chain
+
+from assessment.config import RuleConfig, RuleSettings
+from assessment.facts import ClinicalFact, ClinicalKind, MedicationFact, PatientRecord, SpineSite
+from assessment.findings import Finding, Indicator, Reason
+from assessment.rules import common
+from assessment.rules.common import BackPainEpisode, GcsfWindow, NsaidSafety, OncologyContext
+
+PROGRESSIVE_RULE = "progressive-back-pain"
+_UPPER_SPINE = (SpineSite.THORACIC, SpineSite.CERVICAL)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one rule concluded: a finding, or a note saying why it did not fire."""
+
+    finding: Finding | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One progressive feature (R2/R5), with the facts behind it."""
+
+    text: str  #: short phrase for the card, e.g. "thoracic site"
+    reasons: tuple[Reason, ...]
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Return the references behind the feature."""
+        return tuple(r.ref for r in self.reasons if r.ref)
+
+
+@dataclass(frozen=True)
+class TriageSituation:
+    """Everything the triage rules need, for a patient with oncology context and back pain."""
+
+    record: PatientRecord
+    now: datetime
+    config: RuleConfig
+    context: OncologyContext
+    episode: BackPainEpisode
+    windows: tuple[GcsfWindow, ...]
+    onset_window: GcsfWindow | None  #: the window the back-pain onset falls in
+    red_flags: tuple[ClinicalFact, ...]
+    features: tuple[Feature, ...]
+    nsaid: NsaidSafety
+
+    @property
+    def red_flag_reasons(self) -> tuple[Reason, ...]:
+        """Return one reason per red flag."""
+        return tuple(red_flag_reason(f) for f in self.red_flags)
+
+    @property
+    def feature_reasons(self) -> tuple[Reason, ...]:
+        """Return the reasons behind every progressive feature."""
+        return tuple(chain.from_iterable(f.reasons for f in self.features))
+
+    @property
+    def window_reason(self) -> Reason | None:
+        """Return why the onset is attributed to G-CSF (None when outside every window)."""
+        window = self.onset_window
+        if window is None:
+            return None
+        dose = dose_before(window, self.episode.onset)
+        day = common.whole_days(self.episode.onset - dose.time)  # type: ignore[operator]
+        text = (
+            f"Back pain began on day {day} after {dose.label or 'G-CSF'} given on "
+            f"{common.day_text(dose.time)} (inside the G-CSF window)"  # type: ignore[arg-type]
+        )
+        return Reason(text, dose.ref)
+
+    def base_reasons(self) -> tuple[Reason, ...]:
+        """Return the reasons every triage finding shares: back pain and oncology context."""
+        return back_pain_reasons(self.episode) + self.context.reasons
+
+    def base_refs(self) -> tuple[str, ...]:
+        """Return the references every triage finding shares."""
+        return self.episode.refs + self.context.refs
+
+    def variables(self) -> dict[str, str]:
+        """Return the placeholders every triage card text may use."""
+        latest = self.episode.latest_score
+        texts = self.config.texts
+        return {
+            "onset_date": common.day_text(self.episode.onset),
+            "days_since_onset": str(common.whole_days(self.now - self.episode.onset)),
+            "latest_score": f"{latest.score:g}/10" if latest else texts["score_not_recorded"],
+            "nsaid_advice": common.nsaid_advice(self.nsaid, texts),
+            "context": context_text(self.context),
+        }
+
+
+@dataclass(frozen=True)
+class OrderSituation:
+    """Everything the order-hook rules need."""
+
+    record: PatientRecord
+    now: datetime
+    config: RuleConfig
+    drafts: tuple[MedicationFact, ...]  #: the draft orders in focus
+    context: OncologyContext
+    windows: tuple[GcsfWindow, ...]
+    nsaid: NsaidSafety
+
+
+@dataclass(frozen=True)
+class FindingParts:
+    """The rule-specific parts of a finding; :func:`build_finding` adds the shared ones."""
+
+    evidence: tuple[str, ...]
+    reasons_for: tuple[Reason, ...]
+    actions: tuple[str, ...]
+    variables: dict[str, str]
+    reasons_against: tuple[Reason, ...] = ()
+    indicator: Indicator | None = None
+    existing_imaging: tuple[str, ...] = ()
+    nsaid: NsaidSafety | None = None
+
+
+def build_finding(settings: RuleSettings, record: PatientRecord, parts: FindingParts) -> Finding:
+    """Assemble a :class:`Finding`: dedupe evidence, flag text-only evidence, add R4 results."""
+    evidence = tuple(dict.fromkeys(parts.evidence))
+    text_refs = {
+        f.ref
+        for f in chain(record.clinical, record.medications, record.draft_orders)
+        if common.is_text_match(f)
+    }
+    nsaid = parts.nsaid
+    return Finding(
+        rule_id=settings.rule_id,
+        rule_version=settings.version,
+        indicator=parts.indicator or settings.indicator,
+        evidence=evidence,
+        citation=settings.citation,
+        reasons_for=tuple(dict.fromkeys(parts.reasons_for)),
+        reasons_against=tuple(dict.fromkeys(parts.reasons_against)),
+        actions=parts.actions,
+        nsaid_safe=nsaid.safe if nsaid else True,
+        nsaid_concerns=nsaid.concerns if nsaid else (),
+        existing_imaging=parts.existing_imaging,
+        low_confidence=any(ref in text_refs for ref in evidence),
+        variables=dict(parts.variables),
+    )
+
+
+# -- building the situations -----------------------------------------------------------------
+
+
+def triage_situation(
+    record: PatientRecord,
+    now: datetime,
+    config: RuleConfig,
+    context: OncologyContext,
+    episode: BackPainEpisode,
+) -> TriageSituation:
+    """Compute the triage situation for a record with oncology context and back pain."""
+    settings = config.context
+    windows = common.gcsf_windows(record, settings)
+    onset_window = common.window_at(windows, episode.onset)
+    red_flags = find_red_flags(record, now, config)
+    features = find_progressive_features(record, now, config, episode, windows, onset_window)
+    return TriageSituation(
+        record=record,
+        now=now,
+        config=config,
+        context=context,
+        episode=episode,
+        windows=windows,
+        onset_window=onset_window,
+        red_flags=red_flags,
+        features=features,
+        nsaid=common.nsaid_safety(record, now, settings),
+    )
+
+
+def order_situation(
+    record: PatientRecord, now: datetime, config: RuleConfig, *, selected_only: bool
+) -> OrderSituation:
+    """Compute the order situation; with ``selected_only`` the selected drafts are in focus
+    (all drafts when none is selected)."""
+    drafts = record.draft_orders
+    if selected_only and any(d.selected for d in drafts):
+        drafts = tuple(d for d in drafts if d.selected)
+    settings = config.context
+    return OrderSituation(
+        record=record,
+        now=now,
+        config=config,
+        drafts=drafts,
+        context=common.oncology_context(record, now, settings),
+        windows=common.gcsf_windows(record, settings),
+        nsaid=common.nsaid_safety(record, now, settings),
+    )
+
+
+def find_red_flags(record: PatientRecord, now: datetime, config: RuleConfig) -> tuple[ClinicalFact, ...]:
+    """Return neurological / bladder-bowel findings present in the lookback, and active MSCC
+    diagnoses (any date), most recent first."""
+    settings = config.context
+    flags = [
+        f
+        for f in record.clinical
+        if (
+            f.kind in (ClinicalKind.RED_FLAG_NEURO, ClinicalKind.RED_FLAG_SPHINCTER)
+            and f.status in settings.present_statuses
+            and common.within(common.fact_time(f), now, settings.red_flag_lookback)
+        )
+        or (f.kind is ClinicalKind.MSCC and f.status in settings.active_statuses)
+    ]
+    return tuple(sorted(flags, key=_newest_first))
+
+
+def _newest_first(fact: ClinicalFact) -> float:
+    time = common.fact_time(fact)
+    return -time.timestamp() if time else 0.0
+
+
+def find_progressive_features(
+    record: PatientRecord,
+    now: datetime,
+    config: RuleConfig,
+    episode: BackPainEpisode,
+    windows: tuple[GcsfWindow, ...],
+    onset_window: GcsfWindow | None,
+) -> tuple[Feature, ...]:
+    """Return every progressive feature of the back pain (R2 and R5 of CLINICAL.md)."""
+    rule = config.rule(PROGRESSIVE_RULE)
+    context = config.context
+    features: list[Feature] = []
+
+    metastases = [
+        f for f in record.clinical
+        if f.kind is ClinicalKind.BONE_METASTASIS and f.status in context.active_statuses
+    ]
+    if metastases:
+        reasons = tuple(Reason(f"Known bone or spinal metastasis: {f.label or 'bone metastasis'}", f.ref) for f in metastases)
+        features.append(Feature("known bone or spinal metastasis", reasons))
+
+    upper = [Reason(f"{f.site.value.capitalize()} back pain: {f.label or 'back pain'}", f.ref)  # type: ignore[union-attr]
+             for f in episode.facts if f.site in _UPPER_SPINE]
+    upper += [Reason(f"Pain score {s.score:g}/10 at the {s.site.value} spine on {common.day_text(s.time)}", s.ref)  # type: ignore[union-attr]
+              for s in episode.scores if s.site in _UPPER_SPINE]
+    if upper:
+        features.append(Feature("thoracic or cervical site", tuple(upper)))
+
+    recent = [s for s in episode.scores if common.within(s.time, now, rule.duration("rise_window"))]
+    if len(recent) >= 2 and recent[-1].score - recent[0].score >= rule.quantity("rise_points").value:
+        first, last = recent[0], recent[-1]
+        text = f"Pain score rose from {first.score:g} to {last.score:g} between {common.day_text(first.time)} and {common.day_text(last.time)}"
+        features.append(Feature("rising pain scores", (Reason(text, first.ref), Reason(text, last.ref))))
+
+    if onset_window is None:
+        severe = [s for s in episode.scores if s.score >= context.severe_score]
+        if severe:
+            reasons = tuple(
+                Reason(f"Severe pain {s.score:g}/10 on {common.day_text(s.time)}, not in a G-CSF window", s.ref)
+                for s in severe
+            )
+            features.append(Feature("severe pain outside a G-CSF window", reasons))
+
+    if now - episode.onset >= rule.duration("persistence_after"):
+        window = rule.duration("persistence_score_window")
+        floor = rule.quantity("persistence_score").value
+        lasting = [s for s in episode.scores if common.within(s.time, now, window) and s.score >= floor]
+        if lasting:
+            days = common.whole_days(now - episode.onset)
+            reasons = tuple(
+                Reason(f"Pain for {days} days, still {s.score:g}/10 on {common.day_text(s.time)}", s.ref)
+                for s in lasting
+            )
+            features.append(Feature("persistent pain", reasons))
+
+    history = common.back_pain_history(record, now, rule.duration("recurrence_lookback"))
+    run = common.longest_consecutive_run(windows, [t for t, _ in history])
+    if len(run) >= rule.quantity("recurrence_cycles").value:
+        reasons = []
+        for window in run:
+            refs = [ref for t, ref in history if window.contains(t)]
+            text = f"Back pain after {window.label} given on {common.day_text(window.start)}"
+            reasons.append(Reason(text, window.doses[0].ref))
+            reasons.extend(Reason(text, ref) for ref in refs)
+        features.append(Feature(f"pain in {len(run)} consecutive G-CSF cycles", tuple(reasons)))
+    return tuple(features)
+
+
+# -- wording ---------------------------------------------------------------------------------
+
+
+def red_flag_reason(fact: ClinicalFact) -> Reason:
+    """Describe a red flag in words."""
+    kind = {
+        ClinicalKind.RED_FLAG_NEURO: "Neurological red flag",
+        ClinicalKind.RED_FLAG_SPHINCTER: "Bladder or bowel red flag",
+        ClinicalKind.MSCC: "Spinal cord or cauda equina compression diagnosis",
+    }[fact.kind]
+    time = common.fact_time(fact)
+    when = f" on {common.day_text(time)}" if time else ""
+    return Reason(f"{kind}: {fact.label or fact.kind.value}{when}", fact.ref)
+
+
+def back_pain_reasons(episode: BackPainEpisode) -> tuple[Reason, ...]:
+    """Describe the back-pain episode: its facts and its latest score."""
+    reasons = []
+    for fact in episode.facts:
+        site = f" ({fact.site.value})" if fact.site else ""
+        when = common.day_text(common.fact_time(fact))  # type: ignore[arg-type]
+        reasons.append(Reason(f"Back pain{site}: {fact.label or 'back pain'}, since {when}", fact.ref))
+    latest = episode.latest_score
+    if latest is not None:
+        reasons.append(Reason(f"Latest pain score {latest.score:g}/10 on {common.day_text(latest.time)}", latest.ref))
+    return tuple(reasons)
+
+
+def context_text(context: OncologyContext) -> str:
+    """Return a short phrase for the oncology context, e.g. "breast cancer"."""
+    for fact in context.cancers:
+        if fact.label:
+            return fact.label
+    return "cancer" if context.cancers else "recent chemotherapy"
+
+
+def dose_before(window: GcsfWindow, time: datetime) -> MedicationFact:
+    """Return the last dose of ``window`` given at or before ``time`` (else its first dose)."""
+    earlier = [d for d in window.doses if d.time is not None and d.time <= time]
+    return earlier[-1] if earlier else window.doses[0]

@@ -1,0 +1,179 @@
+"""Composition root: ``create_app(settings)`` wires knowledge, storage, auth and blueprints."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from datetime import UTC, datetime
+
+from flask import Flask, Response
+from flask_cors import CORS
+
+from backpain_cds.errors import register_error_handlers
+from backpain_cds.logs import configure_logging
+from backpain_cds.metrics import Metrics
+from backpain_cds.settings import Settings
+from backpain_cds.storage import SqlStore
+from cds_hooks.auth import AuthPolicy, ClientAuthenticator, TrustedClient
+from cds_hooks.blueprint import create_blueprint, json_response
+from cds_hooks.cards import CardLinks
+from cds_hooks.catalog import ServiceCatalog, load_catalog
+from cds_hooks.prefetch import FetchPolicy
+from cds_hooks.service import CdsService
+from fhir_mapping.fhir_client import FhirClient, FhirClientLimits
+from fhir_mapping.knowledge import Knowledge, KnowledgeError, load_knowledge
+
+log = logging.getLogger("backpain_cds.app")
+
+
+def load_service_catalog(knowledge: Knowledge) -> ServiceCatalog:
+    """The service catalogue for this knowledge base, or :class:`KnowledgeError`."""
+    catalog, problems = load_catalog(knowledge.directories, knowledge.valuesets)
+    if problems:
+        raise KnowledgeError(problems)
+    return catalog
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    """How the service may reach the EHR's FHIR server."""
+    fhir = settings.fhir
+    return FetchPolicy(
+        allowed_servers=fhir.allowed_servers,
+        limits=FhirClientLimits(
+            timeout_seconds=fhir.timeout_seconds,
+            max_pages=fhir.max_pages,
+            max_response_bytes=fhir.max_response_bytes,
+            max_resources=settings.limits.max_prefetch_resources,
+        ),
+        overall_timeout_seconds=fhir.overall_timeout_seconds,
+        max_workers=fhir.max_workers,
+        max_resources=settings.limits.max_prefetch_resources,
+    )
+
+
+def build_service(
+    settings: Settings,
+    knowledge: Knowledge,
+    *,
+    audit: t.Any = None,
+    observer: t.Any = None,
+    client_factory: t.Callable[..., FhirClient] = FhirClient,
+    clock: t.Callable[[], datetime] | None = None,
+) -> CdsService:
+    """The Flask-free service object (used by the app and by ``replay``)."""
+    smart_url = f"{settings.public_base_url}/smart/launch" if settings.smart_ehrs else None
+    return CdsService(
+        knowledge=knowledge,
+        catalog=load_service_catalog(knowledge),
+        fetch_policy=fetch_policy(settings),
+        audit=audit,
+        links=CardLinks(smart_launch_url=smart_url),
+        observer=observer,
+        client_factory=client_factory,
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    knowledge: Knowledge | None = None,
+    store: SqlStore | None = None,
+    client_factory: t.Callable[..., FhirClient] = FhirClient,
+    clock: t.Callable[[], datetime] | None = None,
+) -> Flask:
+    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up."""
+    settings = settings or Settings()
+    configure_logging()
+    knowledge = knowledge or load_knowledge(settings.knowledge_path)
+    store = store or SqlStore(settings.database_url)
+    store.create_schema()
+    metrics = Metrics()
+    service = build_service(
+        settings, knowledge, audit=store, observer=metrics, client_factory=client_factory, clock=clock
+    )
+
+    authenticate = None
+    if not settings.auth.development_mode:
+        authenticator = ClientAuthenticator(
+            [
+                TrustedClient(iss=c.iss, jwks_url=c.jwks_url, jwks_file=c.jwks_file, tenant=c.tenant)
+                for c in settings.auth.trusted_clients
+            ],
+            jti_store=store,
+            policy=AuthPolicy(
+                algorithms=settings.auth.algorithms,
+                leeway_seconds=settings.auth.leeway_seconds,
+                max_token_age_seconds=settings.auth.max_token_age_seconds,
+                jwks_ttl_seconds=settings.auth.jwks_ttl_seconds,
+                jwks_min_refresh_seconds=settings.auth.jwks_min_refresh_seconds,
+            ),
+        )
+        authenticate = authenticator.verify
+
+    app = Flask("backpain_cds")
+    app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes
+    app.extensions["backpain_cds"] = {
+        "settings": settings,
+        "service": service,
+        "store": store,
+        "metrics": metrics,
+    }
+    register_error_handlers(app)
+    app.register_blueprint(
+        create_blueprint(
+            service,
+            public_base_url=settings.public_base_url,
+            feedback_store=_CountingFeedbackStore(store, metrics),
+            authenticate=authenticate,
+            validate_responses=settings.validate_responses,
+        )
+    )
+    if settings.cors_origins:
+        CORS(
+            app,
+            resources={r"/cds-services*": {"origins": list(settings.cors_origins)}},
+            methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if store.ping():
+            return json_response({"status": "ready", "database": "ok"})
+        return json_response({"status": "not ready", "database": "unreachable"}, status=503)
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.after_request
+    def _count_errors(response: Response) -> Response:
+        if response.status_code >= 400:
+            metrics.error(response.status_code)
+        return response
+
+    if settings.auth.development_mode:
+        log.warning(
+            "DEVELOPMENT MODE: no [[auth.trusted_clients]] configured; unsigned CDS Hooks calls "
+            "are accepted. Bind to loopback only."
+        )
+    return app
+
+
+class _CountingFeedbackStore:
+    """Stores feedback and counts outcomes for /metrics."""
+
+    def __init__(self, store: SqlStore, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    def save_feedback(self, service_id: str, entries: t.Sequence[t.Any]) -> int:
+        stored = self._store.save_feedback(service_id, entries)
+        self._metrics.feedback(e.outcome for e in entries)
+        return stored

@@ -1,0 +1,209 @@
+"""The ``backpain-cds`` command: serve, discovery, replay, check-config.
+
+Exit status: 0 success; 1 a check failed (``replay --expect`` mismatch, ``check-config``
+problems); 2 bad input or configuration (one clear line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing as t
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from backpain_cds.settings import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings
+
+
+class CliError(Exception):
+    """A problem to report in one line, with its exit status."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def main(argv: t.Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CliError as exc:
+        print(f"backpain-cds: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ConfigError as exc:
+        print(f"backpain-cds: error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backpain-cds",
+        description="CDS Hooks service for back pain after chemotherapy and G-CSF bone pain.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service under gunicorn")
+    serve.add_argument("--config", help="TOML config file (default: $BACKPAIN_CDS_CONFIG)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    serve.set_defaults(handler=_serve)
+
+    discovery = sub.add_parser("discovery", help="print the discovery JSON")
+    discovery.add_argument("--config")
+    discovery.set_defaults(handler=_discovery)
+
+    replay = sub.add_parser("replay", help="run request files or patient Bundles in-process")
+    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument("--config")
+    replay.add_argument("--service", help="service id (default by hook)")
+    replay.add_argument("--hook", help="hook (default: the service's first hook)")
+    replay.add_argument("--now", help="evaluate as of this ISO date-time (default: now)")
+    replay.add_argument("--json", action="store_true", help="print the CDS response JSON")
+    replay.add_argument("--expect", help='expected cards: {"cards": [{"rule": ..., "indicator": ...}]}')
+    replay.set_defaults(handler=_replay)
+
+    check = sub.add_parser("check-config", help="validate configuration and knowledge")
+    check.add_argument("--config")
+    check.set_defaults(handler=_check_config)
+    return parser
+
+
+def _settings(path: str | None) -> Settings:
+    import os
+
+    return Settings.load(path, environ=os.environ)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from backpain_cds.server import run_gunicorn
+    from backpain_cds.settings import check_bind_allowed
+
+    settings = _settings(args.config)
+    check_bind_allowed(settings, args.host)
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    return run_gunicorn(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def _discovery(args: argparse.Namespace) -> int:
+    from backpain_cds.app import load_service_catalog
+    from fhir_mapping.knowledge import KnowledgeError, load_knowledge
+
+    settings = _settings(args.config)
+    try:
+        catalog = load_service_catalog(load_knowledge(settings.knowledge_path))
+    except KnowledgeError as exc:
+        raise CliError(f"invalid knowledge: {exc}") from None
+    sys.stdout.write(orjson.dumps(catalog.discovery(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from backpain_cds.app import build_service
+    from backpain_cds.replay import (
+        ReplayInputError,
+        build_call,
+        card_keys,
+        compare,
+        expected_keys,
+        table,
+    )
+    from cds_hooks.errors import CdsHooksError
+    from cds_hooks.schemas import validate_cds_response
+    from fhir_mapping.knowledge import KnowledgeError, load_knowledge
+
+    settings = _settings(args.config)
+    now = _parse_now(args.now)
+    try:
+        service = build_service(settings, load_knowledge(settings.knowledge_path))
+    except KnowledgeError as exc:
+        raise CliError(f"invalid knowledge: {exc}") from None
+    expected = None
+    if args.expect:
+        try:
+            expected = expected_keys(_read_json(args.expect))
+        except ReplayInputError as exc:
+            raise CliError(f"{args.expect}: {exc}") from None
+    status = 0
+    for file in args.files:
+        try:
+            call = build_call(_read_json(file), service.catalog, service_id=args.service, hook=args.hook)
+            outcome = service.invoke(call.service_id, call.body, now=now)
+        except (ReplayInputError, CdsHooksError) as exc:
+            raise CliError(f"{file}: {exc}") from None
+        validate_cds_response(outcome.response)
+        if args.json:
+            sys.stdout.write(orjson.dumps(outcome.response, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            print(f"# {file} ({call.service_id}, {outcome.request.hook})")
+            print(table(outcome.response))
+        if expected is not None:
+            diff = compare(card_keys(outcome.response), expected)
+            if diff:
+                print(f"MISMATCH {file} against {args.expect}:", *diff, sep="\n")
+                status = 1
+            else:
+                print(f"OK {file} matches {args.expect}")
+    return status
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from backpain_cds.app import load_service_catalog
+    from fhir_mapping.knowledge import KnowledgeError, check_knowledge, load_knowledge
+
+    try:
+        settings = _settings(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}")
+        print(f"{len(exc.problems)} problem(s) found")
+        return 1
+    problems = [f"knowledge: {p}" for p in check_knowledge(settings.knowledge_path)]
+    if not problems:
+        try:
+            load_service_catalog(load_knowledge(settings.knowledge_path))
+        except KnowledgeError as exc:
+            problems += [f"knowledge: {p}" for p in exc.problems]
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) found")
+        return 1
+    mode = "development mode (unsigned calls, loopback only)" if settings.auth.development_mode else (
+        f"{len(settings.auth.trusted_clients)} trusted client(s)"
+    )
+    print(f"configuration and knowledge are valid; {mode}")
+    return 0
+
+
+def _read_json(path: str) -> t.Any:
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{path}: not valid JSON: {exc}") from None
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"--now {value!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise CliError("--now needs a time zone, e.g. 2025-03-01T09:00:00Z")
+    return moment
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

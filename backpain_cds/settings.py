@@ -1,0 +1,363 @@
+"""One typed, frozen settings object: TOML file + two environment overrides.
+
+Only this module reads the environment. Every problem names its TOML key, so a broken
+configuration stops start-up with a message an informaticist can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ENV_CONFIG = "BACKPAIN_CDS_CONFIG"
+ENV_PUBLIC_BASE_URL = "BACKPAIN_CDS_PUBLIC_BASE_URL"
+ENV_DATABASE_URL = "BACKPAIN_CDS_DATABASE_URL"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``problems`` lists each one, naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class TrustedClientSettings:
+    """One EHR (CDS client) whose signed JWTs we accept."""
+
+    iss: str
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Client JWT verification (CDS Hooks "Trusting CDS Clients")."""
+
+    trusted_clients: tuple[TrustedClientSettings, ...] = ()
+    algorithms: tuple[str, ...] = ("ES384", "RS384")
+    leeway_seconds: int = 60
+    max_token_age_seconds: int | None = None
+    jwks_ttl_seconds: int = 3600
+    jwks_min_refresh_seconds: int = 60
+
+    @property
+    def development_mode(self) -> bool:
+        """True when no trusted client is configured: unsigned calls are accepted."""
+        return not self.trusted_clients
+
+
+@dataclass(frozen=True)
+class FhirSettings:
+    """Access to the EHR's FHIR server when prefetch is incomplete."""
+
+    allowed_servers: tuple[str, ...] = ()
+    timeout_seconds: float = 5.0  #: per HTTP request
+    overall_timeout_seconds: float = 8.0  #: all fallback queries of one hook call
+    max_pages: int = 50  #: next links followed per query before giving up (412)
+    max_workers: int = 8  #: parallel queries per hook call
+    max_response_bytes: int = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SmartEhrSettings:
+    """An EHR that may launch the SMART detail view."""
+
+    iss: str
+    client_id: str
+    client_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Bounds on what one request may contain."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_prefetch_resources: int = 100_000
+    hook_deadline_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service is configured with."""
+
+    public_base_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    database_url: str = "sqlite:///backpain-cds.sqlite3"
+    cors_origins: tuple[str, ...] = ()
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    fhir: FhirSettings = field(default_factory=FhirSettings)
+    smart_ehrs: tuple[SmartEhrSettings, ...] = ()
+    knowledge_path: Path | None = None
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    #: validate every CDS response against the schema before sending (tests turn it on)
+    validate_responses: bool = False
+
+    @classmethod
+    def load(
+        cls, path: str | Path | None = None, environ: t.Mapping[str, str] | None = None
+    ) -> Settings:
+        """Read the TOML file (``path``, else ``$BACKPAIN_CDS_CONFIG``, else defaults)."""
+        environ = {} if environ is None else environ
+        path = path or environ.get(ENV_CONFIG) or None
+        data: dict[str, t.Any] = {}
+        base_dir = Path.cwd()
+        if path is not None:
+            file = Path(path)
+            try:
+                data = tomllib.loads(file.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError([f"config file {file} does not exist"]) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError([f"config file {file} cannot be read: {exc}"]) from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError([f"config file {file} is not valid TOML: {exc}"]) from None
+            base_dir = file.resolve().parent
+        return cls.from_mapping(data, environ=environ, base_dir=base_dir)
+
+    @classmethod
+    def from_mapping(
+        cls,
+        data: t.Mapping[str, t.Any],
+        *,
+        environ: t.Mapping[str, str] | None = None,
+        base_dir: Path | None = None,
+    ) -> Settings:
+        """Build settings from a parsed TOML mapping; relative paths resolve against ``base_dir``."""
+        parser = _Parser(base_dir or Path.cwd())
+        settings = parser.settings(data, environ or {})
+        if parser.problems:
+            raise ConfigError(parser.problems)
+        return settings
+
+
+_TOP_KEYS = {
+    "public_base_url", "database_url", "cors_origins", "auth", "fhir", "smart", "knowledge",
+    "limits", "validate_responses",
+}
+_AUTH_KEYS = {
+    "trusted_clients", "algorithms", "leeway_seconds", "max_token_age_seconds",
+    "jwks_ttl_seconds", "jwks_min_refresh_seconds",
+}
+_FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
+
+
+class _Parser:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+
+    def settings(self, data: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> Settings:
+        self._unknown(data, _TOP_KEYS, "")
+        base_url = environ.get(ENV_PUBLIC_BASE_URL) or data.get("public_base_url")
+        db_url = environ.get(ENV_DATABASE_URL) or data.get("database_url")
+        defaults = Settings()
+        knowledge = self._table(data, "knowledge")
+        self._unknown(knowledge, {"path"}, "knowledge.")
+        knowledge_path = self._path(knowledge.get("path"), "knowledge.path", must_be_dir=True)
+        return Settings(
+            public_base_url=self._url(base_url, "public_base_url") or defaults.public_base_url,
+            database_url=self._str(db_url, "database_url") or defaults.database_url,
+            cors_origins=self._str_list(data.get("cors_origins", []), "cors_origins"),
+            auth=self._auth(self._table(data, "auth")),
+            fhir=self._fhir(self._table(data, "fhir")),
+            smart_ehrs=self._smart(self._table(data, "smart")),
+            knowledge_path=knowledge_path,
+            limits=self._limits(self._table(data, "limits")),
+            validate_responses=self._bool(
+                data.get("validate_responses", False), "validate_responses"
+            ),
+        )
+
+    # --- sections -------------------------------------------------------------------------
+    def _auth(self, data: t.Mapping[str, t.Any]) -> AuthSettings:
+        self._unknown(data, _AUTH_KEYS, "auth.")
+        d = AuthSettings()
+        clients = []
+        raw_clients = data.get("trusted_clients", [])
+        if not isinstance(raw_clients, list):
+            self.problems.append("auth.trusted_clients must be an array of tables")
+            raw_clients = []
+        seen: set[str] = set()
+        for i, raw in enumerate(raw_clients):
+            key = f"auth.trusted_clients[{i}]"
+            if not isinstance(raw, dict):
+                self.problems.append(f"{key} must be a table")
+                continue
+            self._unknown(raw, {"iss", "jwks_url", "jwks_file", "tenant"}, f"{key}.")
+            iss = self._str(raw.get("iss"), f"{key}.iss", required=True)
+            jwks_url = self._url(raw.get("jwks_url"), f"{key}.jwks_url")
+            jwks_file = self._path(raw.get("jwks_file"), f"{key}.jwks_file", must_be_file=True)
+            if (jwks_url is None) == (raw.get("jwks_file") is None):
+                self.problems.append(f"{key} needs exactly one of jwks_url or jwks_file")
+            if iss and iss in seen:
+                self.problems.append(f"{key}.iss {iss!r} is configured twice")
+            seen.add(iss or "")
+            tenant = self._str(raw.get("tenant"), f"{key}.tenant")
+            clients.append(TrustedClientSettings(iss or "", jwks_url, jwks_file, tenant))
+        algorithms = self._str_list(data.get("algorithms", list(d.algorithms)), "auth.algorithms")
+        for alg in algorithms:
+            if alg in _FORBIDDEN_ALGS or alg.upper().startswith("HS") or alg.lower() == "none":
+                self.problems.append(
+                    f"auth.algorithms: {alg!r} is never allowed (CDS Hooks forbids none and HMAC)"
+                )
+        if not algorithms:
+            self.problems.append("auth.algorithms must list at least one algorithm")
+        max_age = data.get("max_token_age_seconds")
+        return AuthSettings(
+            trusted_clients=tuple(clients),
+            algorithms=algorithms,
+            leeway_seconds=self._int(data.get("leeway_seconds", d.leeway_seconds), "auth.leeway_seconds", 0, 600),
+            max_token_age_seconds=None if max_age is None else self._int(max_age, "auth.max_token_age_seconds", 1, 86400),
+            jwks_ttl_seconds=self._int(data.get("jwks_ttl_seconds", d.jwks_ttl_seconds), "auth.jwks_ttl_seconds", 1, 86400 * 7),
+            jwks_min_refresh_seconds=self._int(data.get("jwks_min_refresh_seconds", d.jwks_min_refresh_seconds), "auth.jwks_min_refresh_seconds", 0, 86400),
+        )
+
+    def _fhir(self, data: t.Mapping[str, t.Any]) -> FhirSettings:
+        d = FhirSettings()
+        self._unknown(data, set(FhirSettings.__dataclass_fields__), "fhir.")
+        servers = self._str_list(data.get("allowed_servers", []), "fhir.allowed_servers")
+        for i, server in enumerate(servers):
+            self._url(server, f"fhir.allowed_servers[{i}]")
+        return FhirSettings(
+            allowed_servers=servers,
+            timeout_seconds=self._float(data.get("timeout_seconds", d.timeout_seconds), "fhir.timeout_seconds", 0.1, 120),
+            overall_timeout_seconds=self._float(data.get("overall_timeout_seconds", d.overall_timeout_seconds), "fhir.overall_timeout_seconds", 0.1, 300),
+            max_pages=self._int(data.get("max_pages", d.max_pages), "fhir.max_pages", 1, 10_000),
+            max_workers=self._int(data.get("max_workers", d.max_workers), "fhir.max_workers", 1, 64),
+            max_response_bytes=self._int(data.get("max_response_bytes", d.max_response_bytes), "fhir.max_response_bytes", 1024, 1 << 31),
+        )
+
+    def _smart(self, data: t.Mapping[str, t.Any]) -> tuple[SmartEhrSettings, ...]:
+        self._unknown(data, {"ehrs"}, "smart.")
+        ehrs = []
+        raw_ehrs = data.get("ehrs", [])
+        if not isinstance(raw_ehrs, list):
+            self.problems.append("smart.ehrs must be an array of tables")
+            return ()
+        for i, raw in enumerate(raw_ehrs):
+            key = f"smart.ehrs[{i}]"
+            if not isinstance(raw, dict):
+                self.problems.append(f"{key} must be a table")
+                continue
+            self._unknown(raw, {"iss", "client_id", "client_secret"}, f"{key}.")
+            ehrs.append(
+                SmartEhrSettings(
+                    iss=self._url(raw.get("iss"), f"{key}.iss", required=True) or "",
+                    client_id=self._str(raw.get("client_id"), f"{key}.client_id", required=True) or "",
+                    client_secret=self._str(raw.get("client_secret"), f"{key}.client_secret"),
+                )
+            )
+        return tuple(ehrs)
+
+    def _limits(self, data: t.Mapping[str, t.Any]) -> LimitSettings:
+        d = LimitSettings()
+        self._unknown(data, set(LimitSettings.__dataclass_fields__), "limits.")
+        return LimitSettings(
+            max_body_bytes=self._int(data.get("max_body_bytes", d.max_body_bytes), "limits.max_body_bytes", 1024, 1 << 31),
+            max_prefetch_resources=self._int(data.get("max_prefetch_resources", d.max_prefetch_resources), "limits.max_prefetch_resources", 1, 10_000_000),
+            hook_deadline_seconds=self._float(data.get("hook_deadline_seconds", d.hook_deadline_seconds), "limits.hook_deadline_seconds", 0.05, 300),
+        )
+
+    # --- scalar checks ---------------------------------------------------------------------
+    def _unknown(self, data: t.Mapping[str, t.Any], allowed: set[str], prefix: str) -> None:
+        for key in data:
+            if key not in allowed:
+                self.problems.append(f"{prefix}{key} is not a known setting")
+
+    def _table(self, data: t.Mapping[str, t.Any], key: str) -> t.Mapping[str, t.Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.problems.append(f"{key} must be a table")
+            return {}
+        return value
+
+    def _str(self, value: t.Any, key: str, *, required: bool = False) -> str | None:
+        if value is None:
+            if required:
+                self.problems.append(f"{key} is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problems.append(f"{key} must be a non-empty string")
+            return None
+        return value
+
+    def _url(self, value: t.Any, key: str, *, required: bool = False) -> str | None:
+        text = self._str(value, key, required=required)
+        if text is None:
+            return None
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.problems.append(f"{key} must be an absolute http(s) URL, got {text!r}")
+            return None
+        return text.rstrip("/")
+
+    def _str_list(self, value: t.Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.problems.append(f"{key} must be an array of non-empty strings")
+            return ()
+        return tuple(value)
+
+    def _bool(self, value: t.Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.problems.append(f"{key} must be true or false")
+            return False
+        return value
+
+    def _int(self, value: t.Any, key: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problems.append(f"{key} must be an integer from {low} to {high}")
+            return low
+        return value
+
+    def _float(self, value: t.Any, key: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            self.problems.append(f"{key} must be a number from {low} to {high}")
+            return low
+        return float(value)
+
+    def _path(
+        self, value: t.Any, key: str, *, must_be_dir: bool = False, must_be_file: bool = False
+    ) -> Path | None:
+        text = self._str(value, key)
+        if text is None:
+            return None
+        path = Path(text)
+        if not path.is_absolute():
+            path = (self.base_dir / path).resolve()
+        if must_be_dir and not path.is_dir():
+            self.problems.append(f"{key}: directory {path} does not exist")
+        if must_be_file and not path.is_file():
+            self.problems.append(f"{key}: file {path} does not exist")
+        return path
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: where unsigned development calls may come."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind_allowed(settings: Settings, host: str) -> None:
+    """Refuse to serve unsigned calls anywhere but loopback (development mode rule)."""
+    if settings.auth.development_mode and not is_loopback_host(host):
+        raise ConfigError(
+            [
+                f"refusing to bind {host}: no [[auth.trusted_clients]] are configured, so the "
+                "service would accept unsigned calls; bind 127.0.0.1 or configure trusted clients"
+            ]
+        )

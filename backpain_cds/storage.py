@@ -1,0 +1,197 @@
+"""SQL storage through SQLAlchemy Core: feedback, card audit, seen JWT ids.
+
+SQLite file by default; a PostgreSQL URL (``postgresql+psycopg://...``) works the same, which
+is how several instances share replay protection and feedback.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cds_hooks.ports import CardAuditRecord, FeedbackEntry
+
+metadata = sa.MetaData()
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("card_uuid", sa.String(128), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("outcome_timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("accepted_suggestions", sa.Text, nullable=False, default="[]"),
+    sa.Column("override_code", sa.String(256)),
+    sa.Column("override_system", sa.String(512)),
+    sa.Column("override_comment", sa.Text),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("card_uuid", "outcome", name="uq_feedback_card_outcome"),
+)
+
+card_audit = sa.Table(
+    "card_audit",
+    metadata,
+    sa.Column("card_uuid", sa.String(64), primary_key=True),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("hook", sa.String(64), nullable=False),
+    sa.Column("hook_instance", sa.String(128), nullable=False),
+    sa.Column("rule_id", sa.String(64), nullable=False),
+    sa.Column("rule_version", sa.String(32), nullable=False),
+    sa.Column("indicator", sa.String(16), nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+seen_jti = sa.Table(
+    "seen_jti",
+    metadata,
+    sa.Column("iss", sa.String(512), primary_key=True),
+    sa.Column("jti", sa.String(256), primary_key=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+
+class StorageError(RuntimeError):
+    """The database could not be reached or refused the write."""
+
+
+class SqlStore:
+    """Implements the protocol layer's ports (FeedbackStore, CardAuditLog, JtiStore)."""
+
+    def __init__(self, database_url: str, *, engine: sa.Engine | None = None) -> None:
+        self.engine = engine or _make_engine(database_url)
+        self._dialect = self.engine.dialect.name
+
+    def create_schema(self) -> None:
+        """Create missing tables (idempotent; safe for several instances at once)."""
+        try:
+            metadata.create_all(self.engine, checkfirst=True)
+        except sa.exc.IntegrityError:  # pragma: no cover - a concurrent instance won the race
+            pass
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot create the database schema: {exc.__class__.__name__}") from exc
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    # --- FeedbackStore ---------------------------------------------------------------------
+    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> int:
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "service_id": service_id,
+                "card_uuid": e.card_uuid,
+                "outcome": e.outcome,
+                "outcome_timestamp": e.outcome_timestamp,
+                "accepted_suggestions": json.dumps(list(e.accepted_suggestions)),
+                "override_code": e.override_code,
+                "override_system": e.override_system,
+                "override_comment": e.override_comment,
+                "received_at": now,
+            }
+            for e in entries
+        ]
+        if not rows:
+            return 0
+        stmt = self._insert_ignore(feedback, ["card_uuid", "outcome"])
+        try:
+            with self.engine.begin() as conn:
+                return sum(len(conn.execute(stmt, row).all()) for row in rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot store feedback: {exc.__class__.__name__}") from exc
+
+    def feedback_rows(self) -> list[dict[str, t.Any]]:
+        """All stored feedback (for tests and exports), oldest first."""
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.select(feedback).order_by(feedback.c.id))
+            return [dict(row._mapping) for row in result]
+
+    # --- CardAuditLog ----------------------------------------------------------------------
+    def record_cards(self, records: t.Sequence[CardAuditRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "card_uuid": r.card_uuid,
+                "service_id": r.service_id,
+                "hook": r.hook,
+                "hook_instance": r.hook_instance,
+                "rule_id": r.rule_id,
+                "rule_version": r.rule_version,
+                "indicator": r.indicator,
+                "patient_id": r.patient_id,
+                "created_at": r.created_at,
+            }
+            for r in records
+        ]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(card_audit.insert(), rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot write the card audit: {exc.__class__.__name__}") from exc
+
+    def audit_rows(self) -> list[dict[str, t.Any]]:
+        """All card audit rows, oldest first."""
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.select(card_audit).order_by(card_audit.c.created_at))
+            return [dict(row._mapping) for row in result]
+
+    # --- JtiStore --------------------------------------------------------------------------
+    def remember(self, iss: str, jti: str, expires_at: datetime) -> bool:
+        """Record a JWT id; False if it was already seen and has not expired (a replay)."""
+        now = datetime.now(UTC)
+        stmt = self._insert_ignore(seen_jti, ["iss", "jti"])
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    seen_jti.delete().where(
+                        seen_jti.c.iss == iss, seen_jti.c.jti == jti, seen_jti.c.expires_at < now
+                    )
+                )
+                inserted = conn.execute(stmt, {"iss": iss, "jti": jti, "expires_at": expires_at}).all()
+                if inserted:
+                    # Sweep expired ids now and then; cheap with the index on expires_at.
+                    conn.execute(seen_jti.delete().where(seen_jti.c.expires_at < now))
+                    return True
+                return False
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot record the JWT id: {exc.__class__.__name__}") from exc
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _insert_ignore(self, table: sa.Table, keys: list[str]) -> t.Any:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING the key: a returned row means "new"."""
+        returning = [table.c[k] for k in keys]
+        if self._dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys).returning(*returning)
+        if self._dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys).returning(*returning)
+        raise StorageError(f"unsupported database dialect {self._dialect!r}")
+
+
+def _make_engine(url: str) -> sa.Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 15})
+
+            @sa.event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: t.Any, _record: t.Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA busy_timeout=15000")
+                cursor.close()
+
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise StorageError(f"database_url is not usable: {exc}") from exc

@@ -1,0 +1,209 @@
+"""Render findings as CDS Hooks 2.0.1 cards (§Card, §Suggestion, §Link).
+
+Card texts come from ``rules.toml`` and suggestions from ``actions.toml``; this module only
+assembles them, enforcing the spec's rules: a uuid on every card and suggestion, a summary
+under 140 characters, ``selectionBehavior`` whenever there are suggestions, a ``display`` on
+every override reason, ``appContext`` only on ``smart`` links, no empty optional fields.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import typing as t
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from assessment.findings import Assessment, Finding
+from fhir_mapping.knowledge import Knowledge
+
+RULE_TOPIC_SYSTEM = "https://backpain-cds.org/fhir/CodeSystem/rule"
+EXTENSION_KEY = "backpain-cds"
+SUMMARY_MAX = 139  # the spec says "<140 characters"
+_SOURCE_LABEL = "backpain-cds"
+
+
+@dataclass(frozen=True)
+class CardLinks:
+    """Where cards link to."""
+
+    smart_launch_url: str | None = None  #: set when the SMART detail view is configured
+
+
+def render_cards(
+    assessment: Assessment,
+    knowledge: Knowledge,
+    *,
+    patient_id: str,
+    now: datetime,
+    links: CardLinks = CardLinks(),
+) -> list[dict[str, t.Any]]:
+    """One card per finding, in the assessment's order."""
+    return [
+        render_card(f, knowledge, patient_id=patient_id, now=now, links=links)
+        for f in assessment.findings
+    ]
+
+
+def render_card(
+    finding: Finding,
+    knowledge: Knowledge,
+    *,
+    patient_id: str,
+    now: datetime,
+    links: CardLinks = CardLinks(),
+) -> dict[str, t.Any]:
+    """The CDS Hooks card for one finding."""
+    rule = knowledge.rules.rules[finding.rule_id]
+    card_uuid = str(uuid.uuid4())
+    variables = dict(finding.variables)
+    card: dict[str, t.Any] = {
+        "uuid": card_uuid,
+        "summary": _truncate(_fill(rule.card.summary, variables), SUMMARY_MAX),
+        "indicator": finding.indicator.value,
+        "detail": _detail(finding, rule, variables),
+        "source": _source(finding, rule),
+    }
+    suggestions, behaviour = _suggestions(finding, knowledge, patient_id=patient_id, now=now)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = behaviour
+    card["overrideReasons"] = [c.to_json() for c in knowledge.actions.override_reasons]
+    card_links = []
+    if finding.citation.url:
+        card_links.append(
+            {"label": _truncate(finding.citation.title, 120), "url": finding.citation.url, "type": "absolute"}
+        )
+    if links.smart_launch_url:
+        card_links.append(
+            {
+                "label": "Open the back-pain timeline and evidence",
+                "url": links.smart_launch_url,
+                "type": "smart",
+                "appContext": json.dumps({"rule": finding.rule_id, "card": card_uuid}),
+            }
+        )
+    if card_links:
+        card["links"] = card_links
+    card["extension"] = {
+        EXTENSION_KEY: {
+            "rule": finding.rule_id,
+            "ruleVersion": finding.rule_version,
+            "evidence": list(finding.evidence),
+        }
+    }
+    return card
+
+
+def _source(finding: Finding, rule: t.Any) -> dict[str, t.Any]:
+    source: dict[str, t.Any] = {
+        "label": _SOURCE_LABEL if not finding.citation.title else f"{_SOURCE_LABEL}: {finding.citation.title}",
+        "topic": {
+            "system": RULE_TOPIC_SYSTEM,
+            "code": finding.rule_id,
+            "display": getattr(rule, "title", None) or finding.rule_id,
+        },
+    }
+    if finding.citation.url:
+        source["url"] = finding.citation.url
+    return source
+
+
+def _suggestions(
+    finding: Finding, knowledge: Knowledge, *, patient_id: str, now: datetime
+) -> tuple[list[dict[str, t.Any]], str]:
+    """Suggestions for the finding's actions, minus what is unsafe or already done.
+
+    Imaging actions are alternatives (MRI, or a bone scan if MRI is not possible): when a card
+    offers more than one, ``selectionBehavior`` is ``at-most-one`` and the card carries only
+    those, leaving the other advice (analgesia) to its text.
+    """
+    catalog = knowledge.actions
+    keys = []
+    for key in finding.actions:
+        spec = catalog.actions.get(key)
+        if spec is None:
+            continue
+        if spec.kind == "imaging" and finding.existing_imaging:
+            continue
+        if spec.kind == "nsaid" and not finding.nsaid_safe:
+            continue
+        keys.append(key)
+    imaging = [k for k in keys if catalog.actions[k].kind == "imaging"]
+    behaviour = "any"
+    if len(imaging) > 1:
+        keys, behaviour = imaging, "at-most-one"
+    suggestions = []
+    recommended_given = False
+    for key in keys:
+        spec = catalog.actions[key]
+        suggestion: dict[str, t.Any] = {"label": spec.label, "uuid": str(uuid.uuid4())}
+        if spec.is_recommended and not (behaviour == "at-most-one" and recommended_given):
+            suggestion["isRecommended"] = True
+            recommended_given = True
+        suggestion["actions"] = [
+            {
+                "type": "create",
+                "description": spec.description,
+                "resource": catalog.build_resource(
+                    key, patient_id=patient_id, now=now, reason_refs=finding.evidence
+                ),
+            }
+        ]
+        suggestions.append(suggestion)
+    return suggestions, behaviour
+
+
+def _detail(finding: Finding, rule: t.Any, variables: dict[str, str]) -> str:
+    card_text = rule.card
+    template = card_text.detail
+    unsafe_template = getattr(card_text, "detail_nsaid_unsafe", None)
+    if not finding.nsaid_safe and unsafe_template:
+        template = unsafe_template
+    parts = [_fill(template, variables).strip()]
+    if finding.existing_imaging:
+        parts.append(
+            "**Spine imaging is already on record** ("
+            + ", ".join(finding.existing_imaging)
+            + "), so this card does not order it again."
+        )
+    if not finding.nsaid_safe and finding.nsaid_concerns:
+        parts.append("**Avoid NSAIDs:** " + "; ".join(_reason(r) for r in finding.nsaid_concerns) + ".")
+    if finding.reasons_for:
+        parts.append("**Why this card**\n" + "\n".join(f"- {_reason(r)}" for r in finding.reasons_for))
+    if finding.reasons_against:
+        parts.append(
+            "**What argues against it**\n" + "\n".join(f"- {_reason(r)}" for r in finding.reasons_against)
+        )
+    if finding.low_confidence:
+        parts.append(
+            "_Some of this was recognised from free text only, not from a code: please check it._"
+        )
+    citation = finding.citation
+    if citation.title:
+        cite = f"[{citation.title}]({citation.url})" if citation.url else citation.title
+        extra = ", ".join(x for x in (citation.recommendation, citation.grade) if x)
+        parts.append(f"Source: {cite}" + (f" ({extra})" if extra else "") + ".")
+    return "\n\n".join(p for p in parts if p)
+
+
+def _reason(reason: t.Any) -> str:
+    return f"{reason.text} ({reason.ref})" if reason.ref else reason.text
+
+
+class _Variables(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return f"[{key}]"
+
+
+def _fill(template: str, variables: t.Mapping[str, str]) -> str:
+    return string.Formatter().vformat(template, (), _Variables(variables))
+
+
+def _truncate(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"

@@ -1,0 +1,54 @@
+"""Ports: the storage the protocol layer needs, as Protocols.
+
+``backpain_cds.storage`` implements them with SQLAlchemy; tests may pass fakes.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """One validated feedback entry (CDS Hooks 2.0 §Feedback)."""
+
+    card_uuid: str
+    outcome: str  #: accepted | overridden
+    outcome_timestamp: datetime
+    accepted_suggestions: tuple[str, ...] = ()
+    override_code: str | None = None
+    override_system: str | None = None
+    override_comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardAuditRecord:
+    """What we told whom: one row per card issued (ids only, no clinical values)."""
+
+    card_uuid: str
+    service_id: str
+    hook: str
+    hook_instance: str
+    rule_id: str
+    rule_version: str
+    indicator: str
+    patient_id: str
+    created_at: datetime
+
+
+class FeedbackStore(t.Protocol):
+    """Stores feedback idempotently: the same card uuid + outcome is kept once."""
+
+    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> int:
+        """Store all entries in one transaction; return how many were new."""
+        ...
+
+
+class CardAuditLog(t.Protocol):
+    """Keeps the card audit trail."""
+
+    def record_cards(self, records: t.Sequence[CardAuditRecord]) -> None:
+        """Append audit rows for the cards of one response."""
+        ...

@@ -1,0 +1,182 @@
+"""Resolve every prefetch key of a service (CDS Hooks 2.0.1 §Prefetch).
+
+Each template key is in one of these states, and each is handled on its own (a present
+prefetch is never assumed complete):
+
+=====================================  ==========================================================
+key in the request                     what we do
+=====================================  ==========================================================
+a resource                             use it
+a Bundle without a ``next`` link       use its entries (an empty Bundle means "nothing found")
+a Bundle with a ``next`` link          use its entries and fetch the rest by following ``next``
+``null``                               the query ran and found nothing
+an OperationOutcome                    the client could not fetch it: fetch it ourselves
+absent                                 the client chose not to: fetch it ourselves
+=====================================  ==========================================================
+
+Fetching uses ``fhirServer`` (only when allow-listed) with ``fhirAuthorization`` if given,
+all keys in parallel under one deadline. When the data cannot be had: 412.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from dataclasses import dataclass
+
+from cds_hooks.catalog import ServiceDefinition, fill_template
+from cds_hooks.errors import PayloadTooLarge, PrefetchUnavailable
+from cds_hooks.hook_request import HookRequest
+from fhir_mapping.fhir_client import (
+    FhirAccessError,
+    FhirClient,
+    FhirClientLimits,
+    ServerNotAllowed,
+)
+
+log = logging.getLogger("backpain_cds.prefetch")
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How we may reach the EHR's FHIR server."""
+
+    allowed_servers: tuple[str, ...] = ()
+    limits: FhirClientLimits = FhirClientLimits()
+    overall_timeout_seconds: float = 8.0
+    max_workers: int = 8
+    max_resources: int = 100_000
+
+
+@dataclass(frozen=True)
+class ResolvedData:
+    """All resources of all prefetch keys, flattened, and how each key was obtained."""
+
+    resources: list[dict[str, t.Any]]
+    from_prefetch: tuple[str, ...]
+    fetched: tuple[str, ...]
+
+
+def resolve_prefetch(
+    service: ServiceDefinition,
+    request: HookRequest,
+    policy: FetchPolicy,
+    *,
+    client_factory: t.Callable[..., FhirClient] = FhirClient,
+) -> ResolvedData:
+    """Collect every key's resources from the prefetch, fetching what is missing."""
+    resources: list[dict[str, t.Any]] = []
+    present: list[str] = []
+    to_fetch: dict[str, str] = {}
+    for key, template in service.prefetch.items():
+        query = fill_template(template, request.context)
+        if query is None:
+            continue  # a token this request cannot fill (e.g. no encounterId): not required
+        if key not in request.prefetch:
+            to_fetch[key] = query
+            continue
+        value = request.prefetch[key]
+        if value is None:
+            present.append(key)
+            continue
+        if value.get("resourceType") == "OperationOutcome":
+            to_fetch[key] = query
+            continue
+        if value.get("resourceType") == "Bundle":
+            resources.extend(bundle_resources(value, where=f"prefetch.{key}"))
+            next_url = next_link(value)
+            if next_url is not None:
+                to_fetch[key] = next_url
+            else:
+                present.append(key)
+            continue
+        resources.append(value)
+        present.append(key)
+
+    if to_fetch:
+        for value in _fetch(request, to_fetch, policy, client_factory).values():
+            if value is None:
+                continue
+            if value.get("resourceType") == "Bundle":
+                resources.extend(bundle_resources(value, where="FHIR server response"))
+            else:
+                resources.append(value)
+    if len(resources) > policy.max_resources:
+        raise PayloadTooLarge(
+            f"the patient record has {len(resources)} resources, more than the limit of "
+            f"{policy.max_resources}"
+        )
+    return ResolvedData(resources, tuple(present), tuple(to_fetch))
+
+
+def bundle_resources(bundle: t.Mapping[str, t.Any], *, where: str) -> list[dict[str, t.Any]]:
+    """The resources in a Bundle's entries (entries without a resource are skipped)."""
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise PrefetchUnavailable(f"{where}: Bundle.entry must be an array", field=where)
+    out = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            resource = entry.get("resource")
+            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+                if resource["resourceType"] != "OperationOutcome":
+                    out.append(resource)
+    return out
+
+
+def next_link(bundle: t.Mapping[str, t.Any]) -> str | None:
+    """The Bundle's ``next`` link URL, if any."""
+    links = bundle.get("link") or []
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            if isinstance(url, str) and url:
+                return url
+    return None
+
+
+def _fetch(
+    request: HookRequest,
+    queries: dict[str, str],
+    policy: FetchPolicy,
+    client_factory: t.Callable[..., FhirClient],
+) -> dict[str, dict[str, t.Any] | None]:
+    keys = ", ".join(sorted(queries))
+    if request.fhir_server is None:
+        raise PrefetchUnavailable(
+            f"prefetch is missing or incomplete for {keys} and the request has no fhirServer "
+            "to fetch it from"
+        )
+    token = request.fhir_authorization.access_token if request.fhir_authorization else None
+    try:
+        client = client_factory(
+            request.fhir_server,
+            allowed_servers=policy.allowed_servers,
+            access_token=token,
+            limits=policy.limits,
+        )
+    except ServerNotAllowed:
+        log.warning(
+            "fhirServer not allow-listed; not contacted",
+            extra={"hookInstance": request.hook_instance},
+        )
+        raise PrefetchUnavailable(
+            f"prefetch is missing or incomplete for {keys} and fhirServer is not on this "
+            "service's allow-list (fhir.allowed_servers), so it was not contacted"
+        ) from None
+    try:
+        return client.fetch_many(
+            queries, deadline_seconds=policy.overall_timeout_seconds, max_workers=policy.max_workers
+        )
+    except FhirAccessError as exc:
+        log.warning(
+            "FHIR fallback failed: %s",
+            getattr(exc, "reason", exc.__class__.__name__),
+            extra={"hookInstance": request.hook_instance},
+        )
+        raise PrefetchUnavailable(
+            f"data for {keys} could not be obtained from fhirServer: "
+            f"{getattr(exc, 'reason', None) or exc.__class__.__name__}"
+        ) from None

@@ -1,0 +1,152 @@
+"""One hook call from validated JSON to cards, without Flask (the CLI's replay uses it too).
+
+Steps (ARCHITECTURE §3): validate the request, route on (id, hook), resolve prefetch with
+FHIR fallback, map FHIR to facts, assess, render cards, write the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as t
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from assessment.engine import assess
+from assessment.findings import Assessment
+from cds_hooks.cards import CardLinks, render_cards
+from cds_hooks.catalog import ServiceCatalog
+from cds_hooks.errors import UnknownService
+from cds_hooks.hook_request import HookRequest, parse_hook_request
+from cds_hooks.ports import CardAuditLog, CardAuditRecord
+from cds_hooks.prefetch import FetchPolicy, ResolvedData, resolve_prefetch
+from fhir_mapping.extract import extract_record
+from fhir_mapping.fhir_client import FhirClient
+from fhir_mapping.knowledge import Knowledge
+
+log = logging.getLogger("backpain_cds.service")
+
+
+class CallObserver(t.Protocol):
+    """Receives per-call measurements (the composition root turns them into metrics)."""
+
+    def hook_call(
+        self, *, service_id: str, hook: str, timings: t.Mapping[str, float], rules: t.Sequence[str]
+    ) -> None: ...
+
+
+@dataclass
+class HookOutcome:
+    """Everything one call produced (the HTTP layer sends ``response``)."""
+
+    request: HookRequest
+    response: dict[str, t.Any]
+    assessment: Assessment
+    data: ResolvedData
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class CdsService:
+    """The CDS Hooks service: discovery and invocation."""
+
+    def __init__(
+        self,
+        *,
+        knowledge: Knowledge,
+        catalog: ServiceCatalog,
+        fetch_policy: FetchPolicy,
+        audit: CardAuditLog | None = None,
+        links: CardLinks = CardLinks(),
+        observer: CallObserver | None = None,
+        client_factory: t.Callable[..., FhirClient] = FhirClient,
+        clock: t.Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.knowledge = knowledge
+        self.catalog = catalog
+        self.fetch_policy = fetch_policy
+        self.audit = audit
+        self.links = links
+        self.observer = observer
+        self.client_factory = client_factory
+        self.clock = clock
+
+    def discovery(self) -> dict[str, t.Any]:
+        """The discovery document."""
+        return self.catalog.discovery()
+
+    def check_service_id(self, service_id: str) -> None:
+        """404 for an id no service has (before the body is even read)."""
+        if not self.catalog.has_id(service_id):
+            raise UnknownService(f"no CDS service with id {service_id!r}")
+
+    def invoke(self, service_id: str, body: t.Any, *, now: datetime | None = None) -> HookOutcome:
+        """Run one hook call; raises the protocol errors of :mod:`cds_hooks.errors`."""
+        timings: dict[str, float] = {}
+        mark = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal mark
+            current = time.perf_counter()
+            timings[stage] = current - mark
+            mark = current
+
+        self.check_service_id(service_id)
+        request = parse_hook_request(body)
+        service = self.catalog.resolve(service_id, request.hook)
+        lap("validate")
+        data = resolve_prefetch(
+            service, request, self.fetch_policy, client_factory=self.client_factory
+        )
+        lap("prefetch")
+        knowledge = self.knowledge
+        record = extract_record(
+            data.resources,
+            knowledge.valuesets,
+            knowledge.matching,
+            patient_id=request.patient_id,
+            draft_orders=request.draft_orders,
+            selections=request.selections,
+        )
+        lap("mapping")
+        now = now or self.clock()
+        assessment = assess(record, now=now, config=knowledge.rules, hook=request.hook)
+        lap("assessment")
+        cards = render_cards(
+            assessment, knowledge, patient_id=request.patient_id, now=now, links=self.links
+        )
+        lap("cards")
+        if self.audit is not None and cards:
+            self.audit.record_cards(
+                [
+                    CardAuditRecord(
+                        card_uuid=card["uuid"],
+                        service_id=service_id,
+                        hook=request.hook,
+                        hook_instance=request.hook_instance,
+                        rule_id=finding.rule_id,
+                        rule_version=finding.rule_version,
+                        indicator=finding.indicator.value,
+                        patient_id=request.patient_id,
+                        created_at=now,
+                    )
+                    for card, finding in zip(cards, assessment.findings, strict=True)
+                ]
+            )
+            lap("audit")
+        rules = [f.rule_id for f in assessment.findings]
+        log.info(
+            "hook call answered",
+            extra={
+                "hookInstance": request.hook_instance,
+                "service": service_id,
+                "hook": request.hook,
+                "cards": rules,
+                "fetched": list(data.fetched),
+                "ms": round(sum(timings.values()) * 1000, 1),
+            },
+        )
+        if self.observer is not None:
+            self.observer.hook_call(
+                service_id=service_id, hook=request.hook, timings=timings, rules=rules
+            )
+        return HookOutcome(request, {"cards": cards}, assessment, data, timings)

@@ -1,0 +1,55 @@
+"""Condition -> :class:`ClinicalFact` (one per kind the code means)."""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Mapping
+
+from assessment.facts import ClinicalFact, Confidence
+
+from .matcher import Matcher, texts_of
+from .times import parse_fhir_datetime
+
+__all__ = ["condition_facts"]
+
+Json = Mapping[str, t.Any]
+
+
+def condition_facts(resource: Json, ref: str, matcher: Matcher) -> list[ClinicalFact]:
+    """Return the facts of one Condition; none if refuted, entered-in-error or not a tracked kind."""
+    skip = matcher.config.status_skip.get("Condition", frozenset())
+    verification = resource.get("verificationStatus") or {}
+    if any(coding.get("code") in skip for coding in verification.get("coding") or ()):
+        return []
+    concept = resource.get("code")
+    codes = matcher.codes_of(concept)
+    kinds = list(matcher.clinical_kinds(codes))
+    texts = list(texts_of(concept))
+    confidence = Confidence.CODED
+    if not kinds:
+        kinds = matcher.clinical_kinds_from_text(texts)
+        confidence = Confidence.TEXT
+        if not kinds:
+            return []
+    status = next(
+        (c["code"] for c in (resource.get("clinicalStatus") or {}).get("coding") or () if c.get("code")), "active"
+    )
+    recorded = parse_fhir_datetime(resource.get("recordedDate"))
+    onset = parse_fhir_datetime(resource.get("onsetDateTime")) or parse_fhir_datetime(
+        (resource.get("onsetPeriod") or {}).get("start")
+    )
+    site = matcher.site_of(codes, resource.get("bodySite") or (), texts)
+    label = texts[0] if texts else ""
+    return [
+        ClinicalFact(
+            ref=ref,
+            kind=kind,
+            time=onset or recorded,
+            recorded=recorded,
+            status=status,
+            site=site,
+            confidence=confidence,
+            label=label,
+        )
+        for kind in kinds
+    ]

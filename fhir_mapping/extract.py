@@ -1,0 +1,198 @@
+"""Raw FHIR R4 JSON (plain dicts) -> :class:`assessment.facts.PatientRecord`.
+
+The hook path calls :func:`extract_record` on every request, so it works on the dicts orjson
+produced: resources are pre-filtered by ``resourceType`` (Encounter, Claim, Immunization, ... are
+skipped at once), deduplicated by ``Type/id``, filtered to the patient, and classified with dict
+lookups built once per (value sets, matching config) pair. No fhir.resources model is built here.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Collection, Iterable, Mapping
+
+from assessment.facts import (
+    ClinicalFact,
+    ImagingFact,
+    LabResult,
+    MedicationFact,
+    MedicationSource,
+    PainScore,
+    PatientRecord,
+    ProcedureFact,
+)
+
+from .conditions import condition_facts
+from .imaging import IMAGING_TYPES, imaging_fact
+from .matchconfig import MatchingConfig, MatchingConfigError, load_matching_config, validate_matching_config
+from .matcher import matcher_for
+from .medications import MEDICATION_SOURCES, medication_fact
+from .observations import observation_facts
+from .procedures import procedure_fact
+from .valuesets import ValueSetIndex
+
+__all__ = [
+    "MatchingConfig",
+    "MatchingConfigError",
+    "extract_record",
+    "load_matching_config",
+    "validate_matching_config",
+]
+
+Json = Mapping[str, t.Any]
+
+_USED_TYPES = frozenset(
+    {"Condition", "Observation", "Procedure", "Medication", *MEDICATION_SOURCES, *IMAGING_TYPES}
+)
+
+
+def extract_record(
+    resources: Iterable[dict[str, t.Any]],
+    valuesets: ValueSetIndex,
+    matching: MatchingConfig,
+    *,
+    patient_id: str,
+    draft_orders: Iterable[dict[str, t.Any]] = (),
+    selections: Collection[str] = (),
+) -> PatientRecord:
+    """Return the typed facts of one patient's FHIR resources.
+
+    :param resources: resources already flattened out of Bundles; duplicates (same ``Type/id``)
+        count once, resources whose ``subject``/``patient`` names another patient are ignored.
+    :param draft_orders: the order hooks' ``draftOrders`` resources; they become
+        ``draft_orders`` facts (``source=DRAFT_ORDER``) or, when no tracked drug is recognised,
+        ``unrecognised_draft_orders`` refs. A resource that is also a draft order is not
+        reported again as an existing medication.
+    :param selections: ``Type/id`` refs of the order-select ``selections``.
+    """
+    matcher = matcher_for(valuesets, matching)
+    medications: dict[str, Json] = {}
+    records = _relevant(resources, patient_id, medications)
+    drafts = _relevant(draft_orders, patient_id, medications)
+    draft_refs = {ref for ref, _ in drafts}
+
+    meds: list[MedicationFact] = []
+    clinical: list[ClinicalFact] = []
+    pains: list[PainScore] = []
+    labs: list[LabResult] = []
+    procedures: list[ProcedureFact] = []
+    imaging: list[ImagingFact] = []
+    for ref, resource in records:
+        rtype = resource["resourceType"]
+        if rtype == "Observation":
+            found = observation_facts(resource, ref, matcher)
+            if found.clinical:
+                clinical.extend(found.clinical)
+            elif found.pain_score is not None:
+                pains.append(found.pain_score)
+            elif found.lab is not None:
+                labs.append(found.lab)
+        elif rtype == "Condition":
+            clinical.extend(condition_facts(resource, ref, matcher))
+        elif rtype in MEDICATION_SOURCES:
+            if ref in draft_refs:
+                continue
+            fact = medication_fact(resource, ref, MEDICATION_SOURCES[rtype], matcher, medications)
+            if fact is not None:
+                meds.append(fact)
+        elif rtype == "Procedure":
+            proc = procedure_fact(resource, ref, matcher)
+            if proc is not None:
+                procedures.append(proc)
+        else:
+            image = imaging_fact(resource, ref, matcher)
+            if image is not None:
+                imaging.append(image)
+
+    selected = frozenset(selections)
+    draft_facts: list[MedicationFact] = []
+    unrecognised: list[str] = []
+    for ref, resource in drafts:
+        fact = None
+        if resource["resourceType"] in MEDICATION_SOURCES:
+            fact = medication_fact(
+                resource, ref, MedicationSource.DRAFT_ORDER, matcher, medications, selected=ref in selected
+            )
+        if fact is None:
+            unrecognised.append(ref)
+        else:
+            draft_facts.append(fact)
+    # draft resources of types we never read (ServiceRequest for a lab, ...) are unrecognised too
+    unrecognised.extend(_unused_draft_refs(draft_orders, patient_id))
+
+    return PatientRecord(
+        patient_id=patient_id,
+        medications=tuple(meds),
+        clinical=tuple(clinical),
+        pain_scores=tuple(pains),
+        labs=tuple(labs),
+        procedures=tuple(procedures),
+        imaging=tuple(imaging),
+        draft_orders=tuple(draft_facts),
+        unrecognised_draft_orders=tuple(dict.fromkeys(unrecognised)),
+    )
+
+
+def _relevant(
+    resources: Iterable[Json], patient_id: str, medications: dict[str, Json]
+) -> list[tuple[str, Json]]:
+    """Return (ref, resource) for used types, once per ref, of this patient; collect Medications."""
+    seen: set[str] = set()
+    out: list[tuple[str, Json]] = []
+    for resource in resources:
+        if not isinstance(resource, Mapping):
+            continue
+        rtype = resource.get("resourceType")
+        if rtype not in _USED_TYPES:
+            continue
+        rid = resource.get("id")
+        if rtype == "Medication":
+            if isinstance(rid, str) and rid:
+                medications.setdefault(rid, resource)
+            continue
+        ref = f"{rtype}/{rid}" if isinstance(rid, str) and rid else str(rtype)
+        if rid:
+            if ref in seen:
+                continue
+            seen.add(ref)
+        if patient_id and _other_patient(resource, patient_id):
+            continue
+        out.append((ref, resource))
+    return out
+
+
+def _unused_draft_refs(draft_orders: Iterable[Json], patient_id: str) -> list[str]:
+    out = []
+    for resource in draft_orders:
+        if not isinstance(resource, Mapping):
+            continue
+        rtype = resource.get("resourceType")
+        if rtype in _USED_TYPES or not isinstance(rtype, str):
+            continue
+        if patient_id and _other_patient(resource, patient_id):
+            continue
+        rid = resource.get("id")
+        out.append(f"{rtype}/{rid}" if rid else rtype)
+    return out
+
+
+def _other_patient(resource: Json, patient_id: str) -> bool:
+    """Return True only when the resource's subject/patient reference names another Patient.
+
+    References we cannot read (``urn:uuid:``, contained, identifier-only, a Group) keep the
+    resource: the caller hands us one patient's data, and rewritten references are normal.
+    """
+    holder = resource.get("subject") or resource.get("patient")
+    if not isinstance(holder, Mapping):
+        return False
+    reference = holder.get("reference")
+    if not isinstance(reference, str) or "Patient/" not in reference:
+        return False
+    parts = reference.split("/")
+    try:
+        i = len(parts) - 1 - parts[::-1].index("Patient")
+    except ValueError:
+        return False
+    if i + 1 >= len(parts):
+        return False
+    return parts[i + 1] != patient_id

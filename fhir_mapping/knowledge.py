@@ -1,0 +1,130 @@
+"""Load the clinical knowledge once: value sets, matching config, rules and card actions.
+
+The packaged ``knowledge/`` directory comes first; a site overlay directory (``[knowledge]
+path``) may replace value sets (by canonical url) and replace or extend any key of
+``rules.toml``, ``matching.toml`` and ``actions.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+import knowledge as _knowledge_package
+from assessment.config import RuleConfig, merge_rule_config, parse_rule_config, validate_rule_config
+from fhir_mapping.extract import MatchingConfig, load_matching_config, validate_matching_config
+from fhir_mapping.suggestions import ActionCatalog, parse_action_catalog
+from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files, validate_valueset
+
+PACKAGED_KNOWLEDGE = Path(_knowledge_package.__file__).resolve().parent
+
+
+class KnowledgeError(ValueError):
+    """The knowledge base is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything clinical the service knows, parsed and indexed."""
+
+    valuesets: ValueSetIndex
+    matching: MatchingConfig
+    rules: RuleConfig
+    actions: ActionCatalog
+    directories: tuple[Path, ...]
+
+
+def knowledge_dirs(overlay: Path | None) -> list[Path]:
+    """The packaged knowledge directory, then the site overlay if any."""
+    return [PACKAGED_KNOWLEDGE] + ([overlay] if overlay is not None else [])
+
+
+def load_knowledge(overlay: Path | None = None) -> Knowledge:
+    """Load and validate; raise :class:`KnowledgeError` listing every problem."""
+    result, problems = _load(overlay)
+    if problems or result is None:
+        raise KnowledgeError(problems or ["knowledge could not be loaded"])
+    return result
+
+
+def check_knowledge(overlay: Path | None = None) -> list[str]:
+    """Every problem in the knowledge base (empty when all is well)."""
+    return _load(overlay)[1]
+
+
+def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
+    dirs = knowledge_dirs(overlay)
+    problems: list[str] = []
+
+    resources = load_valueset_files(dirs)
+    for resource in resources:
+        for problem in validate_valueset(resource):
+            problems.append(f"value set {resource.get('url', resource.get('id', '?'))}: {problem}")
+    valuesets = ValueSetIndex.from_resources(resources)
+
+    rules_data = _merged_toml(dirs, "rules.toml", problems, merge=merge_rule_config)
+    actions_data = _merged_toml(dirs, "actions.toml", problems, merge=_merge_tables)
+    actions, action_problems = parse_action_catalog(actions_data)
+    problems.extend(action_problems)
+    problems.extend(
+        f"rules.toml: {p}"
+        for p in validate_rule_config(
+            rules_data, valueset_urls=valuesets.urls, action_keys=actions.actions.keys()
+        )
+    )
+    matching_paths = [d / "matching.toml" for d in dirs if (d / "matching.toml").is_file()]
+    try:
+        matching = load_matching_config(matching_paths)
+        problems.extend(f"matching.toml: {p}" for p in validate_matching_config(matching, valuesets))
+    except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
+        problems.append(f"matching.toml: {exc}")
+        return None, problems
+    if problems:
+        return None, problems
+    try:
+        rules = parse_rule_config(rules_data)
+    except ValueError as exc:
+        return None, problems + [f"rules.toml: {exc}"]
+    return Knowledge(valuesets, matching, rules, actions, tuple(dirs)), problems
+
+
+def _merged_toml(
+    dirs: t.Sequence[Path],
+    name: str,
+    problems: list[str],
+    *,
+    merge: t.Callable[[t.Mapping[str, t.Any], t.Mapping[str, t.Any]], dict[str, t.Any]],
+) -> dict[str, t.Any]:
+    merged: dict[str, t.Any] = {}
+    found = False
+    for directory in dirs:
+        path = directory / name
+        if not path.is_file():
+            continue
+        found = True
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        merged = merge(merged, data)
+    if not found:
+        problems.append(f"{name} is missing from {dirs[0]}")
+    return merged
+
+
+def _merge_tables(base: t.Mapping[str, t.Any], overlay: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """Deep-merge tables key by key; arrays and scalars of the overlay replace the base's."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,310 @@
+"""Typed matching configuration, parsed from ``knowledge/matching.toml`` (+ site overlays).
+
+The file says which value set means which fact kind, holds the prefix rules for ATC and
+ICD-10-CM, the text-fallback patterns, negation words, status filters and unit factors. Every
+regular expression is compiled here, once, at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import typing as t
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from assessment.facts import ClinicalKind, DrugClass, GcsfClass, ImagingKind, LabKind, SpineSite
+
+from .valuesets import ValueSetIndex
+
+__all__ = [
+    "ClinicalRule",
+    "DrugRule",
+    "ImagingRule",
+    "LabRule",
+    "MatchingConfig",
+    "MatchingConfigError",
+    "SiteRule",
+    "load_matching_config",
+    "normalise_unit",
+    "validate_matching_config",
+]
+
+Code = tuple[str, str]
+
+
+class MatchingConfigError(Exception):
+    """The matching configuration cannot be read or has a wrong shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrugRule:
+    """How one drug class is recognised in medication resources."""
+
+    id: str
+    drug_class: DrugClass
+    gcsf_class: GcsfClass | None
+    label: str
+    valuesets: tuple[str, ...]
+    atc_prefixes: tuple[str, ...]
+    atc_exclude: tuple[str, ...]
+    text: re.Pattern[str] | None
+    text_exclude: re.Pattern[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicalRule:
+    """How one :class:`ClinicalKind` is recognised in Conditions and Observations."""
+
+    kind: ClinicalKind
+    valuesets: tuple[str, ...]
+    icd10cm_prefixes: tuple[str, ...]
+    icd10cm_exclude: tuple[str, ...]
+    text: re.Pattern[str] | None
+    text_exclude: re.Pattern[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRule:
+    """How a spine site is read from a code, a body site or text."""
+
+    site: SpineSite
+    code_valuesets: tuple[str, ...]
+    body_valuesets: tuple[str, ...]
+    text: re.Pattern[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabRule:
+    """Which codes give a lab kind and how its units convert."""
+
+    kind: LabKind
+    valuesets: tuple[str, ...]
+    unit_factors: Mapping[str, float]  #: keys normalised with :func:`normalise_unit`
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingRule:
+    """Which codes, text or modality + body site give an imaging kind."""
+
+    kind: ImagingKind
+    valuesets: tuple[str, ...]
+    text: re.Pattern[str] | None
+    modalities: frozenset[str]
+    body_valuesets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchingConfig:
+    """Everything fhir_mapping needs besides the value sets, already compiled."""
+
+    version: str
+    systems: Mapping[str, str]  #: short name (rxnorm, atc, snomed, icd10cm, loinc, ucum) -> URI
+    system_aliases: Mapping[str, str]
+    status_skip: Mapping[str, frozenset[str]]  #: resourceType -> statuses that drop it
+    system_priority: tuple[str, ...]  #: system URIs, most trusted first
+    gcsf_unknown_class: GcsfClass
+    on_body_injector: re.Pattern[str] | None
+    drugs: tuple[DrugRule, ...]
+    clinical: tuple[ClinicalRule, ...]
+    clinical_text_any: re.Pattern[str] | None  #: union of every clinical text pattern (pre-filter)
+    negation_before: re.Pattern[str] | None
+    negation_after: re.Pattern[str] | None
+    negation_value_text: re.Pattern[str] | None
+    negation_value_codes: frozenset[Code]
+    negation_interpretation_codes: frozenset[Code]
+    sites: tuple[SiteRule, ...]
+    pain_score_valuesets: tuple[str, ...]
+    pain_score_max: float
+    pain_unit_factors: Mapping[str, float]
+    labs: tuple[LabRule, ...]
+    chemotherapy_procedure_valuesets: tuple[str, ...]
+    imaging: tuple[ImagingRule, ...]
+
+    def bound_valueset_urls(self) -> frozenset[str]:
+        """Return every value set url the configuration refers to."""
+        urls: set[str] = set(self.pain_score_valuesets) | set(self.chemotherapy_procedure_valuesets)
+        for drug in self.drugs:
+            urls.update(drug.valuesets)
+        for rule in self.clinical:
+            urls.update(rule.valuesets)
+        for site in self.sites:
+            urls.update(site.code_valuesets)
+            urls.update(site.body_valuesets)
+        for lab in self.labs:
+            urls.update(lab.valuesets)
+        for img in self.imaging:
+            urls.update(img.valuesets)
+            urls.update(img.body_valuesets)
+        return frozenset(urls)
+
+
+def normalise_unit(unit: str) -> str:
+    """Return the lookup key for a unit string: case-folded, without spaces."""
+    return "".join(unit.split()).casefold()
+
+
+def load_matching_config(paths: Sequence[Path]) -> MatchingConfig:
+    """Read and merge the TOML files in order (later files override earlier keys) and compile.
+
+    :raises MatchingConfigError: a file is missing, is not TOML, or has a wrong shape.
+    """
+    if not paths:
+        raise MatchingConfigError("no matching configuration file given")
+    merged: dict[str, t.Any] = {}
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise MatchingConfigError(f"cannot read matching configuration {path}: {exc}") from exc
+        merged = _merge(merged, data)
+    try:
+        return _build(merged)
+    except (KeyError, TypeError, ValueError, re.error) as exc:
+        raise MatchingConfigError(f"invalid matching configuration: {exc!r}") from exc
+
+
+def validate_matching_config(config: MatchingConfig, valuesets: ValueSetIndex) -> list[str]:
+    """Return the problems of ``config`` against the loaded value sets (empty when usable)."""
+    problems = [
+        f"matching configuration refers to value set {url} which is not loaded"
+        for url in sorted(config.bound_valueset_urls() - valuesets.urls)
+    ]
+    for drug in config.drugs:
+        if not (drug.valuesets or drug.atc_prefixes or drug.text):
+            problems.append(f"drug rule {drug.id} has no value set, ATC prefix or text pattern")
+    kinds = {rule.kind for rule in config.clinical}
+    problems += [f"no clinical rule for kind {kind.value}" for kind in ClinicalKind if kind not in kinds]
+    labs = {rule.kind for rule in config.labs}
+    problems += [f"no lab rule for kind {kind.value}" for kind in LabKind if kind not in labs]
+    for lab in config.labs:
+        if not lab.unit_factors:
+            problems.append(f"lab rule {lab.kind.value} lists no unit")
+    for short in ("rxnorm", "atc", "snomed", "icd10cm", "loinc"):
+        if short not in config.systems:
+            problems.append(f"[systems] lacks {short}")
+    return problems
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def _merge(base: dict[str, t.Any], over: Mapping[str, t.Any]) -> dict[str, t.Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _words(terms: Sequence[str] | None) -> re.Pattern[str] | None:
+    terms = [term for term in (terms or ()) if term]
+    if not terms:
+        return None
+    return re.compile(r"\b(?:" + "|".join(f"(?:{term})" for term in terms) + r")\b", re.IGNORECASE)
+
+
+def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
+    base = raw.get("valueset_base", "")
+    systems = dict(raw["systems"])
+
+    def urls(names: Sequence[str] | None) -> tuple[str, ...]:
+        return tuple(name if "://" in name or name.startswith("urn:") else base + name for name in names or ())
+
+    def pairs(rows: Sequence[Mapping[str, str]] | None) -> frozenset[Code]:
+        return frozenset((row["system"], row["code"]) for row in rows or ())
+
+    med = raw["medication"]
+    drugs = tuple(
+        DrugRule(
+            id=d["id"],
+            drug_class=DrugClass(d["drug_class"]),
+            gcsf_class=GcsfClass(d["gcsf_class"]) if d.get("gcsf_class") else None,
+            label=d.get("label", d["id"]),
+            valuesets=urls(d.get("valuesets")),
+            atc_prefixes=tuple(p.upper() for p in d.get("atc_prefixes", ())),
+            atc_exclude=tuple(p.upper() for p in d.get("atc_exclude", ())),
+            text=_words(d.get("text")),
+            text_exclude=_words(d.get("text_exclude")),
+        )
+        for d in med.get("drug", ())
+    )
+    clinical = tuple(
+        ClinicalRule(
+            kind=ClinicalKind(c["kind"]),
+            valuesets=urls(c.get("valuesets")),
+            icd10cm_prefixes=tuple(p.upper() for p in c.get("icd10cm_prefixes", ())),
+            icd10cm_exclude=tuple(p.upper() for p in c.get("icd10cm_exclude", ())),
+            text=_words(c.get("text")),
+            text_exclude=_words(c.get("text_exclude")),
+        )
+        for c in raw.get("clinical", ())
+    )
+    all_clinical_text = [term for c in raw.get("clinical", ()) for term in c.get("text", ())]
+    neg = raw.get("negation", {})
+    before = neg.get("before") or []
+    after = neg.get("after") or []
+    value_text = neg.get("value_text") or []
+    pain = raw.get("pain_score", {})
+    return MatchingConfig(
+        version=str(raw.get("version", "")),
+        systems=MappingProxyType(systems),
+        system_aliases=MappingProxyType(dict(raw.get("system_aliases", {}))),
+        status_skip=MappingProxyType({k: frozenset(v) for k, v in raw.get("status_skip", {}).items()}),
+        system_priority=tuple(systems[name] for name in med.get("system_priority", ())),
+        gcsf_unknown_class=GcsfClass(med.get("gcsf_unknown_class", "daily")),
+        on_body_injector=_words(med.get("on_body_injector_text")),
+        drugs=drugs,
+        clinical=clinical,
+        clinical_text_any=_words(all_clinical_text),
+        # a negation word, then anything up to the hit that does not end the clause
+        negation_before=(
+            re.compile(r"\b(?:" + "|".join(before) + r")\b[^.;:\n]*$", re.IGNORECASE) if before else None
+        ),
+        negation_after=re.compile(r"^\s*[:=,-]?\s*(?:" + "|".join(after) + r")\b", re.IGNORECASE) if after else None,
+        negation_value_text=(
+            re.compile(r"^\s*(?:" + "|".join(value_text) + r")\b", re.IGNORECASE) if value_text else None
+        ),
+        negation_value_codes=pairs(neg.get("value_codes")),
+        negation_interpretation_codes=pairs(neg.get("interpretation_codes")),
+        sites=tuple(
+            SiteRule(
+                site=SpineSite(s["site"]),
+                code_valuesets=urls(s.get("code_valuesets")),
+                body_valuesets=urls(s.get("body_valuesets")),
+                text=_words(s.get("text")),
+            )
+            for s in raw.get("site", ())
+        ),
+        pain_score_valuesets=urls(pain.get("valuesets")),
+        pain_score_max=float(pain.get("max", 10.0)),
+        pain_unit_factors=MappingProxyType(
+            {normalise_unit(k): float(v) for k, v in pain.get("unit_factors", {}).items()}
+        ),
+        labs=tuple(
+            LabRule(
+                kind=LabKind(lab["kind"]),
+                valuesets=urls(lab.get("valuesets")),
+                unit_factors=MappingProxyType(
+                    {normalise_unit(k): float(v) for k, v in lab.get("unit_factors", {}).items()}
+                ),
+            )
+            for lab in raw.get("lab", ())
+        ),
+        chemotherapy_procedure_valuesets=urls(raw.get("chemotherapy_procedure", {}).get("valuesets")),
+        imaging=tuple(
+            ImagingRule(
+                kind=ImagingKind(img["kind"]),
+                valuesets=urls(img.get("valuesets")),
+                text=_words(img.get("text")),
+                modalities=frozenset(m.upper() for m in img.get("modalities", ())),
+                body_valuesets=urls(img.get("body_valuesets")),
+            )
+            for img in raw.get("imaging", ())
+        ),
+    )

@@ -1,0 +1,263 @@
+"""Compiled lookups built once from (value sets, matching config) and the helpers that use them.
+
+All membership tests are dict/set lookups on a normalised ``(system, code)`` pair; prefix rules
+are small tuples; text patterns were compiled when the configuration was loaded. Extractors get
+a :class:`Matcher` from :func:`matcher_for`, which caches one per (index, config) pair.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from assessment.facts import ClinicalKind, Confidence, GcsfClass, ImagingKind, SpineSite
+
+from .matchconfig import ClinicalRule, DrugRule, ImagingRule, LabRule, MatchingConfig
+from .valuesets import ValueSetIndex
+
+__all__ = ["DrugMatch", "Matcher", "matcher_for"]
+
+Code = tuple[str, str]
+Json = Mapping[str, t.Any]
+_OTHER_RANK = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class DrugMatch:
+    """The drug class a medication was recognised as, and how."""
+
+    rule: DrugRule
+    gcsf_class: GcsfClass | None
+    confidence: Confidence
+    label: str
+    on_body_injector: bool
+
+
+class Matcher:
+    """Lookup tables for one (ValueSetIndex, MatchingConfig) pair; read-only after construction."""
+
+    def __init__(self, valuesets: ValueSetIndex, config: MatchingConfig) -> None:
+        self.config = config
+        self.valuesets = valuesets
+        self.icd_system = config.systems.get("icd10cm", "")
+        self.atc_system = config.systems.get("atc", "")
+        self.ucum_system = config.systems.get("ucum", "")
+        self._aliases = config.system_aliases
+        self.rank = {system: i for i, system in enumerate(config.system_priority)}
+        self.drug_by_code: dict[Code, DrugRule] = {}
+        for drug in config.drugs:
+            for code in _codes(valuesets, drug.valuesets):
+                self.drug_by_code.setdefault(code, drug)
+        self.atc_rules = tuple(d for d in config.drugs if d.atc_prefixes)
+        clinical: dict[Code, list[ClinicalKind]] = {}
+        for rule in config.clinical:
+            for code in _codes(valuesets, rule.valuesets):
+                kinds = clinical.setdefault(code, [])
+                if rule.kind not in kinds:
+                    kinds.append(rule.kind)
+        self.clinical_by_code = {code: tuple(kinds) for code, kinds in clinical.items()}
+        self.icd_rules = tuple(r for r in config.clinical if r.icd10cm_prefixes)
+        self.text_rules = tuple(r for r in config.clinical if r.text is not None)
+        self.code_site: dict[Code, SpineSite] = {}
+        self.body_site: dict[Code, SpineSite] = {}
+        for site in config.sites:
+            for code in _codes(valuesets, site.code_valuesets):
+                self.code_site.setdefault(code, site.site)
+            for code in _codes(valuesets, site.body_valuesets):
+                self.body_site.setdefault(code, site.site)
+        self.pain_codes = frozenset(_codes(valuesets, config.pain_score_valuesets))
+        self.lab_by_code: dict[Code, LabRule] = {}
+        for lab in config.labs:
+            for code in _codes(valuesets, lab.valuesets):
+                self.lab_by_code.setdefault(code, lab)
+        self.chemo_procedure_codes = frozenset(_codes(valuesets, config.chemotherapy_procedure_valuesets))
+        self.imaging_by_code: dict[Code, ImagingKind] = {}
+        self.imaging_body: list[tuple[ImagingRule, frozenset[Code]]] = []
+        for img in config.imaging:
+            for code in _codes(valuesets, img.valuesets):
+                self.imaging_by_code.setdefault(code, img.kind)
+            if img.modalities and img.body_valuesets:
+                self.imaging_body.append((img, frozenset(_codes(valuesets, img.body_valuesets))))
+
+    # --- codings ------------------------------------------------------------------------
+
+    def code_of(self, coding: Json) -> Code | None:
+        """Return the normalised (system, code) of a Coding, or None when either is missing."""
+        system = coding.get("system")
+        code = coding.get("code")
+        if not system or not isinstance(code, str):
+            return None
+        system = self._aliases.get(system, system)
+        code = code.strip()
+        if system == self.icd_system:
+            code = code.upper()
+            if len(code) > 3 and "." not in code:
+                code = f"{code[:3]}.{code[3:]}"
+        return (system, code)
+
+    def codes_of(self, concept: Json | None) -> list[Code]:
+        """Return the normalised codes of a CodeableConcept."""
+        if not concept:
+            return []
+        out = []
+        for coding in concept.get("coding") or ():
+            code = self.code_of(coding)
+            if code is not None:
+                out.append(code)
+        return out
+
+    # --- clinical kinds --------------------------------------------------------------------
+
+    def clinical_kinds(self, codes: Iterable[Code]) -> dict[ClinicalKind, Code]:
+        """Return each kind the codes mean (value sets, then ICD-10-CM prefix rules)."""
+        found: dict[ClinicalKind, Code] = {}
+        for code in codes:
+            for kind in self.clinical_by_code.get(code, ()):
+                found.setdefault(kind, code)
+            if code[0] == self.icd_system:
+                for rule in self.icd_rules:
+                    if rule.kind not in found and _prefixed(code[1], rule.icd10cm_prefixes, rule.icd10cm_exclude):
+                        found[rule.kind] = code
+        return found
+
+    def clinical_kinds_from_text(self, texts: Iterable[str]) -> list[ClinicalKind]:
+        """Return the kinds that non-negated text names (text fallback)."""
+        pre = self.config.clinical_text_any
+        kinds: list[ClinicalKind] = []
+        for text in texts:
+            if not text or pre is None or pre.search(text) is None:
+                continue
+            for rule in self.text_rules:
+                if rule.kind not in kinds and self._text_hit(rule, text):
+                    kinds.append(rule.kind)
+        return kinds
+
+    def _text_hit(self, rule: ClinicalRule, text: str) -> bool:
+        if rule.text is None:
+            return False
+        if rule.text_exclude is not None and rule.text_exclude.search(text):
+            return False
+        return any(not self.negated_around(text, m.start(), m.end()) for m in rule.text.finditer(text))
+
+    def negated_around(self, text: str, start: int, end: int) -> bool:
+        """Return whether the hit ``text[start:end]`` is negated by words before or after it."""
+        before = self.config.negation_before
+        after = self.config.negation_after
+        if before is not None and before.search(text, 0, start) is not None:
+            return True
+        return after is not None and after.match(text, end) is not None
+
+    # --- sites ----------------------------------------------------------------------------
+
+    def site_of(self, codes: Iterable[Code], body_sites: Iterable[Json], texts: Iterable[str]) -> SpineSite | None:
+        """Return the spine site fixed by the codes, else by a body site, else by text."""
+        for code in codes:
+            site = self.code_site.get(code)
+            if site is not None:
+                return site
+        body_texts: list[str] = []
+        for body in body_sites:
+            for code in self.codes_of(body):
+                site = self.body_site.get(code)
+                if site is not None:
+                    return site
+            body_texts.extend(texts_of(body))
+        for group in (body_texts, texts):
+            site = self.site_from_text(group)
+            if site is not None:
+                return site
+        return None
+
+    def site_from_text(self, texts: Iterable[str]) -> SpineSite | None:
+        """Return the first configured site (most specific first) a text names."""
+        texts = [text for text in texts if text]
+        for rule in self.config.sites:
+            if rule.text is not None and any(rule.text.search(text) for text in texts):
+                return rule.site
+        return None
+
+    # --- drugs ----------------------------------------------------------------------------
+
+    def classify_drug(self, codes: Iterable[Code], texts: list[str], extra_texts: Iterable[str] = ()) -> DrugMatch | None:
+        """Return the drug class of a medication: coded by system rank, ATC prefixes, then text."""
+        best: tuple[int, DrugRule, Code] | None = None
+        for code in codes:
+            rank = self.rank.get(code[0], _OTHER_RANK)
+            if best is not None and rank >= best[0]:
+                continue
+            rule = self.drug_by_code.get(code)
+            if rule is None and code[0] == self.atc_system:
+                rule = next(
+                    (d for d in self.atc_rules if _prefixed(code[1].upper(), d.atc_prefixes, d.atc_exclude)), None
+                )
+            if rule is not None:
+                best = (rank, rule, code)
+        confidence = Confidence.CODED
+        if best is not None:
+            rule = best[1]
+        else:
+            text_rule = self._drug_from_text(texts)
+            if text_rule is None:
+                return None
+            rule = text_rule
+            confidence = Confidence.TEXT
+        gcsf_class = rule.gcsf_class
+        if rule.drug_class.value == "gcsf" and gcsf_class is None:
+            by_text = self._drug_from_text(texts, only_classified_gcsf=True)
+            gcsf_class = by_text.gcsf_class if by_text is not None else self.config.gcsf_unknown_class
+        on_body = False
+        if rule.drug_class.value == "gcsf" and self.config.on_body_injector is not None:
+            pattern = self.config.on_body_injector
+            on_body = any(pattern.search(text) for text in (*texts, *extra_texts) if text)
+        label = next((text for text in texts if text), rule.label)
+        return DrugMatch(rule, gcsf_class, confidence, label, on_body)
+
+    def _drug_from_text(self, texts: list[str], *, only_classified_gcsf: bool = False) -> DrugRule | None:
+        for rule in self.config.drugs:
+            if rule.text is None:
+                continue
+            if only_classified_gcsf and (rule.drug_class.value != "gcsf" or rule.gcsf_class is None):
+                continue
+            for text in texts:
+                if text and rule.text.search(text) and not (rule.text_exclude and rule.text_exclude.search(text)):
+                    return rule
+        return None
+
+
+def texts_of(concept: Json | None) -> Iterator[str]:
+    """Yield the text and every coding display of a CodeableConcept."""
+    if not concept:
+        return
+    text = concept.get("text")
+    if isinstance(text, str) and text:
+        yield text
+    for coding in concept.get("coding") or ():
+        display = coding.get("display")
+        if isinstance(display, str) and display:
+            yield display
+
+
+def _prefixed(code: str, prefixes: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
+    return code.startswith(prefixes) and not (exclude and code.startswith(exclude))
+
+
+def _codes(valuesets: ValueSetIndex, urls: Iterable[str]) -> Iterator[Code]:
+    for url in urls:
+        yield from valuesets.members(url)
+
+
+_CACHE: dict[tuple[int, int], tuple[ValueSetIndex, MatchingConfig, Matcher]] = {}
+
+
+def matcher_for(valuesets: ValueSetIndex, config: MatchingConfig) -> Matcher:
+    """Return the (cached) :class:`Matcher` for this pair of immutable inputs."""
+    key = (id(valuesets), id(config))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is valuesets and hit[1] is config:
+        return hit[2]
+    matcher = Matcher(valuesets, config)
+    if len(_CACHE) >= 8:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (valuesets, config, matcher)
+    return matcher

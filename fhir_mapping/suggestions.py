@@ -1,0 +1,211 @@
+"""Card suggestions as FHIR R4 resources, built from ``knowledge/actions.toml``.
+
+The catalogue is parsed and every action is test-built and validated with the
+``fhir.resources.R4B`` models once, at start-up; building a suggestion on the hook path is
+then plain dict assembly.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+OVERRIDE_REASON_SYSTEM = "https://backpain-cds.org/fhir/CodeSystem/override-reason"
+_RESOURCE_TYPES = ("ServiceRequest", "MedicationRequest")
+_KINDS = ("imaging", "nsaid", "other")
+_PRIORITIES = ("routine", "urgent", "asap", "stat")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1)}
+_MAX_REASON_REFS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    system: str
+    code: str
+    display: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        data = {"system": self.system, "code": self.code}
+        if self.display:
+            data["display"] = self.display
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One suggestion the cards may offer."""
+
+    key: str
+    label: str
+    description: str
+    resource_type: str
+    kind: str
+    is_recommended: bool
+    code_text: str
+    codings: tuple[Coding, ...] = ()
+    priority: str | None = None
+    within: timedelta | None = None
+    dosage_text: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionCatalog:
+    """All actions plus the override reasons every card offers."""
+
+    version: str
+    actions: t.Mapping[str, ActionSpec]
+    override_reasons: tuple[Coding, ...]
+    imaging_category: Coding | None = None
+    imaging_body_site: Coding | None = None
+
+    def build_resource(
+        self, key: str, *, patient_id: str, now: datetime, reason_refs: t.Sequence[str] = ()
+    ) -> dict[str, t.Any]:
+        """The FHIR R4 resource that accepting suggestion ``key`` creates (a draft order)."""
+        spec = self.actions[key]
+        resource: dict[str, t.Any] = {
+            "resourceType": spec.resource_type,
+            "status": "draft",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "authoredOn": _iso(now),
+        }
+        code: dict[str, t.Any] = {"text": spec.code_text}
+        if spec.codings:
+            code["coding"] = [c.to_json() for c in spec.codings]
+        if spec.priority:
+            resource["priority"] = spec.priority
+        refs = [{"reference": r} for r in reason_refs[:_MAX_REASON_REFS]]
+        if spec.resource_type == "ServiceRequest":
+            resource["code"] = code
+            if spec.kind == "imaging":
+                if self.imaging_category:
+                    resource["category"] = [{"coding": [self.imaging_category.to_json()]}]
+                if self.imaging_body_site:
+                    resource["bodySite"] = [{"coding": [self.imaging_body_site.to_json()]}]
+            if spec.within is not None:
+                resource["occurrencePeriod"] = {"start": _iso(now), "end": _iso(now + spec.within)}
+            if refs:
+                resource["reasonReference"] = refs
+        else:
+            resource["medicationCodeableConcept"] = code
+            if spec.dosage_text:
+                resource["dosageInstruction"] = [{"text": spec.dosage_text}]
+            if refs:
+                resource["reasonReference"] = refs
+        return resource
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_action_catalog(data: t.Mapping[str, t.Any]) -> tuple[ActionCatalog, list[str]]:
+    """Parse actions.toml; return the catalogue and every problem found (empty when valid)."""
+    problems: list[str] = []
+    actions: dict[str, ActionSpec] = {}
+    raw_actions = data.get("actions", {})
+    if not isinstance(raw_actions, dict) or not raw_actions:
+        problems.append("actions.toml: [actions] must define at least one action")
+        raw_actions = {}
+    for key, raw in raw_actions.items():
+        spec = _parse_action(key, raw, problems)
+        if spec is not None:
+            actions[key] = spec
+    reasons = []
+    for i, raw in enumerate(data.get("override_reasons", [])):
+        where = f"actions.toml: override_reasons[{i}]"
+        if not isinstance(raw, dict) or not raw.get("code") or not raw.get("display"):
+            problems.append(f"{where} needs code and display (CDS Hooks requires display)")
+            continue
+        reasons.append(Coding(raw.get("system", OVERRIDE_REASON_SYSTEM), raw["code"], raw["display"]))
+    if not reasons:
+        problems.append("actions.toml: at least one override reason is required")
+    defaults = data.get("imaging_defaults", {})
+    catalog = ActionCatalog(
+        version=str(data.get("version", "")),
+        actions=actions,
+        override_reasons=tuple(reasons),
+        imaging_category=_coding(defaults.get("category"), "imaging_defaults.category", problems),
+        imaging_body_site=_coding(defaults.get("body_site"), "imaging_defaults.body_site", problems),
+    )
+    problems.extend(_validate_built_resources(catalog))
+    return catalog, problems
+
+
+def _parse_action(key: str, raw: t.Any, problems: list[str]) -> ActionSpec | None:
+    where = f"actions.toml: actions.{key}"
+    if not isinstance(raw, dict):
+        problems.append(f"{where} must be a table")
+        return None
+    missing = [f for f in ("label", "description", "resource_type", "kind", "code") if f not in raw]
+    if missing:
+        problems.append(f"{where} is missing {', '.join(missing)}")
+        return None
+    if raw["resource_type"] not in _RESOURCE_TYPES:
+        problems.append(f"{where}.resource_type must be one of {', '.join(_RESOURCE_TYPES)}")
+    if raw["kind"] not in _KINDS:
+        problems.append(f"{where}.kind must be one of {', '.join(_KINDS)}")
+    priority = raw.get("priority")
+    if priority is not None and priority not in _PRIORITIES:
+        problems.append(f"{where}.priority must be one of {', '.join(_PRIORITIES)}")
+    within = None
+    if "within" in raw:
+        w = raw["within"]
+        if not isinstance(w, dict) or w.get("unit") not in _UNITS or not isinstance(w.get("value"), int) or w["value"] <= 0:
+            problems.append(f"{where}.within must be {{ value = <positive integer>, unit = \"h\" | \"d\" }}")
+        else:
+            within = _UNITS[w["unit"]] * w["value"]
+    code = raw["code"]
+    codings: list[Coding] = []
+    if not isinstance(code, dict) or not code.get("text"):
+        problems.append(f"{where}.code needs a text")
+        code = {"text": ""}
+    for i, c in enumerate(code.get("coding", [])):
+        coding = _coding(c, f"actions.{key}.code.coding[{i}]", problems)
+        if coding:
+            codings.append(coding)
+    if len(raw["label"]) > 200:
+        problems.append(f"{where}.label is longer than 200 characters")
+    return ActionSpec(
+        key=key,
+        label=raw["label"],
+        description=raw["description"],
+        resource_type=raw["resource_type"],
+        kind=raw["kind"],
+        is_recommended=bool(raw.get("is_recommended", False)),
+        code_text=code.get("text", ""),
+        codings=tuple(codings),
+        priority=priority,
+        within=within,
+        dosage_text=raw.get("dosage_text"),
+    )
+
+
+def _coding(raw: t.Any, where: str, problems: list[str]) -> Coding | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw.get("system") or not raw.get("code"):
+        problems.append(f"actions.toml: {where} needs system and code")
+        return None
+    return Coding(raw["system"], raw["code"], raw.get("display"))
+
+
+def _validate_built_resources(catalog: ActionCatalog) -> list[str]:
+    """Build every action once and validate it with the FHIR R4B models."""
+    from datetime import UTC
+
+    from fhir.resources.R4B import get_fhir_model_class
+
+    problems = []
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    for key in catalog.actions:
+        resource = catalog.build_resource(
+            key, patient_id="example", now=now, reason_refs=["Condition/example"]
+        )
+        try:
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        except Exception as exc:  # pydantic's ValidationError; report, never crash start-up
+            problems.append(f"actions.toml: actions.{key} does not build a valid FHIR R4 resource: {exc}")
+    return problems

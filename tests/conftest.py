@@ -1,0 +1,59 @@
+"""Shared fixtures: settings on a temporary SQLite file, the app, its test client."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from backpain_cds.settings import Settings
+from tests.support.sekmet import fhir_server  # noqa: F401  (session fixture)
+from tests.support.servers import unavailable
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_mapping(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'test.sqlite3'}",
+            "validate_responses": True,
+            "fhir": {"allowed_servers": ["http://127.0.0.1:1/fhir"], "timeout_seconds": 2},
+        }
+    )
+
+
+@pytest.fixture
+def app(settings: Settings):
+    from backpain_cds.app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["backpain_cds"]["store"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL URL from BACKPAIN_CDS_TEST_POSTGRES_URL (.ci/run starts the server)."""
+    url = os.environ.get("BACKPAIN_CDS_TEST_POSTGRES_URL")
+    if not url:
+        unavailable("PostgreSQL not configured: set BACKPAIN_CDS_TEST_POSTGRES_URL")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        unavailable(f"PostgreSQL at BACKPAIN_CDS_TEST_POSTGRES_URL is unreachable: {exc.__class__.__name__}")
+    finally:
+        engine.dispose()
+    return url

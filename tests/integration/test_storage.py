@@ -1,0 +1,79 @@
+"""The SQL store on SQLite and on PostgreSQL: feedback idempotency, audit, JWT ids."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from backpain_cds.storage import SqlStore, metadata
+from cds_hooks.ports import CardAuditRecord, FeedbackEntry
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request, tmp_path):
+    if request.param == "sqlite":
+        store = SqlStore(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    else:
+        store = SqlStore(request.getfixturevalue("postgres_url"))
+    store.create_schema()
+    if request.param == "postgresql":
+        with store.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+    yield store
+    if request.param == "postgresql":
+        with store.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+    store.engine.dispose()
+
+
+def _entry(card: str, outcome: str = "accepted") -> FeedbackEntry:
+    return FeedbackEntry(card, outcome, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                         accepted_suggestions=("s1",) if outcome == "accepted" else ())
+
+
+def test_the_same_card_and_outcome_twice_is_one_row(sql_store):
+    card = str(uuid.uuid4())
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card)]) == 1
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card)]) == 0
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card, "overridden")]) == 1
+    rows = [r for r in sql_store.feedback_rows() if r["card_uuid"] == card]
+    assert sorted(r["outcome"] for r in rows) == ["accepted", "overridden"]
+
+
+def test_a_duplicate_inside_one_body_is_stored_once(sql_store):
+    card = str(uuid.uuid4())
+    assert sql_store.save_feedback("gcsf-order-review", [_entry(card), _entry(card)]) == 1
+
+
+def test_jti_is_accepted_once_until_it_expires(sql_store):
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    assert sql_store.remember("https://ehr", "jti-1", expires) is True
+    assert sql_store.remember("https://ehr", "jti-1", expires) is False
+    assert sql_store.remember("https://other-ehr", "jti-1", expires) is True
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    assert sql_store.remember("https://ehr", "jti-old", past) is True
+    assert sql_store.remember("https://ehr", "jti-old", expires) is True  # expired entry swept
+
+
+def test_card_audit_rows_are_written(sql_store):
+    now = datetime.now(UTC)
+    card = str(uuid.uuid4())
+    sql_store.record_cards([CardAuditRecord(card, "back-pain-after-chemo", "patient-view", "hi-1",
+                                            "mscc-red-flags", "1.0.0", "critical", "p1", now)])
+    assert any(r["card_uuid"] == card and r["rule_id"] == "mscc-red-flags" for r in sql_store.audit_rows())
+
+
+def test_ping_reports_an_unreachable_database(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path}/no/such/dir/x.sqlite3")
+    assert store.ping() is False
+
+
+def test_schema_creation_is_idempotent(sql_store):
+    sql_store.create_schema()
+    with sql_store.engine.connect() as conn:
+        assert set(sa.inspect(conn).get_table_names()) >= {"feedback", "card_audit", "seen_jti"}

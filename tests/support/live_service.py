@@ -1,0 +1,64 @@
+"""Run ``backpain-cds serve`` as a real gunicorn process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from tests.support.servers import free_port
+
+
+@dataclass
+class LiveService:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> LiveService:
+    """Write the config, start gunicorn, wait for /healthz (30 s at most)."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    config = workdir / "config.toml"
+    config.write_text(f'public_base_url = "{base_url}"\n' + config_text)
+    log_path = workdir / "service.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backpain_cds.cli", "serve", "--config", str(config),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"service exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            if requests.get(base_url + "/healthz", timeout=1).status_code == 200:
+                return LiveService(base_url, process, log_path)
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"service did not become healthy:\n{log_path.read_text(errors='replace')}")
+
+
+def stop_service(service: LiveService) -> None:
+    service.process.terminate()
+    try:
+        service.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+        service.process.wait(timeout=5)
