@@ -84,7 +84,8 @@ def parse_jwk_set(data: object, *, source: str) -> JwkSet:
     """Validate a decoded JSON document as a JWK Set and import its public keys.
 
     Keys that are not ``RSA``/``EC``, have no ``kid``, are RSA keys shorter than
-    :data:`MIN_RSA_BITS`, or fail to import are skipped (RFC 7517 section 5 lets a reader ignore keys it does not understand).
+    :data:`MIN_RSA_BITS`, or fail to import are skipped (RFC 7517 section 5 lets
+    a reader ignore keys it does not understand).
 
     :param data: the decoded JSON document
     :param source: URL or path, used in error messages and logs
@@ -309,14 +310,16 @@ class UrlKeySource:
             fresh = self._fetched_at is not None and now - self._fetched_at < self._ttl
             if self._keys is not None and fresh:
                 return self._keys
+            problem = "last fetch failed; next attempt rate-limited"
             if self._may_attempt(now):
                 try:
                     return self._fetch(now)
                 except JwksError as exc:
                     logger.warning("JWK Set fetch failed: %s", exc)
+                    problem = str(exc)
             if self._keys is not None and self._fetched_at is not None and now - self._fetched_at < 2 * self._ttl:
                 return self._keys
-            raise JwksError(f"{self.url}: no usable JWK Set (fetch failed or rate-limited)")
+            raise JwksError(f"no usable JWK Set: {problem}" if problem.startswith(self.url) else f"{self.url}: {problem}")
 
     def refresh_for_unknown_kid(self) -> JwkSet | None:
         """Refetch now unless the last attempt was less than ``min_refresh_seconds`` ago."""

@@ -137,6 +137,18 @@ def next_link(bundle: t.Mapping[str, t.Any]) -> str | None:
     return None
 
 
+def _relative_query(key: str, query: str, fhir_server: str) -> str:
+    """A prefetch ``next`` link as a query relative to fhirServer; refuse any other server."""
+    if "://" not in query:
+        return query
+    base = fhir_server.rstrip("/") + "/"
+    if query.startswith(base):
+        return query[len(base):]
+    raise PrefetchUnavailable(
+        f"the prefetch Bundle for {key} has a next link outside fhirServer; it was not followed"
+    )
+
+
 def _fetch(
     request: HookRequest,
     queries: dict[str, str],
@@ -149,6 +161,7 @@ def _fetch(
             f"prefetch is missing or incomplete for {keys} and the request has no fhirServer "
             "to fetch it from"
         )
+    queries = {key: _relative_query(key, q, request.fhir_server) for key, q in queries.items()}
     token = request.fhir_authorization.access_token if request.fhir_authorization else None
     try:
         client = client_factory(

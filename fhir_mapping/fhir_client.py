@@ -6,7 +6,7 @@ holds an OperationOutcome (CDS Hooks 2.0 §"Prefetch", see ``CDS_HOOKS.md`` §1.
 Exception hierarchy::
 
     FhirAccessError            base; .key, .query, .reason, .status_code
-     ├── ServerNotAllowed      fhirServer not on the allow-list (raised before any network I/O)
+     ├── ServerNotAllowed      fhirServer not allow-listed (raised before any network I/O)
      └── FhirFetchError        timeout, connection error, non-2xx, redirect, bad JSON,
                                OperationOutcome body, caps exceeded, foreign next link, deadline
 

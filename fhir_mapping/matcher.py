@@ -21,6 +21,9 @@ __all__ = ["DrugMatch", "Matcher", "matcher_for"]
 Code = tuple[str, str]
 Json = Mapping[str, t.Any]
 _OTHER_RANK = 1_000
+# Code texts repeat across a record ("Body Height" thousands of times): remember each text's
+# result. Results depend only on the text and the immutable config, so sharing is safe.
+_TEXT_CACHE_SIZE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class Matcher:
         self.atc_system = config.systems.get("atc", "")
         self.ucum_system = config.systems.get("ucum", "")
         self._aliases = config.system_aliases
+        self._text_cache: dict[str, tuple[ClinicalKind, ...]] = {}
+        self._drug_text_cache: dict[tuple[str, bool], tuple[DrugRule, ...]] = {}
         self.rank = {system: i for i, system in enumerate(config.system_priority)}
         self.drug_by_code: dict[Code, DrugRule] = {}
         for drug in config.drugs:
@@ -123,15 +128,27 @@ class Matcher:
 
     def clinical_kinds_from_text(self, texts: Iterable[str]) -> list[ClinicalKind]:
         """Return the kinds that non-negated text names (text fallback)."""
-        pre = self.config.clinical_text_any
         kinds: list[ClinicalKind] = []
+        cache = self._text_cache
         for text in texts:
-            if not text or pre is None or pre.search(text) is None:
+            if not text:
                 continue
-            for rule in self.text_rules:
-                if rule.kind not in kinds and self._text_hit(rule, text):
-                    kinds.append(rule.kind)
+            found = cache.get(text)
+            if found is None:
+                found = self._kinds_in_text(text)
+                if len(cache) >= _TEXT_CACHE_SIZE:
+                    cache.clear()
+                cache[text] = found
+            for kind in found:
+                if kind not in kinds:
+                    kinds.append(kind)
         return kinds
+
+    def _kinds_in_text(self, text: str) -> tuple[ClinicalKind, ...]:
+        pre = self.config.clinical_text_any
+        if pre is None or pre.search(text) is None:
+            return ()
+        return tuple(rule.kind for rule in self.text_rules if self._text_hit(rule, text))
 
     def _text_hit(self, rule: ClinicalRule, text: str) -> bool:
         if rule.text is None:
@@ -214,15 +231,29 @@ class Matcher:
         return DrugMatch(rule, gcsf_class, confidence, label, on_body)
 
     def _drug_from_text(self, texts: list[str], *, only_classified_gcsf: bool = False) -> DrugRule | None:
+        # rule order first (long-acting before daily), then the texts
+        hits = [self._drug_rules_in_text(text, only_classified_gcsf) for text in texts if text]
         for rule in self.config.drugs:
-            if rule.text is None:
-                continue
-            if only_classified_gcsf and (rule.drug_class.value != "gcsf" or rule.gcsf_class is None):
-                continue
-            for text in texts:
-                if text and rule.text.search(text) and not (rule.text_exclude and rule.text_exclude.search(text)):
-                    return rule
+            if any(rule in found for found in hits):
+                return rule
         return None
+
+    def _drug_rules_in_text(self, text: str, only_classified_gcsf: bool) -> tuple[DrugRule, ...]:
+        key = (text, only_classified_gcsf)
+        found = self._drug_text_cache.get(key)
+        if found is None:
+            found = tuple(
+                rule
+                for rule in self.config.drugs
+                if rule.text is not None
+                and not (only_classified_gcsf and (rule.drug_class.value != "gcsf" or rule.gcsf_class is None))
+                and rule.text.search(text)
+                and not (rule.text_exclude is not None and rule.text_exclude.search(text))
+            )
+            if len(self._drug_text_cache) >= _TEXT_CACHE_SIZE:
+                self._drug_text_cache.clear()
+            self._drug_text_cache[key] = found
+        return found
 
 
 def texts_of(concept: Json | None) -> Iterator[str]:

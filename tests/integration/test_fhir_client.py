@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -79,7 +80,7 @@ class _CountingSession(requests.Session):
         super().__init__()
         self.gets = 0
 
-    def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:
         self.gets += 1
         return super().get(url, **kwargs)
 
@@ -93,7 +94,7 @@ def loaded(fhir_server: FhirTestServer) -> FhirTestServer:
 
 
 @pytest.fixture
-def client(loaded: FhirTestServer) -> FhirClient:
+def client(loaded: FhirTestServer) -> Iterator[FhirClient]:
     # The allow-list entry is spelled differently on purpose (trailing slash, upper case).
     allowed = [loaded.base_url.upper().replace("/FHIR", "/fhir") + "/"]
     with FhirClient(loaded.base_url, allowed_servers=allowed, access_token="test-token") as c:
@@ -133,8 +134,8 @@ def test_search_by_patient_and_pain_code(client: FhirClient) -> None:
     bundle = client.get(f"Observation?patient={PATIENT_ID}&code=http://loinc.org|{PAIN_LOINC}")
     ids = _ids(bundle)
     assert len(ids) == N_PAIN  # more than sekmet's default page of 20: two pages
-    assert all(e["resource"]["code"]["coding"][0]["code"] == PAIN_LOINC
-               for e in bundle["entry"])  # type: ignore[index]
+    assert bundle is not None
+    assert all(e["resource"]["code"]["coding"][0]["code"] == PAIN_LOINC for e in bundle["entry"])
 
 
 def test_condition_search(client: FhirClient) -> None:

@@ -53,6 +53,8 @@ import orjson
 import pytest
 import requests
 
+from tests.support.servers import unavailable
+
 __all__ = [
     "DEFAULT_SEKMET_BIN",
     "FhirTestServer",
@@ -281,16 +283,6 @@ class FhirTestServer:
         self._http.close()
 
 
-def _require_servers() -> bool:
-    return os.environ.get("BACKPAIN_CDS_REQUIRE_SERVERS", "").strip().lower() in ("1", "true", "yes")
-
-
-def _unavailable(reason: str) -> None:
-    if _require_servers():
-        pytest.fail(f"{reason} [BACKPAIN_CDS_REQUIRE_SERVERS=1]", pytrace=False)
-    pytest.skip(reason)
-
-
 @contextlib.contextmanager
 def running_fhir_server(workdir: Path | None = None) -> Iterator[FhirTestServer]:
     """Context-manager form of the fixture logic (for scripts); raises instead of skipping."""
@@ -313,9 +305,27 @@ def running_fhir_server(workdir: Path | None = None) -> Iterator[FhirTestServer]
         process.stop()
 
 
-@pytest.fixture(scope="session")
-def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestServer]:
-    """A running FHIR R4 test server for the session (see the module docstring)."""
+@dataclass
+class _Shared:
+    """One server per test process, however many modules import the fixture.
+
+    Each ``from tests.support.sekmet import fhir_server`` (conftest *and* test modules) makes
+    pytest register a separate session fixture with its own cache; without this, each would
+    start its own sekmet. The last user to tear down stops the server.
+    """
+
+    server: FhirTestServer | None = None
+    stack: contextlib.ExitStack | None = None
+    users: int = 0
+
+
+_SHARED = _Shared()
+
+
+def _start_shared(tmp_path_factory: pytest.TempPathFactory) -> FhirTestServer:
+    """Start (or reuse) the shared server; skip or fail the way the module docstring says."""
+    if _SHARED.server is not None:
+        return _SHARED.server
     # pytest.skip/fail are called outside the except blocks to keep the report to one message.
     missing: str | None = None
     broken: str | None = None
@@ -327,7 +337,7 @@ def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestSe
         except RuntimeError as exc:
             broken = str(exc)
     if missing:
-        _unavailable(missing)
+        unavailable(missing)  # skip locally; fail when BACKPAIN_CDS_REQUIRE_SERVERS=1
     stack = contextlib.ExitStack()
     if broken is None:
         try:
@@ -336,5 +346,19 @@ def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestSe
             broken = str(exc)
     if broken is not None:
         pytest.fail(broken, pytrace=False)
-    with stack:
+    _SHARED.server, _SHARED.stack = server, stack
+    return server
+
+
+@pytest.fixture(scope="session")
+def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestServer]:
+    """A running FHIR R4 test server for the session (see the module docstring)."""
+    server = _start_shared(tmp_path_factory)
+    _SHARED.users += 1
+    try:
         yield server
+    finally:
+        _SHARED.users -= 1
+        if _SHARED.users == 0 and _SHARED.stack is not None:
+            stack, _SHARED.stack, _SHARED.server = _SHARED.stack, None, None
+            stack.close()

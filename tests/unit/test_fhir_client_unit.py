@@ -24,6 +24,7 @@ from tests.support.http_recorder import (  # noqa: F401  (fixture)
 )
 
 TOKEN = "s3cr3t-token-value"
+EHR = "https://ehr.example.org/fhir"
 PATIENT = {"resourceType": "Patient", "id": "123"}
 
 
@@ -495,12 +496,12 @@ def test_fetch_many_failure_cancels_queries_not_started(http_recorder: HttpRecor
 
 
 def test_fetch_many_with_no_queries_returns_empty() -> None:
-    client = FhirClient("https://ehr.example.org/fhir", allowed_servers=["https://ehr.example.org/fhir"])
+    client = FhirClient(EHR, allowed_servers=[EHR])
     assert client.fetch_many({}, deadline_seconds=1) == {}
 
 
 def test_fetch_many_rejects_a_non_positive_deadline() -> None:
-    client = FhirClient("https://ehr.example.org/fhir", allowed_servers=["https://ehr.example.org/fhir"])
+    client = FhirClient(EHR, allowed_servers=[EHR])
     with pytest.raises(ValueError):
         client.fetch_many({"p": "Patient/1"}, deadline_seconds=0)
 

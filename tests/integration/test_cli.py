@@ -1,0 +1,122 @@
+"""The backpain-cds command: discovery, check-config, replay (request files and Bundles)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from backpain_cds.cli import main
+from tests.support import hook_requests as hr
+from tests.support import scenarios
+
+NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def _write(tmp_path: Path, name: str, data) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return str(path)
+
+
+def test_discovery_prints_both_services(capsys):
+    assert main(["discovery"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert {s["id"] for s in body["services"]} == {"back-pain-after-chemo", "gcsf-order-review"}
+
+
+def test_the_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "backpain_cds.cli", "discovery"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "back-pain-after-chemo" in result.stdout
+
+
+def test_check_config_accepts_the_shipped_knowledge(capsys):
+    assert main(["check-config"]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_check_config_lists_every_problem(tmp_path, capsys):
+    config = _write(tmp_path, "bad.toml", 'public_base_url = "nope"\ncors_origins = 5\n')
+    assert main(["check-config", "--config", config]) == 1
+    out = capsys.readouterr().out
+    assert "public_base_url" in out and "cors_origins" in out and "2 problem(s)" in out
+
+
+def test_check_config_reports_a_broken_knowledge_overlay(tmp_path, capsys):
+    overlay = tmp_path / "site"
+    overlay.mkdir()
+    (overlay / "actions.toml").write_text('[actions.bad]\nlabel = "x"\n')
+    config = _write(tmp_path, "c.toml", f'[knowledge]\npath = "{overlay}"\n')
+    assert main(["check-config", "--config", config]) == 1
+    assert "actions.bad" in capsys.readouterr().out
+
+
+def test_replay_of_a_bundle_prints_the_cards(tmp_path, capsys):
+    bundle = _write(tmp_path, "b.json", scenarios.transaction(scenarios.gcsf_bone_pain("r1", NOW)))
+    assert main(["replay", bundle, "--now", "2025-03-10T09:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "gcsf-bone-pain" in out and "info" in out
+
+
+def test_replay_json_is_a_valid_cds_response(tmp_path, capsys):
+    from cds_hooks.schemas import validate_cds_response
+
+    bundle = _write(tmp_path, "b.json", scenarios.collection(scenarios.mscc("r2", NOW)))
+    assert main(["replay", bundle, "--now", "2025-03-10T09:00:00Z", "--json"]) == 0
+    response = json.loads(capsys.readouterr().out)
+    validate_cds_response(response)
+    assert response["cards"][0]["extension"]["backpain-cds"]["rule"] == "mscc-red-flags"
+
+
+def test_replay_of_a_request_file(tmp_path, capsys):
+    request = _write(tmp_path, "req.json", hr.patient_view("r3", prefetch={"patient": scenarios.patient("r3")} | {k: None for k in (
+        "medicationRequests", "medicationAdministrations", "medicationStatements", "conditions", "painScoresAndLabs",
+        "symptoms", "procedures", "serviceRequests", "imagingStudies", "diagnosticReports")}))
+    assert main(["replay", request, "--now", "2025-03-10T09:00:00Z"]) == 0
+    assert "no cards" in capsys.readouterr().out
+
+
+def test_replay_expect_passes_and_fails(tmp_path, capsys):
+    bundle = _write(tmp_path, "b.json", scenarios.transaction(scenarios.gcsf_bone_pain("r4", NOW)))
+    good = _write(tmp_path, "good.json", {"cards": [{"rule": "gcsf-bone-pain", "indicator": "info"}]})
+    bad = _write(tmp_path, "bad.json", {"cards": [{"rule": "mscc-red-flags", "indicator": "critical"}]})
+    assert main(["replay", bundle, "--now", "2025-03-10T09:00:00Z", "--expect", good]) == 0
+    assert main(["replay", bundle, "--now", "2025-03-10T09:00:00Z", "--expect", bad]) == 1
+    out = capsys.readouterr().out
+    assert "missing card: mscc-red-flags (critical)" in out
+    assert "unexpected card: gcsf-bone-pain (info)" in out
+
+
+def test_replay_of_an_order_hook_uses_draft_resources(tmp_path, capsys):
+    resources = [scenarios.patient("r5"), hr.draft_medication_request("d1", "Paracetamol 500 mg", "r5")]
+    bundle = _write(tmp_path, "b.json", scenarios.collection(resources))
+    assert main(["replay", bundle, "--service", "gcsf-order-review", "--hook", "order-select", "--json", "--now", "2025-03-10T09:00:00Z"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("{oops", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"resourceType": "Patient"}', "neither a CDS Hooks request"),
+        ('{"resourceType": "Bundle", "entry": []}', "exactly one Patient"),
+        ('{"hook": "patient-view", "context": {}}', "hookInstance"),
+    ],
+)
+def test_replay_of_a_bad_file_exits_2_with_one_line(tmp_path, capsys, content, message):
+    path = str(tmp_path / "missing.json") if content is None else _write(tmp_path, "in.json", content)
+    assert main(["replay", path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_replay_rejects_a_bad_now(tmp_path, capsys):
+    bundle = _write(tmp_path, "b.json", scenarios.collection([scenarios.patient("x")]))
+    assert main(["replay", bundle, "--now", "yesterday"]) == 2
+    assert main(["replay", bundle, "--now", "2025-03-10T09:00:00"]) == 2
