@@ -8,10 +8,9 @@ order-select / order-sign run the two order rules on the draft orders in focus.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from types import ModuleType
-from typing import TypeVar
 
 from assessment.config import RuleConfig
 from assessment.facts import PatientRecord
@@ -25,7 +24,13 @@ from assessment.rules import (
     nsaid_caution_post_chemo,
     progressive_back_pain,
 )
-from assessment.rules.situation import Outcome, order_situation, triage_situation
+from assessment.rules.situation import (
+    OrderSituation,
+    Outcome,
+    TriageSituation,
+    order_situation,
+    triage_situation,
+)
 
 __all__ = ["ORDER_HOOKS", "ORDER_RULES", "TRIAGE_HOOKS", "TRIAGE_RULES", "UnsupportedHookError", "assess"]
 
@@ -39,9 +44,6 @@ TRIAGE_RULES: tuple[ModuleType, ...] = (
     back_pain_supportive_care,
 )
 ORDER_RULES: tuple[ModuleType, ...] = (gcsf_order_dose_review, nsaid_caution_post_chemo)
-
-S = TypeVar("S")
-
 
 class UnsupportedHookError(ValueError):
     """The hook is not one this engine assesses."""
@@ -70,7 +72,9 @@ def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessm
     notes = []
     if not context.present:
         days = common.whole_days(settings.chemotherapy_lookback)
-        notes.append(f"no oncology context (no active cancer, no chemotherapy in the last {days} days)")
+        notes.append(
+            f"no oncology context (no active cancer, no chemotherapy in the last {days} days)"
+        )
     if episode is None:
         notes.append(f"no back pain in the last {common.whole_days(settings.back_pain_lookback)} days")
     if notes or episode is None:
@@ -80,7 +84,9 @@ def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessm
     return Assessment(findings=fired[:1], differential=tuple(fired), notes=tuple(notes))
 
 
-def _orders(record: PatientRecord, now: datetime, config: RuleConfig, *, selected_only: bool) -> Assessment:
+def _orders(
+    record: PatientRecord, now: datetime, config: RuleConfig, *, selected_only: bool
+) -> Assessment:
     if not record.draft_orders:
         return Assessment(findings=(), notes=("no draft medication order matched G-CSF or NSAID",))
     situation = order_situation(record, now, config, selected_only=selected_only)
@@ -89,15 +95,17 @@ def _orders(record: PatientRecord, now: datetime, config: RuleConfig, *, selecte
     return Assessment(findings=ranked, differential=ranked, notes=tuple(notes))
 
 
-def _run(rules: Sequence[ModuleType], situation: S, config: RuleConfig) -> tuple[list[Finding], list[str]]:
+def _run(
+    rules: Sequence[ModuleType], situation: TriageSituation | OrderSituation, config: RuleConfig
+) -> tuple[list[Finding], list[str]]:
+    """Run each enabled rule module's ``evaluate``; collect findings and the notes of silence."""
     fired: list[Finding] = []
     notes: list[str] = []
     for rule in rules:
         if not config.rule(rule.RULE_ID).enabled:
             notes.append(f"{rule.RULE_ID}: disabled by configuration")
             continue
-        evaluate: Callable[[S], Outcome] = rule.evaluate
-        outcome = evaluate(situation)
+        outcome: Outcome = rule.evaluate(situation)
         if outcome.finding is not None:
             fired.append(outcome.finding)
         elif outcome.note:

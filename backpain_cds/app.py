@@ -10,7 +10,6 @@ from flask import Flask, Response
 from flask_cors import CORS
 
 from backpain_cds.errors import register_error_handlers
-from backpain_cds.logs import configure_logging
 from backpain_cds.metrics import Metrics
 from backpain_cds.settings import Settings
 from backpain_cds.storage import SqlStore
@@ -84,7 +83,6 @@ def create_app(
 ) -> Flask:
     """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up."""
     settings = settings or Settings()
-    configure_logging()
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
     store = store or SqlStore(settings.database_url)
     store.create_schema()

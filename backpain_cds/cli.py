@@ -81,14 +81,26 @@ def _settings(path: str | None) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from backpain_cds.app import create_app
     from backpain_cds.server import run_gunicorn
     from backpain_cds.settings import check_bind_allowed
+    from backpain_cds.storage import StorageError
+    from fhir_mapping.knowledge import KnowledgeError
 
+    from backpain_cds.logs import configure_logging
+
+    configure_logging()
     settings = _settings(args.config)
     check_bind_allowed(settings, args.host)
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    return run_gunicorn(settings, host=args.host, port=args.port, workers=args.workers)
+    try:
+        app = create_app(settings)
+    except KnowledgeError as exc:
+        raise CliError(f"invalid knowledge: {exc}") from None
+    except StorageError as exc:
+        raise CliError(str(exc)) from None
+    return run_gunicorn(app, host=args.host, port=args.port, workers=args.workers)
 
 
 def _discovery(args: argparse.Namespace) -> int:

@@ -43,4 +43,3 @@ def configure_logging(level: str = "INFO") -> None:
     handler._backpain_cds = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    root.propagate = False

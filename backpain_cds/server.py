@@ -7,12 +7,12 @@ import typing as t
 
 from gunicorn.app.base import BaseApplication
 
-from backpain_cds.settings import Settings
+from flask import Flask
 
 
 class _GunicornApp(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, t.Any]) -> None:
-        self._settings = settings
+    def __init__(self, app: Flask, options: dict[str, t.Any]) -> None:
+        self._app = app
         self._options = options
         super().__init__()
 
@@ -21,20 +21,17 @@ class _GunicornApp(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> t.Any:
-        from backpain_cds.app import create_app
-
-        app = create_app(self._settings)
-        # Never share pooled database connections across the fork.
-        app.extensions["backpain_cds"]["store"].engine.dispose()
-        # Knowledge and indexes are built once before forking; freeze them out of the cyclic
-        # collector so workers neither rescan nor copy-on-write them.
-        gc.collect()
-        gc.freeze()
-        return app
+        return self._app
 
 
-def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> int:
-    """Serve until stopped; configuration errors surface before any worker forks."""
+def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
+    """Serve a built app until stopped (gunicorn forks its workers from this process)."""
+    # Never share pooled database connections across the fork.
+    app.extensions["backpain_cds"]["store"].engine.dispose()
+    # Knowledge and indexes are built once before forking; freeze them out of the cyclic
+    # collector so workers neither rescan nor copy-on-write them.
+    gc.collect()
+    gc.freeze()
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options = {
         "bind": bind,
@@ -50,5 +47,5 @@ def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> i
         "forwarded_allow_ips": "127.0.0.1",
         "limit_request_line": 8190,
     }
-    _GunicornApp(settings, options).run()
+    _GunicornApp(app, options).run()
     return 0

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fhir_mapping.fhir_client import normalise_base_url
+
 ENV_CONFIG = "BACKPAIN_CDS_CONFIG"
 ENV_PUBLIC_BASE_URL = "BACKPAIN_CDS_PUBLIC_BASE_URL"
 ENV_DATABASE_URL = "BACKPAIN_CDS_DATABASE_URL"
@@ -228,7 +230,11 @@ class _Parser:
         self._unknown(data, set(FhirSettings.__dataclass_fields__), "fhir.")
         servers = self._str_list(data.get("allowed_servers", []), "fhir.allowed_servers")
         for i, server in enumerate(servers):
-            self._url(server, f"fhir.allowed_servers[{i}]")
+            if self._url(server, f"fhir.allowed_servers[{i}]") is not None:
+                try:
+                    normalise_base_url(server)
+                except ValueError as exc:
+                    self.problems.append(f"fhir.allowed_servers[{i}]: {exc}")
         return FhirSettings(
             allowed_servers=servers,
             timeout_seconds=self._float(data.get("timeout_seconds", d.timeout_seconds), "fhir.timeout_seconds", 0.1, 120),

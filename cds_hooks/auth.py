@@ -56,6 +56,7 @@ __all__ = [
     "JtiStore",
     "TrustedClient",
     "VerifiedClient",
+    "FAILURE_REASONS",
     "SUPPORTED_ALGORITHMS",
 ]
 
@@ -73,6 +74,15 @@ SUPPORTED_ALGORITHMS: t.Mapping[str, tuple[str, str | None]] = {
     "PS384": ("RSA", None),
     "PS512": ("RSA", None),
 }
+#: Every ``AuthenticationFailed.reason`` (a closed set: safe as a metrics label).
+FAILURE_REASONS = frozenset(
+    {
+        "missing-token", "malformed", "alg-not-allowed", "typ", "missing-kid", "unknown-iss",
+        "jku-not-allowed", "jwks-unavailable", "unknown-kid", "key-mismatch", "bad-signature",
+        "missing-claim", "aud-mismatch", "expired", "not-yet-valid", "iat-in-future", "too-old",
+        "tenant", "replay",
+    }
+)  # fmt: skip
 _MAX_TOKEN_CHARS = 16_384
 _MAX_ID_CHARS = 512  # iss, kid, jti, tenant
 _LOG_VALUE_CHARS = 128
@@ -104,6 +114,8 @@ class AuthenticationFailed(Exception):
         kid: object = None,
         jti: object = None,
     ) -> None:
+        if reason not in FAILURE_REASONS:
+            raise ValueError(f"unknown authentication failure reason {reason!r}")
         super().__init__(reason)
         self.reason = reason
         self.iss = _loggable(iss)
@@ -347,9 +359,13 @@ class ClientAuthenticator:
                     self._sources[client.iss] = FileKeySource(client.jwks_file)
                 except JwksError as exc:
                     raise ValueError(f"trusted client {client.iss!r}: {exc}") from exc
-        self._registries = {
-            alg: jws.JWSRegistry(algorithms=[alg], strict_check_header=False) for alg in policy.algorithms
-        }
+        self._owns_session = session is None
+        self._registries = {alg: _single_alg_registry(alg) for alg in policy.algorithms}
+
+    def close(self) -> None:
+        """Close the HTTP session if this authenticator created it."""
+        if self._owns_session:
+            self._session.close()
 
     @property
     def policy(self) -> AuthPolicy:
@@ -526,6 +542,13 @@ class ClientAuthenticator:
             kid=kid,
             expires_at=datetime.fromtimestamp(exp, tz=timezone.utc),
         )
+
+
+def _single_alg_registry(alg: str) -> jws.JWSRegistry:
+    """A joserfc registry that accepts exactly ``alg`` and tolerates unknown header members."""
+    registry = jws.JWSRegistry(algorithms=[alg], strict_check_header=False)
+    registry.max_header_length = 4096  # joserfc's 512 bytes is tight for a long jku + kid
+    return registry
 
 
 def _bearer_token(authorization_header: str | None) -> str:

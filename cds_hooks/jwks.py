@@ -44,7 +44,7 @@ __all__ = [
     "MIN_RSA_BITS",
 ]
 
-logger = logging.getLogger("backpain_cds.auth.jwks")
+logger = logging.getLogger("backpain_cds.jwks")
 
 PublicKey = RSAKey | ECKey
 
@@ -175,7 +175,7 @@ def fetch_jwk_set(
         raise JwksError(f"{url}: {type(exc).__name__}") from exc
     try:
         data = json.loads(bytes(body))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise JwksError(f"{url}: body is not JSON") from exc
     return parse_jwk_set(data, source=url)
 
@@ -222,7 +222,7 @@ class FileKeySource:
             raise JwksError(f"{self.path}: cannot read JWK Set file") from exc
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise JwksError(f"{self.path}: not JSON") from exc
         return parse_jwk_set(data, source=str(self.path))
 
@@ -310,7 +310,7 @@ class UrlKeySource:
             fresh = self._fetched_at is not None and now - self._fetched_at < self._ttl
             if self._keys is not None and fresh:
                 return self._keys
-            problem = "last fetch failed; next attempt rate-limited"
+            problem = f"{self.url}: last fetch failed and the next attempt is rate-limited"
             if self._may_attempt(now):
                 try:
                     return self._fetch(now)
@@ -319,7 +319,7 @@ class UrlKeySource:
                     problem = str(exc)
             if self._keys is not None and self._fetched_at is not None and now - self._fetched_at < 2 * self._ttl:
                 return self._keys
-            raise JwksError(f"no usable JWK Set: {problem}" if problem.startswith(self.url) else f"{self.url}: {problem}")
+            raise JwksError(problem)
 
     def refresh_for_unknown_kid(self) -> JwkSet | None:
         """Refetch now unless the last attempt was less than ``min_refresh_seconds`` ago."""

@@ -68,6 +68,7 @@ def resolve_prefetch(
     resources: list[dict[str, t.Any]] = []
     present: list[str] = []
     to_fetch: dict[str, str] = {}
+    continuations: set[str] = set()  #: keys whose to_fetch value is an absolute next link
     for key, template in service.prefetch.items():
         query = fill_template(template, request.context)
         if query is None:
@@ -87,6 +88,7 @@ def resolve_prefetch(
             next_url = next_link(value)
             if next_url is not None:
                 to_fetch[key] = next_url
+                continuations.add(key)
             else:
                 present.append(key)
             continue
@@ -94,7 +96,8 @@ def resolve_prefetch(
         present.append(key)
 
     if to_fetch:
-        for value in _fetch(request, to_fetch, policy, client_factory).values():
+        fetched = _fetch(request, to_fetch, continuations, policy, client_factory)
+        for value in fetched.values():
             if value is None:
                 continue
             if value.get("resourceType") == "Bundle":
@@ -137,10 +140,9 @@ def next_link(bundle: t.Mapping[str, t.Any]) -> str | None:
     return None
 
 
-def _relative_query(key: str, query: str, fhir_server: str) -> str:
+def _relative_query(key: str, next_url: str, fhir_server: str) -> str:
     """A prefetch ``next`` link as a query relative to fhirServer; refuse any other server."""
-    if "://" not in query:
-        return query
+    query = next_url
     base = fhir_server.rstrip("/") + "/"
     if query.startswith(base):
         return query[len(base):]
@@ -152,6 +154,7 @@ def _relative_query(key: str, query: str, fhir_server: str) -> str:
 def _fetch(
     request: HookRequest,
     queries: dict[str, str],
+    continuations: set[str],
     policy: FetchPolicy,
     client_factory: t.Callable[..., FhirClient],
 ) -> dict[str, dict[str, t.Any] | None]:
@@ -161,7 +164,10 @@ def _fetch(
             f"prefetch is missing or incomplete for {keys} and the request has no fhirServer "
             "to fetch it from"
         )
-    queries = {key: _relative_query(key, q, request.fhir_server) for key, q in queries.items()}
+    queries = {
+        key: _relative_query(key, q, request.fhir_server) if key in continuations else q
+        for key, q in queries.items()
+    }
     token = request.fhir_authorization.access_token if request.fhir_authorization else None
     try:
         client = client_factory(
@@ -180,9 +186,12 @@ def _fetch(
             "service's allow-list (fhir.allowed_servers), so it was not contacted"
         ) from None
     try:
-        return client.fetch_many(
-            queries, deadline_seconds=policy.overall_timeout_seconds, max_workers=policy.max_workers
-        )
+        with client:
+            return client.fetch_many(
+                queries,
+                deadline_seconds=policy.overall_timeout_seconds,
+                max_workers=policy.max_workers,
+            )
     except FhirAccessError as exc:
         log.warning(
             "FHIR fallback failed: %s",

@@ -66,7 +66,7 @@ def _kind(codes: Iterable[Code], matcher: Matcher) -> ImagingKind | None:
 def _study_kind(resource: Json, matcher: Matcher) -> ImagingKind | None:
     description = resource.get("description")
     texts = [description] if isinstance(description, str) and description else []
-    texts += [t for concept in resource.get("procedureCode") or () if isinstance(t := concept.get("text"), str)]
+    texts += [txt for concept in resource.get("procedureCode") or () if isinstance(txt := concept.get("text"), str)]
     for rule in matcher.config.imaging:
         if rule.text is not None and any(rule.text.search(text) for text in texts):
             return rule.kind

@@ -35,7 +35,7 @@ __all__ = [
 Code = tuple[str, str]
 
 
-class MatchingConfigError(Exception):
+class MatchingConfigError(ValueError):
     """The matching configuration cannot be read or has a wrong shape."""
 
 

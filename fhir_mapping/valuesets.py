@@ -27,7 +27,7 @@ Code = tuple[str, str]  #: (system, code)
 _EMPTY: frozenset[t.Any] = frozenset()
 
 
-class ValueSetLoadError(Exception):
+class ValueSetLoadError(ValueError):
     """A value set file or folder could not be read."""
 
     def __init__(self, message: str, path: Path | None = None) -> None:
@@ -72,6 +72,10 @@ class ValueSetIndex:
 
     def members(self, url: str) -> frozenset[Code]:
         """Return the (system, code) pairs of value set ``url`` (empty if unknown)."""
+        return self._members.get(url, _EMPTY)
+
+    def codes(self, url: str) -> frozenset[Code]:
+        """Return the (system, code) pairs of value set ``url``; same as :meth:`members`."""
         return self._members.get(url, _EMPTY)
 
     def urls_for(self, system: str, code: str) -> frozenset[str]:
@@ -129,22 +133,24 @@ def load_valueset_files(dirs: Sequence[Path]) -> list[dict[str, t.Any]]:
 
 
 def validate_valueset(resource: Mapping[str, t.Any]) -> list[str]:
-    """Return the problems that stop ``resource`` from being used as an enumerated value set."""
+    """Return the problems that stop ``resource`` from being used as an enumerated value set.
+
+    Messages do not repeat the value set's url; callers prefix it.
+    """
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "ValueSet":
         return ["not a FHIR ValueSet resource"]
-    name = resource.get("url") or resource.get("id") or "<no url>"
     problems = [
-        f"{name}: missing {key}"
+        f"missing {key}"
         for key in ("url", "version", "title", "purpose")
         if not isinstance(resource.get(key), str) or not resource.get(key, "").strip()
     ]
     includes = (resource.get("compose") or {}).get("include") or []
     expansion = (resource.get("expansion") or {}).get("contains") or []
     if not includes and not expansion:
-        problems.append(f"{name}: no compose.include and no expansion: the value set is empty")
+        problems.append(f"no compose.include and no expansion: the value set is empty")
     count = 0
     for i, include in enumerate(includes):
-        where = f"{name}: compose.include[{i}]"
+        where = f"compose.include[{i}]"
         if not include.get("system"):
             problems.append(f"{where} has no system")
         if include.get("filter") or include.get("valueSet"):
@@ -160,11 +166,11 @@ def validate_valueset(resource: Mapping[str, t.Any]) -> list[str]:
                 count += 1
     for j, entry in enumerate(expansion):
         if not entry.get("contains") and not (entry.get("system") and entry.get("code")):
-            problems.append(f"{name}: expansion.contains[{j}] lacks system or code")
+            problems.append(f"expansion.contains[{j}] lacks system or code")
         else:
             count += 1
     for j, exclude in enumerate((resource.get("compose") or {}).get("exclude") or []):
-        problems.append(f"{name}: compose.exclude[{j}] is not supported (leave excluded codes out)")
+        problems.append(f"compose.exclude[{j}] is not supported (leave excluded codes out)")
     if (includes or expansion) and count == 0:
-        problems.append(f"{name}: holds no code")
+        problems.append("holds no code")
     return problems

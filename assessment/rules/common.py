@@ -104,15 +104,26 @@ def oncology_context(record: PatientRecord, now: datetime, settings: ContextSett
     chemo: list[str] = []
     lookback = settings.chemotherapy_lookback
     for procedure in record.procedures:
-        if procedure.status not in settings.excluded_statuses and within(procedure.time, now, lookback):
+        time = procedure.time
+        if (
+            time is not None
+            and procedure.status not in settings.excluded_statuses
+            and within(time, now, lookback)
+        ):
             chemo.append(procedure.ref)
-            when = day_text(procedure.time)  # type: ignore[arg-type]
-            reasons.append(Reason(f"Chemotherapy {procedure.label or 'procedure'} on {when}", procedure.ref))
+            text = f"Chemotherapy {procedure.label or 'procedure'} on {day_text(time)}"
+            reasons.append(Reason(text, procedure.ref))
     for med in record.medications:
-        if med.drug_class is DrugClass.CHEMOTHERAPY and usable(med, settings) and within(med.time, now, lookback):
+        time = med.time
+        if (
+            time is not None
+            and med.drug_class is DrugClass.CHEMOTHERAPY
+            and usable(med, settings)
+            and within(time, now, lookback)
+        ):
             chemo.append(med.ref)
-            when = day_text(med.time)  # type: ignore[arg-type]
-            reasons.append(Reason(f"Chemotherapy {med.label or 'medication'} ({med.source.value}) on {when}", med.ref))
+            text = f"Chemotherapy {med.label or 'medication'} ({med.source.value}) on {day_text(time)}"
+            reasons.append(Reason(text, med.ref))
     return OncologyContext(cancers=cancers, chemotherapy=tuple(chemo), reasons=tuple(reasons))
 
 
@@ -145,38 +156,44 @@ def back_pain_episode(
 ) -> BackPainEpisode | None:
     """Return the current back-pain episode, or None when there is no back pain in the lookback."""
     lookback = settings.back_pain_lookback
-    facts = tuple(
-        sorted(
-            (
-                f
-                for f in record.clinical
-                if f.kind is ClinicalKind.BACK_PAIN
-                and f.status in settings.present_statuses
-                and within(fact_time(f), now, lookback)
-            ),
-            key=lambda f: fact_time(f),  # type: ignore[arg-type,return-value]
-        )
+    timed = sorted(
+        (
+            (time, f)
+            for f in record.clinical
+            if f.kind is ClinicalKind.BACK_PAIN
+            and f.status in settings.present_statuses
+            and (time := fact_time(f)) is not None
+            and within(time, now, lookback)
+        ),
+        key=lambda pair: pair[0],
     )
+    facts = tuple(f for _, f in timed)
     scores = tuple(
         sorted(
-            (s for s in record.pain_scores if (facts or s.site is not None) and within(s.time, now, lookback)),
+            (
+                s
+                for s in record.pain_scores
+                if (facts or s.site is not None) and within(s.time, now, lookback)
+            ),
             key=lambda s: s.time,
         )
     )
-    onset = fact_time(facts[0]) if facts else (scores[0].time if scores else None)
+    onset = timed[0][0] if timed else (scores[0].time if scores else None)
     if onset is None:
         return None
     return BackPainEpisode(facts=facts, scores=scores, onset=onset)
 
 
-def back_pain_history(record: PatientRecord, now: datetime, lookback: timedelta) -> list[tuple[datetime, str]]:
+def back_pain_history(
+    record: PatientRecord, now: datetime, lookback: timedelta
+) -> list[tuple[datetime, str]]:
     """Return (time, ref) of every back-pain fact (any clinical status) and back-pain score in
     the lookback: past episodes for recurrence and dose review. A score counts when its site is
     the spine or the record has a back-pain fact at all."""
     pain_facts = [f for f in record.clinical if f.kind is ClinicalKind.BACK_PAIN]
-    events = [(fact_time(f), f.ref) for f in pain_facts]
+    events = [(t, f.ref) for f in pain_facts if (t := fact_time(f)) is not None]
     events += [(s.time, s.ref) for s in record.pain_scores if pain_facts or s.site is not None]
-    return sorted((t, ref) for t, ref in events if within(t, now, lookback))  # type: ignore[misc]
+    return sorted((t, ref) for t, ref in events if within(t, now, lookback))
 
 
 # -- G-CSF windows ---------------------------------------------------------------------------
@@ -219,26 +236,27 @@ def gcsf_windows(record: PatientRecord, settings: ContextSettings) -> tuple[Gcsf
     """
     gcsf = settings.gcsf
     doses = sorted(
-        (m for m in record.medications if m.drug_class is DrugClass.GCSF and usable(m, settings)),
-        key=lambda m: m.time,  # type: ignore[arg-type,return-value]
+        (
+            (time, m)
+            for m in record.medications
+            if m.drug_class is DrugClass.GCSF and usable(m, settings) and (time := m.time) is not None
+        ),
+        key=lambda pair: pair[0],
     )
     windows: list[GcsfWindow] = []
-    course: list[MedicationFact] = []
+    course: list[tuple[datetime, MedicationFact]] = []
 
     def close_course() -> None:
         if course:
-            end = course[-1].time + gcsf.daily_tail  # type: ignore[operator]
-            windows.append(GcsfWindow(course[0].time, end, tuple(course)))  # type: ignore[arg-type]
+            end = course[-1][0] + gcsf.daily_tail
+            windows.append(GcsfWindow(course[0][0], end, tuple(d for _, d in course)))
             course.clear()
 
-    for dose in doses:
-        time = dose.time
-        if time is None:  # usable() already requires a time
-            continue
+    for time, dose in doses:
         if dose.gcsf_class is GcsfClass.DAILY:
-            if course and time - course[-1].time > gcsf.daily_course_gap:  # type: ignore[operator]
+            if course and time - course[-1][0] > gcsf.daily_course_gap:
                 close_course()
-            course.append(dose)
+            course.append((time, dose))
         else:
             length = gcsf.long_acting_window
             if dose.on_body_injector:
@@ -285,12 +303,16 @@ class NsaidSafety:
         return tuple(c.ref for c in self.concerns if c.ref)
 
 
-def _latest_lab(labs: tuple[LabResult, ...], kind: LabKind, now: datetime, lookback: timedelta) -> LabResult | None:
+def _latest_lab(
+    labs: tuple[LabResult, ...], kind: LabKind, now: datetime, lookback: timedelta
+) -> LabResult | None:
     recent = [lab for lab in labs if lab.kind is kind and within(lab.time, now, lookback)]
     return max(recent, key=lambda lab: lab.time) if recent else None
 
 
-def active_anticoagulants(record: PatientRecord, now: datetime, settings: ContextSettings) -> tuple[MedicationFact, ...]:
+def active_anticoagulants(
+    record: PatientRecord, now: datetime, settings: ContextSettings
+) -> tuple[MedicationFact, ...]:
     """Return anticoagulant requests/statements that are active: status active and authored in
     the lookback, or with a validity period that has not ended."""
     lookback = settings.nsaid.anticoagulant_lookback
@@ -321,7 +343,8 @@ def nsaid_safety(record: PatientRecord, now: datetime, settings: ContextSettings
             missing.append(name)
         elif lab.value < below:
             unsafe = True
-            concerns.append(Reason(f"{name} {lab.value:g} {unit} on {day_text(lab.time)} (below {below:g})", lab.ref))
+            text = f"{name} {lab.value:g} {unit} on {day_text(lab.time)} (below {below:g})"
+            concerns.append(Reason(text, lab.ref))
     for med in active_anticoagulants(record, now, settings):
         unsafe = True
         concerns.append(Reason(f"Active anticoagulant: {med.label or 'anticoagulant'}", med.ref))
@@ -354,7 +377,8 @@ def recent_imaging(
         for i in record.imaging
         if i.kind in kinds
         and i.status not in settings.excluded_statuses
+        and i.time is not None
         and within(i.time, now, settings.imaging_lookback)
-        and (since is None or i.time >= since)  # type: ignore[operator]
+        and (since is None or i.time >= since)
     )
 

@@ -75,10 +75,11 @@ class TriageSituation:
         if window is None:
             return None
         dose = dose_before(window, self.episode.onset)
-        day = common.whole_days(self.episode.onset - dose.time)  # type: ignore[operator]
+        dose_time = dose.time or window.start
+        day = common.whole_days(self.episode.onset - dose_time)
         text = (
             f"Back pain began on day {day} after {dose.label or 'G-CSF'} given on "
-            f"{common.day_text(dose.time)} (inside the G-CSF window)"  # type: ignore[arg-type]
+            f"{common.day_text(dose_time)} (inside the G-CSF window)"
         )
         return Reason(text, dose.ref)
 
@@ -238,62 +239,87 @@ def find_progressive_features(
 ) -> tuple[Feature, ...]:
     """Return every progressive feature of the back pain (R2 and R5 of CLINICAL.md)."""
     rule = config.rule(PROGRESSIVE_RULE)
-    context = config.context
-    features: list[Feature] = []
+    found = (
+        _known_metastasis(record, config),
+        _upper_spine(episode),
+        _rising_scores(episode, now, rule),
+        None if onset_window else _severe_outside_window(episode, config),
+        _persistent(episode, now, rule),
+        _recurrent(record, now, rule, windows),
+    )
+    return tuple(f for f in found if f is not None)
 
-    metastases = [
-        f for f in record.clinical
-        if f.kind is ClinicalKind.BONE_METASTASIS and f.status in context.active_statuses
+
+def _known_metastasis(record: PatientRecord, config: RuleConfig) -> Feature | None:
+    reasons = tuple(
+        Reason(f"Known bone or spinal metastasis: {f.label or 'bone metastasis'}", f.ref)
+        for f in record.clinical
+        if f.kind is ClinicalKind.BONE_METASTASIS and f.status in config.context.active_statuses
+    )
+    return Feature("known bone or spinal metastasis", reasons) if reasons else None
+
+
+def _upper_spine(episode: BackPainEpisode) -> Feature | None:
+    reasons = [
+        Reason(f"{f.site.value.capitalize()} back pain: {f.label or 'back pain'}", f.ref)
+        for f in episode.facts
+        if f.site is not None and f.site in _UPPER_SPINE
     ]
-    if metastases:
-        reasons = tuple(Reason(f"Known bone or spinal metastasis: {f.label or 'bone metastasis'}", f.ref) for f in metastases)
-        features.append(Feature("known bone or spinal metastasis", reasons))
+    reasons += [
+        Reason(f"Pain score {s.score:g}/10 at the {s.site.value} spine on {common.day_text(s.time)}", s.ref)
+        for s in episode.scores
+        if s.site is not None and s.site in _UPPER_SPINE
+    ]
+    return Feature("thoracic or cervical site", tuple(reasons)) if reasons else None
 
-    upper = [Reason(f"{f.site.value.capitalize()} back pain: {f.label or 'back pain'}", f.ref)  # type: ignore[union-attr]
-             for f in episode.facts if f.site in _UPPER_SPINE]
-    upper += [Reason(f"Pain score {s.score:g}/10 at the {s.site.value} spine on {common.day_text(s.time)}", s.ref)  # type: ignore[union-attr]
-              for s in episode.scores if s.site in _UPPER_SPINE]
-    if upper:
-        features.append(Feature("thoracic or cervical site", tuple(upper)))
 
+def _rising_scores(episode: BackPainEpisode, now: datetime, rule: RuleSettings) -> Feature | None:
     recent = [s for s in episode.scores if common.within(s.time, now, rule.duration("rise_window"))]
-    if len(recent) >= 2 and recent[-1].score - recent[0].score >= rule.quantity("rise_points").value:
-        first, last = recent[0], recent[-1]
-        text = f"Pain score rose from {first.score:g} to {last.score:g} between {common.day_text(first.time)} and {common.day_text(last.time)}"
-        features.append(Feature("rising pain scores", (Reason(text, first.ref), Reason(text, last.ref))))
+    if len(recent) < 2 or recent[-1].score - recent[0].score < rule.quantity("rise_points").value:
+        return None
+    first, last = recent[0], recent[-1]
+    text = (
+        f"Pain score rose from {first.score:g} to {last.score:g} between "
+        f"{common.day_text(first.time)} and {common.day_text(last.time)}"
+    )
+    return Feature("rising pain scores", (Reason(text, first.ref), Reason(text, last.ref)))
 
-    if onset_window is None:
-        severe = [s for s in episode.scores if s.score >= context.severe_score]
-        if severe:
-            reasons = tuple(
-                Reason(f"Severe pain {s.score:g}/10 on {common.day_text(s.time)}, not in a G-CSF window", s.ref)
-                for s in severe
-            )
-            features.append(Feature("severe pain outside a G-CSF window", reasons))
 
-    if now - episode.onset >= rule.duration("persistence_after"):
-        window = rule.duration("persistence_score_window")
-        floor = rule.quantity("persistence_score").value
-        lasting = [s for s in episode.scores if common.within(s.time, now, window) and s.score >= floor]
-        if lasting:
-            days = common.whole_days(now - episode.onset)
-            reasons = tuple(
-                Reason(f"Pain for {days} days, still {s.score:g}/10 on {common.day_text(s.time)}", s.ref)
-                for s in lasting
-            )
-            features.append(Feature("persistent pain", reasons))
+def _severe_outside_window(episode: BackPainEpisode, config: RuleConfig) -> Feature | None:
+    reasons = tuple(
+        Reason(f"Severe pain {s.score:g}/10 on {common.day_text(s.time)}, not in a G-CSF window", s.ref)
+        for s in episode.scores
+        if s.score >= config.context.severe_score
+    )
+    return Feature("severe pain outside a G-CSF window", reasons) if reasons else None
 
+
+def _persistent(episode: BackPainEpisode, now: datetime, rule: RuleSettings) -> Feature | None:
+    if now - episode.onset < rule.duration("persistence_after"):
+        return None
+    days = common.whole_days(now - episode.onset)
+    reasons = tuple(
+        Reason(f"Pain for {days} days, still {s.score:g}/10 on {common.day_text(s.time)}", s.ref)
+        for s in episode.scores
+        if common.within(s.time, now, rule.duration("persistence_score_window"))
+        and s.score >= rule.quantity("persistence_score").value
+    )
+    return Feature("persistent pain", reasons) if reasons else None
+
+
+def _recurrent(
+    record: PatientRecord, now: datetime, rule: RuleSettings, windows: tuple[GcsfWindow, ...]
+) -> Feature | None:
     history = common.back_pain_history(record, now, rule.duration("recurrence_lookback"))
     run = common.longest_consecutive_run(windows, [t for t, _ in history])
-    if len(run) >= rule.quantity("recurrence_cycles").value:
-        reasons = []
-        for window in run:
-            refs = [ref for t, ref in history if window.contains(t)]
-            text = f"Back pain after {window.label} given on {common.day_text(window.start)}"
-            reasons.append(Reason(text, window.doses[0].ref))
-            reasons.extend(Reason(text, ref) for ref in refs)
-        features.append(Feature(f"pain in {len(run)} consecutive G-CSF cycles", tuple(reasons)))
-    return tuple(features)
+    if not run or len(run) < rule.quantity("recurrence_cycles").value:
+        return None
+    reasons: list[Reason] = []
+    for window in run:
+        text = f"Back pain after {window.label} given on {common.day_text(window.start)}"
+        reasons.append(Reason(text, window.doses[0].ref))
+        reasons.extend(Reason(text, ref) for t, ref in history if window.contains(t))
+    return Feature(f"pain in {len(run)} consecutive G-CSF cycles", tuple(reasons))
 
 
 # -- wording ---------------------------------------------------------------------------------
@@ -316,11 +342,13 @@ def back_pain_reasons(episode: BackPainEpisode) -> tuple[Reason, ...]:
     reasons = []
     for fact in episode.facts:
         site = f" ({fact.site.value})" if fact.site else ""
-        when = common.day_text(common.fact_time(fact))  # type: ignore[arg-type]
-        reasons.append(Reason(f"Back pain{site}: {fact.label or 'back pain'}, since {when}", fact.ref))
+        time = common.fact_time(fact)
+        when = f", since {common.day_text(time)}" if time else ""
+        reasons.append(Reason(f"Back pain{site}: {fact.label or 'back pain'}{when}", fact.ref))
     latest = episode.latest_score
     if latest is not None:
-        reasons.append(Reason(f"Latest pain score {latest.score:g}/10 on {common.day_text(latest.time)}", latest.ref))
+        text = f"Latest pain score {latest.score:g}/10 on {common.day_text(latest.time)}"
+        reasons.append(Reason(text, latest.ref))
     return tuple(reasons)
 
 

@@ -120,3 +120,24 @@ def test_replay_rejects_a_bad_now(tmp_path, capsys):
     bundle = _write(tmp_path, "b.json", scenarios.collection([scenarios.patient("x")]))
     assert main(["replay", bundle, "--now", "yesterday"]) == 2
     assert main(["replay", bundle, "--now", "2025-03-10T09:00:00"]) == 2
+
+
+def test_serve_refuses_a_non_loopback_bind_without_trusted_clients(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "backpain_cds.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "refusing to bind 0.0.0.0" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_serve_with_an_invalid_config_names_the_key(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[fhir]\ntimeout_seconds = 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "backpain_cds.cli", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "fhir.timeout_seconds" in result.stderr

@@ -239,7 +239,9 @@ def test_unusable_response_means_jwks_unavailable_and_is_retried_only_after_the_
     assert server.total_hits == 2
 
 
-def test_redirects_are_not_followed(server: JwksServer, signer: TestSigner, clock: FakeClock, session: requests.Session) -> None:
+def test_redirects_are_not_followed(
+    server: JwksServer, signer: TestSigner, clock: FakeClock, session: requests.Session
+) -> None:
     with JwksServer() as redirector:
         redirector.status = 302
         redirector.headers = {"Location": server.url}
@@ -250,7 +252,9 @@ def test_redirects_are_not_followed(server: JwksServer, signer: TestSigner, cloc
     assert server.total_hits == 0
 
 
-def test_oversized_key_set_is_refused(server: JwksServer, signer: TestSigner, clock: FakeClock, session: requests.Session) -> None:
+def test_oversized_key_set_is_refused(
+    server: JwksServer, signer: TestSigner, clock: FakeClock, session: requests.Session
+) -> None:
     padding = [signer.public_jwk(kid=f"pad-{i}") for i in range(50)]
     server.jwks = {"keys": [*padding, signer.public_jwk()]}
     size = len(json.dumps(server.jwks))
@@ -265,6 +269,7 @@ def test_oversized_key_set_is_refused(server: JwksServer, signer: TestSigner, cl
 def test_oversized_body_is_cut_off_while_streaming(session: requests.Session) -> None:
     with JwksServer() as server:
         server.body = b'{"keys": [' + b" " * 5000 + b"]}"
+        server.send_length = False  # so only the streaming cap can catch it
         with pytest.raises(JwksError, match="larger than 1000 bytes"):
             fetch_jwk_set(session, server.url, timeout=5, max_bytes=1000)
         source = UrlKeySource(
@@ -274,7 +279,9 @@ def test_oversized_body_is_cut_off_while_streaming(session: requests.Session) ->
             source.current()
 
 
-def test_unreachable_jwks_url_is_jwks_unavailable(signer: TestSigner, clock: FakeClock, session: requests.Session) -> None:
+def test_unreachable_jwks_url_is_jwks_unavailable(
+    signer: TestSigner, clock: FakeClock, session: requests.Session
+) -> None:
     with JwksServer() as gone:
         url = gone.url
     auth = authenticator([TrustedClient(iss=ISS, jwks_url=url)], clock, session, jwks_timeout_seconds=2)

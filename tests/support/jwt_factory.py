@@ -79,6 +79,8 @@ class TestSigner:
     :param clock: seconds since the epoch, for ``iat``/``exp``
     :param rsa_bits: RSA modulus size
     :param jwk_params: extra members published in the public JWK (e.g. ``{"use": "sig"}``)
+    :param key: reuse this private key instead of generating one (RSA generation is slow);
+        its ``kid`` and JWK members are replaced by ``kid`` and ``jwk_params``
     """
 
     __test__ = False  # not a pytest test class
@@ -95,6 +97,7 @@ class TestSigner:
         clock: t.Callable[[], float] = time.time,
         rsa_bits: int = 2048,
         jwk_params: t.Mapping[str, t.Any] | None = None,
+        key: ECKey | RSAKey | None = None,
     ) -> None:
         self.alg = alg
         self.kid = kid or str(uuid.uuid4())
@@ -104,7 +107,11 @@ class TestSigner:
         self.lifetime = lifetime
         self.clock = clock
         params = {"kid": self.kid, "use": "sig", **(jwk_params or {})}
-        if alg.startswith("ES"):
+        if key is not None:
+            members = key.as_dict(private=True)
+            private = {name: value for name, value in members.items() if name not in ("kid", "use", "alg")}
+            self.key = type(key).import_key({**private, **params})
+        elif alg.startswith("ES"):
             self.key: ECKey | RSAKey = ECKey.generate_key(_CURVES[alg], parameters=params)  # type: ignore[arg-type]
         else:
             self.key = RSAKey.generate_key(rsa_bits, parameters=params)  # type: ignore[arg-type]
@@ -235,6 +242,7 @@ class JwksServer:
         self.status = 200
         self.body: bytes | None = None  # raw body, overrides jwks
         self.headers: dict[str, str] = {}
+        self.send_length = True  # False: no Content-Length, the body ends when the connection closes
         self.hits: dict[str, int] = {}
         self._lock = threading.Lock()
         self._httpd: http.server.ThreadingHTTPServer | None = None
@@ -265,7 +273,8 @@ class JwksServer:
                 body = server.body if server.body is not None else json.dumps(server.jwks).encode()
                 self.send_response(server.status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                if server.send_length:
+                    self.send_header("Content-Length", str(len(body)))
                 for name, value in server.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
@@ -276,7 +285,7 @@ class JwksServer:
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
         return self
 

@@ -34,13 +34,13 @@ def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dic
     config = workdir / "config.toml"
     config.write_text(f'public_base_url = "{base_url}"\n' + config_text)
     log_path = workdir / "service.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backpain_cds.cli", "serve", "--config", str(config),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-        env={**os.environ, **(env or {})},
-    )
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backpain_cds.cli", "serve", "--config", str(config),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+            env={**os.environ, **(env or {})},
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

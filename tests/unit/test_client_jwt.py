@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 from joserfc.errors import SecurityWarning
+from joserfc.jwk import RSAKey
 
 from cds_hooks.auth import (
+    FAILURE_REASONS,
     AuthenticationFailed,
     AuthPolicy,
     ClientAuthenticator,
@@ -56,9 +58,15 @@ def es_signer(clock: FakeClock) -> TestSigner:
     return TestSigner("ES384", iss=ISS, clock=clock)
 
 
+@pytest.fixture(scope="module")
+def rsa_key() -> RSAKey:
+    """One RSA 2048 key pair for the module (generation is slow)."""
+    return RSAKey.generate_key(2048)
+
+
 @pytest.fixture
-def rs_signer(clock: FakeClock) -> TestSigner:
-    return TestSigner("RS384", iss=ISS, clock=clock)
+def rs_signer(clock: FakeClock, rsa_key: RSAKey) -> TestSigner:
+    return TestSigner("RS384", iss=ISS, clock=clock, key=rsa_key)
 
 
 @pytest.fixture(params=["es_signer", "rs_signer"])
@@ -192,7 +200,9 @@ def test_max_token_age_rejects_old_iat(jwks_file: Path, clock: FakeClock, es_sig
 
 
 @pytest.mark.parametrize("value", ["1800000300", True, None, 1e300, 10**400, -5, [1]])
-def test_non_numeric_or_absurd_exp_is_malformed(auth: ClientAuthenticator, es_signer: TestSigner, value: object) -> None:
+def test_non_numeric_or_absurd_exp_is_malformed(
+    auth: ClientAuthenticator, es_signer: TestSigner, value: object
+) -> None:
     assert rejects(auth, es_signer.token(SERVICE_URL, exp=value)).reason == "malformed"
 
 
@@ -214,7 +224,9 @@ def test_wrong_aud_is_rejected(auth: ClientAuthenticator, signer: TestSigner, au
     assert rejects(auth, signer.token(aud)).reason == "aud-mismatch"  # type: ignore[arg-type]
 
 
-def test_discovery_token_replayed_on_a_service_url_is_rejected(auth: ClientAuthenticator, es_signer: TestSigner) -> None:
+def test_discovery_token_replayed_on_a_service_url_is_rejected(
+    auth: ClientAuthenticator, es_signer: TestSigner
+) -> None:
     token = es_signer.token(DISCOVERY_URL)
     assert auth.verify(f"Bearer {token}", DISCOVERY_URL).iss == ISS  # fine where it was meant for
 
@@ -234,7 +246,9 @@ def test_unknown_iss_is_rejected(auth: ClientAuthenticator, clock: FakeClock) ->
     assert (failure.reason, failure.iss) == ("unknown-iss", "https://evil.example.org")
 
 
-def test_token_from_an_unregistered_key_of_a_trusted_iss_is_rejected(auth: ClientAuthenticator, clock: FakeClock) -> None:
+def test_token_from_an_unregistered_key_of_a_trusted_iss_is_rejected(
+    auth: ClientAuthenticator, clock: FakeClock
+) -> None:
     impostor = TestSigner("ES384", iss=ISS, clock=clock)
     failure = rejects(auth, impostor.token(SERVICE_URL))
     assert (failure.reason, failure.kid) == ("unknown-kid", impostor.kid)
@@ -342,7 +356,9 @@ def test_jku_not_on_the_allow_list_is_rejected_and_never_fetched(counting_server
     assert ehr.total_hits == 0
 
 
-def test_jku_equal_to_the_allow_listed_url_is_accepted(counting_servers, es_signer: TestSigner, clock: FakeClock) -> None:
+def test_jku_equal_to_the_allow_listed_url_is_accepted(
+    counting_servers, es_signer: TestSigner, clock: FakeClock
+) -> None:
     ehr, evil, _ = counting_servers
     auth = url_authenticator(ehr.url, clock)
 
@@ -353,7 +369,9 @@ def test_jku_equal_to_the_allow_listed_url_is_accepted(counting_servers, es_sign
     assert evil.total_hits == 0
 
 
-def test_jku_with_a_pinned_jwks_file_is_rejected_by_default(counting_servers, jwks_file: Path, clock: FakeClock, es_signer: TestSigner) -> None:
+def test_jku_with_a_pinned_jwks_file_is_rejected_by_default(
+    counting_servers, jwks_file: Path, clock: FakeClock, es_signer: TestSigner
+) -> None:
     _, evil, _ = counting_servers
     token = es_signer.token(SERVICE_URL, header_overrides={"jku": evil.url})
 
@@ -387,6 +405,22 @@ def test_jku_comparison_normalises_only_trivially(jku: str, same: bool) -> None:
     from cds_hooks.auth import _comparable_url
 
     assert (_comparable_url(jku) == _comparable_url("https://ehr.example.org/jwks.json")) is same
+
+
+def test_keys_embedded_in_the_header_are_never_used(auth: ClientAuthenticator, clock: FakeClock) -> None:
+    attacker = TestSigner("ES384", iss=ISS, clock=clock)
+    token = attacker.token(
+        SERVICE_URL,
+        header_overrides={"jwk": attacker.public_jwk(), "x5u": "https://evil.example.org/cert.pem"},
+    )
+    assert rejects(auth, token).reason == "unknown-kid"
+
+
+def test_long_header_within_reason_is_accepted(jwks_file: Path, clock: FakeClock, es_signer: TestSigner) -> None:
+    auth = make_authenticator(jwks_file, clock, allow_jku_with_jwks_file=True)
+    long_jku = "https://ehr.example.org/interconnect/api/epic/2019/Security/Open/PublicKeys/" + "9" * 400
+    token = es_signer.token(SERVICE_URL, header_overrides={"jku": long_jku})
+    assert auth.verify(f"Bearer {token}", SERVICE_URL).kid == es_signer.kid
 
 
 # -- algorithms --------------------------------------------------------------------
@@ -545,7 +579,9 @@ def test_jti_is_remembered_until_exp_plus_leeway(es_signer: TestSigner, jwks_fil
     assert calls == [(ISS, "abc", datetime.fromtimestamp(NOW + 300 + 60, tz=timezone.utc))]
 
 
-def test_jti_store_is_not_touched_when_another_check_fails(es_signer: TestSigner, jwks_file: Path, clock: FakeClock) -> None:
+def test_jti_store_is_not_touched_when_another_check_fails(
+    es_signer: TestSigner, jwks_file: Path, clock: FakeClock
+) -> None:
     store = InMemoryJtiStore(clock=clock)
     auth = make_authenticator(jwks_file, clock, store)
     rejects(auth, es_signer.token(DISCOVERY_URL, jti="j"))
@@ -592,7 +628,8 @@ def test_failures_never_expose_the_token_and_log_one_line(
         texts = [str(failure), repr(failure), *map(str, failure.args), *map(str, vars(failure).values())]
         records = [r for r in caplog.records if r.name == "backpain_cds.auth"]
         texts += [r.getMessage() for r in caplog.records]
-        assert failure.__cause__ is None
+        assert failure.__cause__ is None and failure.__context__ is None
+        assert failure.reason in FAILURE_REASONS
         assert len(records) == 1 and records[0].levelno == logging.WARNING
         assert f"reason={failure.reason}" in records[0].getMessage()
         for secret in (token, token.split(".")[2] or token, f"Bearer {token}"):

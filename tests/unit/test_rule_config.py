@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,9 @@ from assessment.findings import Indicator
 from tests.unit.test_rules_common import RAW_CONFIG, REPO
 
 ACTION_KEYS = tuple(tomllib.loads((REPO / "knowledge" / "actions.toml").read_text("utf-8"))["actions"])
-VALUESET_URLS = {url for rule in RAW_CONFIG["rules"].values() for url in rule.get("valuesets", [])}
+VALUESET_URLS = {
+    json.loads(path.read_text("utf-8"))["url"] for path in (REPO / "knowledge" / "valuesets").glob("*.json")
+}
 
 
 def broken(path: str, value: Any = None, *, delete: bool = False) -> dict[str, Any]:
