@@ -11,7 +11,7 @@ from flask_cors import CORS
 
 from backpain_cds.errors import register_error_handlers
 from backpain_cds.metrics import Metrics
-from backpain_cds.settings import Settings
+from backpain_cds.settings import ConfigError, Settings
 from backpain_cds.storage import SqlStore
 from cds_hooks.auth import AuthPolicy, ClientAuthenticator, TrustedClient
 from cds_hooks.blueprint import create_blueprint, json_response
@@ -58,8 +58,9 @@ def build_service(
     observer: t.Any = None,
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
+    apply_deadline: bool = True,
 ) -> CdsService:
-    """The Flask-free service object (used by the app and by ``replay``)."""
+    """The Flask-free service object (used by the app and by ``replay``, without deadline)."""
     smart_url = f"{settings.public_base_url}/smart/launch" if settings.smart_ehrs else None
     return CdsService(
         knowledge=knowledge,
@@ -70,7 +71,34 @@ def build_service(
         observer=observer,
         client_factory=client_factory,
         clock=clock or (lambda: datetime.now(UTC)),
+        deadline_seconds=settings.limits.hook_deadline_seconds if apply_deadline else None,
     )
+
+
+def build_authenticator(settings: Settings, jti_store: t.Any) -> ClientAuthenticator | None:
+    """The client-JWT verifier, or None in development mode; ConfigError on a bad client."""
+    auth = settings.auth
+    if auth.development_mode:
+        return None
+    try:
+        return ClientAuthenticator(
+            [
+                TrustedClient(iss=c.iss, jwks_url=c.jwks_url, jwks_file=c.jwks_file, tenant=c.tenant)
+                for c in auth.trusted_clients
+            ],
+            jti_store=jti_store,
+            policy=AuthPolicy(
+                algorithms=auth.algorithms,
+                leeway_seconds=auth.leeway_seconds,
+                iat_future_leeway_seconds=auth.iat_future_leeway_seconds,
+                max_token_age_seconds=auth.max_token_age_seconds,
+                jwks_ttl_seconds=auth.jwks_ttl_seconds,
+                jwks_min_refresh_seconds=auth.jwks_min_refresh_seconds,
+                allow_jku_with_jwks_file=auth.allow_jku_with_jwks_file,
+            ),
+        )
+    except ValueError as exc:
+        raise ConfigError([f"auth: {exc}"]) from None
 
 
 def create_app(
@@ -91,23 +119,8 @@ def create_app(
         settings, knowledge, audit=store, observer=metrics, client_factory=client_factory, clock=clock
     )
 
-    authenticate = None
-    if not settings.auth.development_mode:
-        authenticator = ClientAuthenticator(
-            [
-                TrustedClient(iss=c.iss, jwks_url=c.jwks_url, jwks_file=c.jwks_file, tenant=c.tenant)
-                for c in settings.auth.trusted_clients
-            ],
-            jti_store=store,
-            policy=AuthPolicy(
-                algorithms=settings.auth.algorithms,
-                leeway_seconds=settings.auth.leeway_seconds,
-                max_token_age_seconds=settings.auth.max_token_age_seconds,
-                jwks_ttl_seconds=settings.auth.jwks_ttl_seconds,
-                jwks_min_refresh_seconds=settings.auth.jwks_min_refresh_seconds,
-            ),
-        )
-        authenticate = authenticator.verify
+    authenticator = build_authenticator(settings, store)
+    authenticate = authenticator.verify if authenticator is not None else None
 
     app = Flask("backpain_cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes

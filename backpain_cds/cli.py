@@ -133,7 +133,7 @@ def _replay(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     now = _parse_now(args.now)
     try:
-        service = build_service(settings, load_knowledge(settings.knowledge_path))
+        service = build_service(settings, load_knowledge(settings.knowledge_path), apply_deadline=False)
     except KnowledgeError as exc:
         raise CliError(f"invalid knowledge: {exc}") from None
     expected = None
@@ -176,7 +176,17 @@ def _check_config(args: argparse.Namespace) -> int:
             print(f"config: {problem}")
         print(f"{len(exc.problems)} problem(s) found")
         return 1
-    problems = [f"knowledge: {p}" for p in check_knowledge(settings.knowledge_path)]
+    from backpain_cds.app import build_authenticator
+    from cds_hooks.auth import InMemoryJtiStore
+
+    problems = []
+    try:
+        authenticator = build_authenticator(settings, InMemoryJtiStore())
+        if authenticator is not None:
+            authenticator.close()
+    except ConfigError as exc:
+        problems += [f"config: {p}" for p in exc.problems]
+    problems += [f"knowledge: {p}" for p in check_knowledge(settings.knowledge_path)]
     if not problems:
         try:
             load_service_catalog(load_knowledge(settings.knowledge_path))

@@ -48,9 +48,12 @@ class AuthSettings:
     trusted_clients: tuple[TrustedClientSettings, ...] = ()
     algorithms: tuple[str, ...] = ("ES384", "RS384")
     leeway_seconds: int = 60
+    iat_future_leeway_seconds: int = 5
     max_token_age_seconds: int | None = None
     jwks_ttl_seconds: int = 3600
     jwks_min_refresh_seconds: int = 60
+    #: ignore (never fetch) the jku of clients pinned to a jwks_file (the CDS Hooks sandbox)
+    allow_jku_with_jwks_file: bool = False
 
     @property
     def development_mode(self) -> bool:
@@ -146,8 +149,9 @@ _TOP_KEYS = {
     "limits", "validate_responses",
 }
 _AUTH_KEYS = {
-    "trusted_clients", "algorithms", "leeway_seconds", "max_token_age_seconds",
-    "jwks_ttl_seconds", "jwks_min_refresh_seconds",
+    "trusted_clients", "algorithms", "leeway_seconds", "iat_future_leeway_seconds",
+    "max_token_age_seconds", "jwks_ttl_seconds", "jwks_min_refresh_seconds",
+    "allow_jku_with_jwks_file",
 }
 _FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
 
@@ -220,6 +224,8 @@ class _Parser:
             trusted_clients=tuple(clients),
             algorithms=algorithms,
             leeway_seconds=self._int(data.get("leeway_seconds", d.leeway_seconds), "auth.leeway_seconds", 0, 600),
+            iat_future_leeway_seconds=self._int(data.get("iat_future_leeway_seconds", d.iat_future_leeway_seconds), "auth.iat_future_leeway_seconds", 0, 300),
+            allow_jku_with_jwks_file=self._bool(data.get("allow_jku_with_jwks_file", False), "auth.allow_jku_with_jwks_file"),
             max_token_age_seconds=None if max_age is None else self._int(max_age, "auth.max_token_age_seconds", 1, 86400),
             jwks_ttl_seconds=self._int(data.get("jwks_ttl_seconds", d.jwks_ttl_seconds), "auth.jwks_ttl_seconds", 1, 86400 * 7),
             jwks_min_refresh_seconds=self._int(data.get("jwks_min_refresh_seconds", d.jwks_min_refresh_seconds), "auth.jwks_min_refresh_seconds", 0, 86400),

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import time
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from assessment.engine import assess
 from assessment.findings import Assessment
 from cds_hooks.cards import CardLinks, render_cards
 from cds_hooks.catalog import ServiceCatalog
-from cds_hooks.errors import UnknownService
+from cds_hooks.errors import PrefetchUnavailable, UnknownService
 from cds_hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ports import CardAuditLog, CardAuditRecord
 from cds_hooks.prefetch import FetchPolicy, ResolvedData, resolve_prefetch
@@ -33,6 +33,12 @@ class CallObserver(t.Protocol):
     def hook_call(
         self, *, service_id: str, hook: str, timings: t.Mapping[str, float], rules: t.Sequence[str]
     ) -> None: ...
+
+    def deadline_exceeded(self, service_id: str) -> None: ...
+
+
+class _DeadlinePassed(Exception):
+    """The call's time budget ran out between two stages."""
 
 
 @dataclass
@@ -60,6 +66,7 @@ class CdsService:
         observer: CallObserver | None = None,
         client_factory: t.Callable[..., FhirClient] = FhirClient,
         clock: t.Callable[[], datetime] = lambda: datetime.now(UTC),
+        deadline_seconds: float | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.catalog = catalog
@@ -69,6 +76,8 @@ class CdsService:
         self.observer = observer
         self.client_factory = client_factory
         self.clock = clock
+        #: overall time budget of one call; past it the answer is 200 with no cards
+        self.deadline_seconds = deadline_seconds
 
     def discovery(self) -> dict[str, t.Any]:
         """The discovery document."""
@@ -80,24 +89,56 @@ class CdsService:
             raise UnknownService(f"no CDS service with id {service_id!r}")
 
     def invoke(self, service_id: str, body: t.Any, *, now: datetime | None = None) -> HookOutcome:
-        """Run one hook call; raises the protocol errors of :mod:`cds_hooks.errors`."""
+        """Run one hook call; raises the protocol errors of :mod:`cds_hooks.errors`.
+
+        When the call's time budget (``deadline_seconds``) runs out, the answer is 200 with no
+        cards: a late card is worse than none, as clients drop late answers anyway. Work is
+        never left running: FHIR queries get at most the remaining time, and the other stages
+        are checked between steps.
+        """
+        started = time.perf_counter()
+        deadline = None if self.deadline_seconds is None else started + self.deadline_seconds
         timings: dict[str, float] = {}
-        mark = time.perf_counter()
+        mark = started
 
         def lap(stage: str) -> None:
             nonlocal mark
             current = time.perf_counter()
             timings[stage] = current - mark
             mark = current
+            if deadline is not None and current > deadline:
+                raise _DeadlinePassed(stage)
 
         self.check_service_id(service_id)
         request = parse_hook_request(body)
         service = self.catalog.resolve(service_id, request.hook)
-        lap("validate")
-        data = resolve_prefetch(
-            service, request, self.fetch_policy, client_factory=self.client_factory
-        )
-        lap("prefetch")
+        try:
+            lap("validate")
+            policy = self.fetch_policy
+            if deadline is not None:
+                remaining = max(deadline - time.perf_counter(), 0.001)
+                if remaining < policy.overall_timeout_seconds:
+                    policy = replace(policy, overall_timeout_seconds=remaining)
+            try:
+                data = resolve_prefetch(service, request, policy, client_factory=self.client_factory)
+            except PrefetchUnavailable:
+                if deadline is not None and time.perf_counter() >= deadline - 0.01:
+                    raise _DeadlinePassed("prefetch") from None
+                raise
+            lap("prefetch")
+            return self._evaluate(service_id, request, data, now, timings, lap)
+        except _DeadlinePassed as passed:
+            return self._too_late(service_id, request, str(passed), timings)
+
+    def _evaluate(
+        self,
+        service_id: str,
+        request: HookRequest,
+        data: ResolvedData,
+        now: datetime | None,
+        timings: dict[str, float],
+        lap: t.Callable[[str], None],
+    ) -> HookOutcome:
         knowledge = self.knowledge
         record = extract_record(
             data.resources,
@@ -116,6 +157,7 @@ class CdsService:
         )
         lap("cards")
         if self.audit is not None and cards:
+            audit_started = time.perf_counter()
             self.audit.record_cards(
                 [
                     CardAuditRecord(
@@ -132,7 +174,7 @@ class CdsService:
                     for card, finding in zip(cards, assessment.findings, strict=True)
                 ]
             )
-            lap("audit")
+            timings["audit"] = time.perf_counter() - audit_started
         rules = [f.rule_id for f in assessment.findings]
         log.info(
             "hook call answered",
@@ -150,3 +192,22 @@ class CdsService:
                 service_id=service_id, hook=request.hook, timings=timings, rules=rules
             )
         return HookOutcome(request, {"cards": cards}, assessment, data, timings)
+
+    def _too_late(
+        self, service_id: str, request: HookRequest, stage: str, timings: dict[str, float]
+    ) -> HookOutcome:
+        log.warning(
+            "hook deadline passed; answering with no cards",
+            extra={
+                "hookInstance": request.hook_instance,
+                "service": service_id,
+                "hook": request.hook,
+                "reason": f"deadline passed during {stage}",
+                "ms": round(sum(timings.values()) * 1000, 1),
+            },
+        )
+        if self.observer is not None:
+            self.observer.deadline_exceeded(service_id)
+        note = f"deadline of {self.deadline_seconds} s passed during {stage}"
+        empty = Assessment(findings=(), notes=(note,))
+        return HookOutcome(request, {"cards": []}, empty, ResolvedData([], (), ()), timings)
