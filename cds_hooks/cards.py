@@ -97,8 +97,11 @@ def render_card(
 
 
 def _source(finding: Finding, rule: t.Any) -> dict[str, t.Any]:
+    label = _SOURCE_LABEL
+    if finding.citation.title:
+        label = _truncate(f"{_SOURCE_LABEL} · {_short_title(finding.citation.title)}", 80)
     source: dict[str, t.Any] = {
-        "label": _SOURCE_LABEL if not finding.citation.title else f"{_SOURCE_LABEL}: {finding.citation.title}",
+        "label": label,
         "topic": {
             "system": RULE_TOPIC_SYSTEM,
             "code": finding.rule_id,
@@ -108,6 +111,14 @@ def _source(finding: Finding, rule: t.Any) -> dict[str, t.Any]:
     if finding.citation.url:
         source["url"] = finding.citation.url
     return source
+
+
+def _short_title(title: str) -> str:
+    """A citation title up to its first sentence or parenthesis (EHR sidebars are narrow)."""
+    for stop in (" (", ". "):
+        if stop in title:
+            title = title.split(stop, 1)[0]
+    return title
 
 
 def _suggestions(
@@ -127,7 +138,9 @@ def _suggestions(
             continue
         if spec.kind == "imaging" and finding.existing_imaging:
             continue
-        if spec.kind == "nsaid" and not finding.nsaid_safe:
+        if spec.kind == "nsaid" and (not finding.nsaid_safe or finding.nsaid_concerns):
+            # Unsafe, or safety not established (no recent platelets / eGFR): the card text
+            # says what to check; no one-click NSAID order.
             continue
         keys.append(key)
     imaging = [k for k in keys if catalog.actions[k].kind == "imaging"]

@@ -38,6 +38,7 @@ def live(tmp_path_factory, recorder):
     workdir = tmp_path_factory.mktemp("live")
     config = (
         f'database_url = "sqlite:///{workdir / "cds.sqlite3"}"\n'
+        "validate_responses = true\n"
         "[fhir]\n"
         f'allowed_servers = ["{recorder.url("/fhir")}"]\n'
         "timeout_seconds = 3\n"
