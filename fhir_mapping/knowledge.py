@@ -69,7 +69,7 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
     valuesets = ValueSetIndex.from_resources(resources)
 
     rules_data = _merged_toml(dirs, "rules.toml", problems, merge=merge_rule_config)
-    actions_data = _merged_toml(dirs, "actions.toml", problems, merge=_merge_tables)
+    actions_data = _merged_toml(dirs, "actions.toml", problems, merge=merge_rule_config)
     actions, action_problems = parse_action_catalog(actions_data)
     problems.extend(action_problems)
     problems.extend(
@@ -116,15 +116,4 @@ def _merged_toml(
         merged = merge(merged, data)
     if not found:
         problems.append(f"{name} is missing from {dirs[0]}")
-    return merged
-
-
-def _merge_tables(base: t.Mapping[str, t.Any], overlay: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """Deep-merge tables key by key; arrays and scalars of the overlay replace the base's."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge_tables(merged[key], value)
-        else:
-            merged[key] = value
     return merged
