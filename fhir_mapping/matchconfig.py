@@ -266,7 +266,8 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
         negation_before=(
             re.compile(r"\b(?:" + "|".join(before) + r")\b[^.;:\n]*$", re.IGNORECASE) if before else None
         ),
-        negation_after=re.compile(r"^\s*[:=,-]?\s*(?:" + "|".join(after) + r")\b", re.IGNORECASE) if after else None,
+        # used as pattern.match(text, end_of_hit): no "^" here, it would only match at position 0
+        negation_after=re.compile(r"\s*[:=,-]?\s*(?:" + "|".join(after) + r")\b", re.IGNORECASE) if after else None,
         negation_value_text=(
             re.compile(r"^\s*(?:" + "|".join(value_text) + r")\b", re.IGNORECASE) if value_text else None
         ),

@@ -74,9 +74,7 @@ def test_replay_json_is_a_valid_cds_response(tmp_path, capsys):
 
 
 def test_replay_of_a_request_file(tmp_path, capsys):
-    request = _write(tmp_path, "req.json", hr.patient_view("r3", prefetch={"patient": scenarios.patient("r3")} | {k: None for k in (
-        "medicationRequests", "medicationAdministrations", "medicationStatements", "conditions", "painScoresAndLabs",
-        "symptoms", "procedures", "serviceRequests", "imagingStudies", "diagnosticReports")}))
+    request = _write(tmp_path, "req.json", hr.patient_view("r3", prefetch=hr.nothing_found_prefetch(scenarios.patient("r3"))))
     assert main(["replay", request, "--now", "2025-03-10T09:00:00Z"]) == 0
     assert "no cards" in capsys.readouterr().out
 

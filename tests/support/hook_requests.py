@@ -76,3 +76,18 @@ def searchset(*resources: dict[str, t.Any], next_url: str | None = None) -> dict
 
 def operation_outcome(text: str = "could not fetch") -> dict[str, t.Any]:
     return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception", "diagnostics": text}]}
+
+
+def nothing_found_prefetch(patient: dict[str, t.Any], service_id: str = "back-pain-after-chemo", hook: str = "patient-view") -> dict[str, t.Any]:
+    """The patient read, and every other key of the service present as null ("nothing found")."""
+    from functools import lru_cache
+
+    @lru_cache(maxsize=1)
+    def catalog():  # type: ignore[no-untyped-def]
+        from backpain_cds.app import load_service_catalog
+        from fhir_mapping.knowledge import load_knowledge
+
+        return load_service_catalog(load_knowledge())
+
+    keys = catalog().resolve(service_id, hook).prefetch
+    return {key: (patient if key == "patient" else None) for key in keys}

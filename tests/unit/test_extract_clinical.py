@@ -176,6 +176,22 @@ def test_a_text_finding_is_dropped_when_the_text_negates_it() -> None:
     assert fact.kind is ClinicalKind.RED_FLAG_NEURO and fact.confidence is Confidence.TEXT
 
 
+@pytest.mark.parametrize(
+    "text", ["Leg weakness: absent", "Urinary retention - denied", "Saddle anaesthesia: none", "Leg numbness not present"]
+)
+def test_a_text_finding_followed_by_a_negation_word_is_dropped(text: str) -> None:
+    # matching.toml [negation] after: words right after the hit negate it (CLINICAL.md: "absent",
+    # "denies" mean not present). The compiled pattern is used with match(text, end): a "^" anchor
+    # in it made every such negation miss, so "Leg weakness: absent" raised an MSCC card.
+    assert extract(finding(code={"text": text})).clinical == ()
+    assert extract(condition({"text": text})).clinical == ()
+
+
+def test_a_text_finding_followed_by_other_words_is_present() -> None:
+    (fact,) = extract(finding(code={"text": "Leg weakness: noted today"})).clinical
+    assert fact.kind is ClinicalKind.RED_FLAG_NEURO
+
+
 # --- pain scores ---------------------------------------------------------------------------------
 
 
