@@ -173,6 +173,7 @@ class RuleSettings:
     citation: Citation
     card: CardText
     actions: tuple[str, ...]
+    title: str = ""  #: short human name of the rule (card source topic)
     valuesets: tuple[str, ...] = ()
     references: tuple[Citation, ...] = ()
     quantities: Mapping[str, Quantity] = field(default_factory=lambda: MappingProxyType({}))
@@ -498,6 +499,10 @@ class _Parser:
             return None
         before = len(self.problems)
         version = self.semver(data.get("version"), f"{where}.version")
+        title = data.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title) > 80:
+            self.problem(f"{where}.title", "must be a short name (1-80 characters)")
+            title = ""
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             self.problem(f"{where}.enabled", "must be true or false")
@@ -532,6 +537,7 @@ class _Parser:
             citation=citation,
             card=card,
             actions=tuple(actions),
+            title=title,
             valuesets=tuple(valuesets),
             references=tuple(c for c in cited if c is not None),
             quantities=MappingProxyType(quantities),

@@ -105,7 +105,7 @@ def _source(finding: Finding, rule: t.Any) -> dict[str, t.Any]:
         "topic": {
             "system": RULE_TOPIC_SYSTEM,
             "code": finding.rule_id,
-            "display": getattr(rule, "title", None) or finding.rule_id,
+            "display": rule.title or finding.rule_id,
         },
     }
     if finding.citation.url:
