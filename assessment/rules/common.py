@@ -111,7 +111,8 @@ def oncology_context(record: PatientRecord, now: datetime, settings: ContextSett
             and within(time, now, lookback)
         ):
             chemo.append(procedure.ref)
-            text = f"Chemotherapy {procedure.label or 'procedure'} on {day_text(time)}"
+            label = procedure.label if procedure.label and procedure.label.lower() != "chemotherapy" else "procedure"
+            text = f"Chemotherapy {label} on {day_text(time)}"
             reasons.append(Reason(text, procedure.ref))
     for med in record.medications:
         time = med.time

@@ -356,7 +356,12 @@ def context_text(context: OncologyContext) -> str:
     """Return a short phrase for the oncology context, e.g. "breast cancer"."""
     for fact in context.cancers:
         if fact.label:
-            return fact.label
+            label = fact.label
+            # Code displays are sentence case ("Malignant neoplasm of ..."); mid-sentence they
+            # read better in lower case. Leave acronyms ("HER2-positive", "AML") alone.
+            if len(label) > 1 and label[0].isupper() and label[1].islower():
+                label = label[0].lower() + label[1:]
+            return label
     return "cancer" if context.cancers else "recent chemotherapy"
 
 
