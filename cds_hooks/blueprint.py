@@ -2,6 +2,20 @@
 
 Routes stay thin: authenticate, parse, call :class:`cds_hooks.service.CdsService`, return JSON.
 Errors are raised as typed exceptions and turned into responses by ``backpain_cds.errors``.
+
+Order of checks on a POST (each answer reveals nothing the previous step did not allow):
+
+1. the service id in the path must look like an id (``[A-Za-z0-9._-]{1,64}``), else 404
+   before anything else (such a URL can never be a valid JWT ``aud`` of ours);
+2. the client JWT (401, bare);
+3. the Content-Type: ``application/json``, ``application/fhir+json`` (any parameters) or none
+   (the sandbox always sends JSON); anything else is 415. Refusing form, multipart and
+   text/plain bodies also means a browser cannot send a hook call or feedback without a CORS
+   preflight, which matters in development mode where unsigned calls are accepted;
+4. the service id must exist (404, without echoing the id);
+5. the body: at most ``MAX_CONTENT_LENGTH`` bytes (413, enforced by Werkzeug, also for
+   chunked bodies), valid JSON (400), nested at most :data:`cds_hooks.limits.MAX_JSON_DEPTH`
+   levels (400); then the protocol validation of ``hook_request`` or ``feedback``.
 """
 
 from __future__ import annotations
@@ -9,10 +23,13 @@ from __future__ import annotations
 import typing as t
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
+from werkzeug.exceptions import UnsupportedMediaType
 
-from cds_hooks.errors import InvalidRequest
+from cds_hooks.errors import InvalidRequest, UnknownService
 from cds_hooks.feedback import parse_feedback
+from cds_hooks.hook_request import HOOK_INSTANCE
+from cds_hooks.limits import MAX_JSON_DEPTH, SERVICE_ID, json_depth_exceeds
 from cds_hooks.ports import FeedbackStore
 from cds_hooks.schemas import validate_cds_response, validate_discovery
 from cds_hooks.service import CdsService
@@ -25,15 +42,44 @@ def json_response(body: t.Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
-def read_json_body() -> t.Any:
-    """Parse the request body as JSON, or raise a 400 naming the problem."""
+#: media types a POST body may be declared as (parameters such as charset are ignored)
+JSON_MEDIA_TYPES = frozenset({"application/json", "application/fhir+json"})
+
+
+def check_content_type() -> None:
+    """415 unless the body is declared as JSON (or not declared at all)."""
+    declared = request.headers.get("Content-Type")
+    if declared is None or not declared.strip():
+        return
+    if request.mimetype not in JSON_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            "the request body must be JSON (Content-Type application/json or application/fhir+json)"
+        )
+
+
+def read_json_body(max_depth: int = MAX_JSON_DEPTH) -> t.Any:
+    """Parse the request body as JSON, or raise a 400 naming the problem (413 if too large)."""
     raw = request.get_data(cache=False)
     if not raw:
         raise InvalidRequest("the request body is empty; a JSON object is required")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        # orjson's message names the position only, never the content
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    if json_depth_exceeds(raw, max_depth):
+        raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels")
+    if isinstance(body, dict):
+        hook_instance = body.get("hookInstance")
+        if isinstance(hook_instance, str) and HOOK_INSTANCE.fullmatch(hook_instance):
+            g.hook_instance = hook_instance  # for the error log (backpain_cds.errors)
+    return body
+
+
+def check_service_id_syntax(service_id: str) -> None:
+    """404 for a path segment that cannot be a service id (never echoed back)."""
+    if not SERVICE_ID.fullmatch(service_id):
+        raise UnknownService("no CDS service with this id")
 
 
 def create_blueprint(
@@ -52,6 +98,13 @@ def create_blueprint(
         if authenticate is not None:
             authenticate(request.headers.get("Authorization"), audience)
 
+    def check_post(service_id: str, audience: str) -> None:
+        check_service_id_syntax(service_id)
+        check_client(audience)
+        check_content_type()
+        if not service.catalog.has_id(service_id):
+            raise UnknownService("no CDS service with this id")
+
     @bp.get("/cds-services")
     def discovery() -> Response:
         check_client(f"{base}/cds-services")
@@ -62,8 +115,7 @@ def create_blueprint(
 
     @bp.post("/cds-services/<service_id>")
     def invoke(service_id: str) -> Response:
-        check_client(f"{base}/cds-services/{service_id}")
-        service.check_service_id(service_id)
+        check_post(service_id, f"{base}/cds-services/{service_id}")
         outcome = service.invoke(service_id, read_json_body())
         if validate_responses:
             validate_cds_response(outcome.response)
@@ -71,8 +123,7 @@ def create_blueprint(
 
     @bp.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
-        check_client(f"{base}/cds-services/{service_id}/feedback")
-        service.check_service_id(service_id)
+        check_post(service_id, f"{base}/cds-services/{service_id}/feedback")
         entries = parse_feedback(read_json_body())
         stored = feedback_store.save_feedback(service_id, entries)
         return json_response({"received": len(entries), "stored": stored})

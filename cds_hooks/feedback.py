@@ -18,6 +18,7 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
 )
 _MAX_ENTRIES = 1000
+_MAX_SUGGESTIONS = 100
 _MAX_TEXT = 4096
 
 
@@ -48,6 +49,11 @@ def _entry(raw: t.Any, path: str) -> FeedbackEntry:
         if not isinstance(raw_accepted, list) or not raw_accepted:
             raise InvalidRequest(
                 f"{path}.acceptedSuggestions is required when the outcome is accepted",
+                field=f"{path}.acceptedSuggestions",
+            )
+        if len(raw_accepted) > _MAX_SUGGESTIONS:
+            raise InvalidRequest(
+                f"{path}.acceptedSuggestions has more than {_MAX_SUGGESTIONS} entries",
                 field=f"{path}.acceptedSuggestions",
             )
         ids = []

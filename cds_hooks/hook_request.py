@@ -16,7 +16,7 @@ from cds_hooks.errors import InvalidRequest
 #: FHIR id: 1-64 of [A-Za-z0-9-.]; prefetch templates interpolate it, so nothing else passes.
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _HOOK_NAME = re.compile(r"[a-z0-9][a-z0-9\-.]{0,63}")
-_HOOK_INSTANCE = re.compile(r"[A-Za-z0-9\-._:]{1,128}")
+HOOK_INSTANCE = re.compile(r"[A-Za-z0-9\-._:]{1,128}")
 _USER_TYPES = {
     "patient-view": ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson"),
     "encounter-start": ("Practitioner", "PractitionerRole"),
@@ -24,6 +24,9 @@ _USER_TYPES = {
     "order-sign": ("Practitioner", "PractitionerRole"),
 }
 _ORDER_HOOKS = ("order-select", "order-sign")
+#: a prefetch key we name in an error (anything else is reported as plain ``prefetch``)
+_PREFETCH_KEY = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
+_MAX_REFERENCE = 256
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def parse_hook_request(body: t.Any) -> HookRequest:
     if not _HOOK_NAME.fullmatch(hook):
         raise InvalidRequest("hook is not a valid hook name", field="hook")
     hook_instance = _required_str(body, "hookInstance", "hookInstance")
-    if not _HOOK_INSTANCE.fullmatch(hook_instance):
+    if not HOOK_INSTANCE.fullmatch(hook_instance):
         raise InvalidRequest(
             "hookInstance must be a UUID (1-128 characters of letters, digits and -._:)",
             field="hookInstance",
@@ -108,9 +111,8 @@ def parse_hook_request(body: t.Any) -> HookRequest:
         raise InvalidRequest("prefetch must be an object", field="prefetch")
     for key, value in prefetch.items():
         if value is not None and not (isinstance(value, dict) and isinstance(value.get("resourceType"), str)):
-            raise InvalidRequest(
-                "a prefetch value must be a FHIR resource, a Bundle or null", field=f"prefetch.{key}"
-            )
+            where = f"prefetch.{key}" if _PREFETCH_KEY.fullmatch(key) else "prefetch"
+            raise InvalidRequest("a prefetch value must be a FHIR resource, a Bundle or null", field=where)
 
     return HookRequest(
         hook=hook,
@@ -192,6 +194,11 @@ def _draft_orders(raw: t.Any) -> tuple[dict[str, t.Any], ...]:
             raise InvalidRequest(
                 f"{path}.entry[{i}].resource must be a FHIR resource", field=f"{path}.entry[{i}]"
             )
+        # selections and card evidence refer to a draft order as Type/id: it needs a real id
+        ident = resource.get("id")
+        if not isinstance(ident, str) or not FHIR_ID.fullmatch(ident):
+            where = f"{path}.entry[{i}].resource.id"
+            raise InvalidRequest(f"{where} must be a FHIR id (1-64 of A-Z a-z 0-9 - .)", field=where)
         resources.append(resource)
     return tuple(resources)
 
@@ -200,6 +207,11 @@ def _selections(raw: t.Any) -> tuple[str, ...]:
     path = "context.selections"
     if raw is None:
         raise InvalidRequest(f"{path} is required for order-select", field=path)
-    if not isinstance(raw, list) or not raw or not all(isinstance(s, str) and s for s in raw):
-        raise InvalidRequest(f"{path} must be a non-empty array of references", field=path)
+    if not isinstance(raw, list) or not raw or not all(
+        isinstance(s, str) and 0 < len(s) <= _MAX_REFERENCE for s in raw
+    ):
+        raise InvalidRequest(
+            f"{path} must be a non-empty array of references (at most {_MAX_REFERENCE} characters each)",
+            field=path,
+        )
     return tuple(raw)

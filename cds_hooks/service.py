@@ -16,11 +16,11 @@ from assessment.engine import assess
 from assessment.findings import Assessment
 from cds_hooks.cards import CardLinks, render_cards
 from cds_hooks.catalog import ServiceCatalog
-from cds_hooks.errors import PrefetchUnavailable, UnknownService
+from cds_hooks.errors import InvalidRequest, PrefetchUnavailable, UnknownService
 from cds_hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ports import CardAuditLog, CardAuditRecord
 from cds_hooks.prefetch import FetchPolicy, ResolvedData, resolve_prefetch
-from fhir_mapping.extract import extract_record
+from fhir_mapping.extract import MalformedResource, extract_record
 from fhir_mapping.fhir_client import FhirClient
 from fhir_mapping.knowledge import Knowledge
 
@@ -140,14 +140,21 @@ class CdsService:
         lap: t.Callable[[str], None],
     ) -> HookOutcome:
         knowledge = self.knowledge
-        record = extract_record(
-            data.resources,
-            knowledge.valuesets,
-            knowledge.matching,
-            patient_id=request.patient_id,
-            draft_orders=request.draft_orders,
-            selections=request.selections,
-        )
+        try:
+            record = extract_record(
+                data.resources,
+                knowledge.valuesets,
+                knowledge.matching,
+                patient_id=request.patient_id,
+                draft_orders=request.draft_orders,
+                selections=request.selections,
+            )
+        except MalformedResource as exc:
+            # From the request: the caller's fault (400). Fetched from fhirServer: the data
+            # cannot be used (412). Either way no partial answer is given.
+            if data.fetched:
+                raise PrefetchUnavailable(f"unusable FHIR data: {exc}") from None
+            raise InvalidRequest(str(exc), field=f"resource {exc.ref}") from None
         lap("mapping")
         now = now or self.clock()
         assessment = assess(record, now=now, config=knowledge.rules, hook=request.hook)

@@ -34,6 +34,8 @@ def condition_facts(resource: Json, ref: str, matcher: Matcher) -> list[Clinical
     status = next(
         (c["code"] for c in (resource.get("clinicalStatus") or {}).get("coding") or () if c.get("code")), "active"
     )
+    if not isinstance(status, str):
+        raise TypeError("clinicalStatus code must be a string")
     recorded = parse_fhir_datetime(resource.get("recordedDate"))
     onset = parse_fhir_datetime(resource.get("onsetDateTime")) or parse_fhir_datetime(
         (resource.get("onsetPeriod") or {}).get("start")

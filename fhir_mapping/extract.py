@@ -8,8 +8,11 @@ lookups built once per (value sets, matching config) pair. No fhir.resources mod
 
 from __future__ import annotations
 
+import re
 import typing as t
 from collections.abc import Collection, Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from assessment.facts import (
     ClinicalFact,
@@ -34,12 +37,30 @@ from .valuesets import ValueSetIndex
 __all__ = [
     "MatchingConfig",
     "MatchingConfigError",
+    "MalformedResource",
     "extract_record",
     "load_matching_config",
     "validate_matching_config",
 ]
 
 Json = Mapping[str, t.Any]
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: what a wrongly typed field raises deep inside the extractors
+_SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError)
+
+
+class MalformedResource(ValueError):
+    """A resource the rules would read is not valid FHIR R4 (e.g. a field of the wrong type).
+
+    ``ref`` names it (``Type/id``) and ``detail`` says what is wrong, as precisely as the FHIR
+    R4B model can tell; both are safe to show to the caller (no values are echoed).
+    """
+
+    def __init__(self, ref: str, detail: str) -> None:
+        super().__init__(f"{ref} is not valid FHIR R4: {detail}")
+        self.ref = ref
+        self.detail = detail
 
 _USED_TYPES = frozenset(
     {"Condition", "Observation", "Procedure", "Medication", *MEDICATION_SOURCES, *IMAGING_TYPES}
@@ -71,38 +92,12 @@ def extract_record(
     drafts = _relevant(draft_orders, patient_id, medications)
     draft_refs = {ref for ref, _ in drafts}
 
-    meds: list[MedicationFact] = []
-    clinical: list[ClinicalFact] = []
-    pains: list[PainScore] = []
-    labs: list[LabResult] = []
-    procedures: list[ProcedureFact] = []
-    imaging: list[ImagingFact] = []
+    facts = _Facts()
     for ref, resource in records:
-        rtype = resource["resourceType"]
-        if rtype == "Observation":
-            found = observation_facts(resource, ref, matcher)
-            if found.clinical:
-                clinical.extend(found.clinical)
-            elif found.pain_score is not None:
-                pains.append(found.pain_score)
-            elif found.lab is not None:
-                labs.append(found.lab)
-        elif rtype == "Condition":
-            clinical.extend(condition_facts(resource, ref, matcher))
-        elif rtype in MEDICATION_SOURCES:
-            if ref in draft_refs:
-                continue
-            fact = medication_fact(resource, ref, MEDICATION_SOURCES[rtype], matcher, medications)
-            if fact is not None:
-                meds.append(fact)
-        elif rtype == "Procedure":
-            proc = procedure_fact(resource, ref, matcher)
-            if proc is not None:
-                procedures.append(proc)
-        else:
-            image = imaging_fact(resource, ref, matcher)
-            if image is not None:
-                imaging.append(image)
+        if resource["resourceType"] in MEDICATION_SOURCES and ref in draft_refs:
+            continue  # reported as a draft order below
+        with _shape_errors_as_malformed(ref, resource):
+            facts.add(ref, resource, matcher, medications)
 
     selected = frozenset(selections)
     draft_facts: list[MedicationFact] = []
@@ -110,9 +105,11 @@ def extract_record(
     for ref, resource in drafts:
         fact = None
         if resource["resourceType"] in MEDICATION_SOURCES:
-            fact = medication_fact(
-                resource, ref, MedicationSource.DRAFT_ORDER, matcher, medications, selected=ref in selected
-            )
+            with _shape_errors_as_malformed(ref, resource):
+                fact = medication_fact(
+                    resource, ref, MedicationSource.DRAFT_ORDER, matcher, medications,
+                    selected=ref in selected,
+                )
         if fact is None:
             unrecognised.append(ref)
         else:
@@ -122,15 +119,78 @@ def extract_record(
 
     return PatientRecord(
         patient_id=patient_id,
-        medications=tuple(meds),
-        clinical=tuple(clinical),
-        pain_scores=tuple(pains),
-        labs=tuple(labs),
-        procedures=tuple(procedures),
-        imaging=tuple(imaging),
+        medications=tuple(facts.meds),
+        clinical=tuple(facts.clinical),
+        pain_scores=tuple(facts.pains),
+        labs=tuple(facts.labs),
+        procedures=tuple(facts.procedures),
+        imaging=tuple(facts.imaging),
         draft_orders=tuple(draft_facts),
         unrecognised_draft_orders=tuple(dict.fromkeys(unrecognised)),
     )
+
+
+@dataclass
+class _Facts:
+    """The facts collected so far, one list per kind."""
+
+    meds: list[MedicationFact] = field(default_factory=list)
+    clinical: list[ClinicalFact] = field(default_factory=list)
+    pains: list[PainScore] = field(default_factory=list)
+    labs: list[LabResult] = field(default_factory=list)
+    procedures: list[ProcedureFact] = field(default_factory=list)
+    imaging: list[ImagingFact] = field(default_factory=list)
+
+    def add(self, ref: str, resource: Json, matcher: t.Any, medications: dict[str, Json]) -> None:
+        """Append the facts of one resource to the list of its kind."""
+        rtype = resource["resourceType"]
+        if rtype == "Observation":
+            found = observation_facts(resource, ref, matcher)
+            if found.clinical:
+                self.clinical.extend(found.clinical)
+            elif found.pain_score is not None:
+                self.pains.append(found.pain_score)
+            elif found.lab is not None:
+                self.labs.append(found.lab)
+        elif rtype == "Condition":
+            self.clinical.extend(condition_facts(resource, ref, matcher))
+        elif rtype in MEDICATION_SOURCES:
+            fact = medication_fact(resource, ref, MEDICATION_SOURCES[rtype], matcher, medications)
+            if fact is not None:
+                self.meds.append(fact)
+        elif rtype == "Procedure":
+            proc = procedure_fact(resource, ref, matcher)
+            if proc is not None:
+                self.procedures.append(proc)
+        else:
+            image = imaging_fact(resource, ref, matcher)
+            if image is not None:
+                self.imaging.append(image)
+
+
+@contextmanager
+def _shape_errors_as_malformed(ref: str, resource: Json) -> t.Iterator[None]:
+    """Turn a crash on a wrongly typed field into :class:`MalformedResource` naming the field."""
+    try:
+        yield
+    except _SHAPE_ERRORS as exc:
+        raise MalformedResource(ref, _first_model_error(resource) or exc.__class__.__name__) from None
+
+
+def _first_model_error(resource: Json) -> str | None:
+    """Where the FHIR R4B model says the resource is wrong (only called after a failure)."""
+    from fhir.resources.R4B import get_fhir_model_class
+    from pydantic import ValidationError
+
+    try:
+        get_fhir_model_class(str(resource.get("resourceType"))).model_validate(dict(resource))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "__root__")
+        return f"{where or 'resource'}: {error.get('msg', 'invalid')}"
+    except Exception:  # an unknown type or a model bug: fall back to the generic message
+        return None
+    return None
 
 
 def _relevant(
@@ -150,11 +210,12 @@ def _relevant(
             if isinstance(rid, str) and rid:
                 medications.setdefault(rid, resource)
             continue
-        ref = f"{rtype}/{rid}" if isinstance(rid, str) and rid else str(rtype)
-        if rid:
-            if ref in seen:
-                continue
-            seen.add(ref)
+        if not isinstance(rid, str) or not _FHIR_ID.fullmatch(rid):
+            raise MalformedResource(str(rtype), "id is missing or not a FHIR id")
+        ref = f"{rtype}/{rid}"
+        if ref in seen:
+            continue
+        seen.add(ref)
         if patient_id and _other_patient(resource, patient_id):
             continue
         out.append((ref, resource))
