@@ -18,7 +18,8 @@ class _GunicornApp(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self._options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # control_socket_disable exists from gunicorn 23 on
+                self.cfg.set(key, value)
 
     def load(self) -> t.Any:
         return self._app
@@ -46,6 +47,9 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
         "loglevel": "info",
         "forwarded_allow_ips": "127.0.0.1",
         "limit_request_line": 8190,
+        # gunicorn's control socket lives at one fixed path per user: several instances on a
+        # host would fight over it, and nothing here uses it.
+        "control_socket_disable": True,
     }
     _GunicornApp(app, options).run()
     return 0
