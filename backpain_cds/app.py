@@ -10,6 +10,7 @@ from flask import Flask, Response
 from flask_cors import CORS
 
 from backpain_cds.errors import register_error_handlers
+from backpain_cds.gc_pause import GcPauseMiddleware
 from backpain_cds.metrics import Metrics
 from backpain_cds.settings import ConfigError, Settings
 from backpain_cds.storage import SqlStore
@@ -46,6 +47,7 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
         ),
         overall_timeout_seconds=fhir.overall_timeout_seconds,
         max_workers=fhir.max_workers,
+        page_size=fhir.page_size,
         max_resources=settings.limits.max_prefetch_resources,
     )
 
@@ -123,6 +125,7 @@ def create_app(
     authenticate = authenticator.verify if authenticator is not None else None
 
     app = Flask("backpain_cds")
+    app.wsgi_app = GcPauseMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes
     app.extensions["backpain_cds"] = {
         "settings": settings,

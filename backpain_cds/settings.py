@@ -69,7 +69,8 @@ class FhirSettings:
     timeout_seconds: float = 5.0  #: per HTTP request
     overall_timeout_seconds: float = 8.0  #: all fallback queries of one hook call
     max_pages: int = 50  #: next links followed per query before giving up (412)
-    max_workers: int = 8  #: parallel queries per hook call
+    max_workers: int = 16  #: parallel queries per hook call (>= the number of prefetch keys)
+    page_size: int = 500  #: _count added to fallback searches without one (0: add none)
     max_response_bytes: int = 20 * 1024 * 1024
 
 
@@ -247,6 +248,7 @@ class _Parser:
             overall_timeout_seconds=self._float(data.get("overall_timeout_seconds", d.overall_timeout_seconds), "fhir.overall_timeout_seconds", 0.1, 300),
             max_pages=self._int(data.get("max_pages", d.max_pages), "fhir.max_pages", 1, 10_000),
             max_workers=self._int(data.get("max_workers", d.max_workers), "fhir.max_workers", 1, 64),
+            page_size=self._int(data.get("page_size", d.page_size), "fhir.page_size", 0, 10_000),
             max_response_bytes=self._int(data.get("max_response_bytes", d.max_response_bytes), "fhir.max_response_bytes", 1024, 1 << 31),
         )
 

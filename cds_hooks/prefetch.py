@@ -21,6 +21,7 @@ all keys in parallel under one deadline. When the data cannot be had: 412.
 from __future__ import annotations
 
 import logging
+import re
 import typing as t
 from dataclasses import dataclass
 
@@ -44,8 +45,9 @@ class FetchPolicy:
     allowed_servers: tuple[str, ...] = ()
     limits: FhirClientLimits = FhirClientLimits()
     overall_timeout_seconds: float = 8.0
-    max_workers: int = 8
+    max_workers: int = 16
     max_resources: int = 100_000
+    page_size: int = 500  #: _count for fallback searches that have none (fewer round trips)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,13 @@ def next_link(bundle: t.Mapping[str, t.Any]) -> str | None:
     return None
 
 
+def _with_page_size(query: str, page_size: int) -> str:
+    """Ask for big pages on a search that does not say (a read or an explicit _count is kept)."""
+    if not page_size or "?" not in query or re.search(r"[?&]_count=", query):
+        return query
+    return f"{query}&_count={page_size}"
+
+
 def _relative_query(key: str, next_url: str, fhir_server: str) -> str:
     """A prefetch ``next`` link as a query relative to fhirServer; refuse any other server."""
     query = next_url
@@ -165,7 +174,9 @@ def _fetch(
             "to fetch it from"
         )
     queries = {
-        key: _relative_query(key, q, request.fhir_server) if key in continuations else q
+        key: _relative_query(key, q, request.fhir_server)
+        if key in continuations
+        else _with_page_size(q, policy.page_size)
         for key, q in queries.items()
     }
     token = request.fhir_authorization.access_token if request.fhir_authorization else None
