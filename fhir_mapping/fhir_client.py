@@ -32,25 +32,34 @@ Decisions (documented here because the resolver relies on them):
   ``max_resources`` entries — never silently truncated.
 * **Logging.** Query keys, page numbers and status codes only, at debug level. Never the token,
   never a URL (it carries patient ids), never a body.
+
+Layout: errors in :mod:`fhir_mapping.fhir_errors`, base-URL normalisation and query checks in
+:mod:`fhir_mapping.fhir_urls`, the bounded GET, body reading, paging and
+:class:`FhirClientLimits` in :mod:`fhir_mapping.fhir_fetch`; this module holds
+:class:`FhirClient` and re-exports the public names of the others.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
-import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+
+from fhir_mapping.fhir_errors import FhirAccessError, FhirFetchError, ServerNotAllowed, _Cancelled, _CancelledFetch
+from fhir_mapping.fhir_fetch import FhirClientLimits, check_resource, collect_pages, request_json
+from fhir_mapping.fhir_urls import _check_query, _is_read, _origin, normalise_base_url
+
+# Private names that lived in this module before it was split; still importable from here.
+from fhir_mapping.fhir_fetch import _CHUNK_BYTES, _FHIR_JSON  # noqa: F401
+from fhir_mapping.fhir_urls import _DEFAULT_PORTS, _FORBIDDEN_QUERY_CHARS, _RESOURCE_TYPE  # noqa: F401
 
 __all__ = [
     "FhirAccessError",
@@ -62,142 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_FHIR_JSON = "application/fhir+json"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_CHUNK_BYTES = 64 * 1024
-_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]*")
-_FORBIDDEN_QUERY_CHARS = re.compile(r"[\s\\#\x00-\x1f\x7f]")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class FhirAccessError(Exception):
-    """Base of every error this client raises; the message never contains the token or a body."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        key: str | None = None,
-        query: str | None = None,
-        status_code: int | None = None,
-    ) -> None:
-        self.reason = reason
-        self.key = key
-        self.query = query
-        self.status_code = status_code
-        super().__init__(reason)
-
-    def __str__(self) -> str:
-        # The query is kept as an attribute only: it carries patient ids.
-        return f"{self.reason} (key={self.key})" if self.key is not None else self.reason
-
-
-class ServerNotAllowed(FhirAccessError):
-    """The FHIR base URL is not on the allow-list (raised before any network I/O)."""
-
-
-class FhirFetchError(FhirAccessError):
-    """A fetch failed: network, HTTP status, body, limits, paging or deadline."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        key: str | None = None,
-        query: str | None = None,
-        status_code: int | None = None,
-        keys: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__(reason, key=key, query=query, status_code=status_code)
-        #: For a ``fetch_many`` deadline: every key that had not finished.
-        self.keys = keys or ((key,) if key is not None else ())
-
-
-class _Cancelled(Exception):
-    """Internal: a fetch_many worker noticed the cancel flag."""
-
-
-class _CancelledFetch(FhirFetchError):
-    """Internal: a fetch_many key stopped because another key failed or time ran out."""
-
-
-# --------------------------------------------------------------------------- config / URLs
-
-
-@dataclass(frozen=True)
-class FhirClientLimits:
-    """Per-client limits; all of them end in a :class:`FhirFetchError`, never in truncation."""
-
-    timeout_seconds: float = 5.0  # per HTTP request
-    max_pages: int = 20  # per search, first page included
-    max_response_bytes: int = 20 * 1024 * 1024  # per HTTP response, decoded
-    max_resources: int = 50_000  # entries per search, all pages together
-
-    def __post_init__(self) -> None:
-        if self.timeout_seconds <= 0:
-            raise ValueError("timeout_seconds must be > 0")
-        for name in ("max_pages", "max_response_bytes", "max_resources"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-
-
-def normalise_base_url(url: str) -> str:
-    """Return the canonical form of a FHIR base URL for allow-list comparison.
-
-    Lower-cases scheme and host, drops a default port (``:443`` for https, ``:80`` for http)
-    and trailing slashes, keeps the path as it is.
-
-    :raises ValueError: not an absolute http(s) URL, or it has user info, a query or a fragment.
-    """
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise ValueError("FHIR base URL must be http or https")
-    if not parts.hostname:
-        raise ValueError("FHIR base URL has no host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("FHIR base URL must not contain user info")
-    if parts.query or parts.fragment or url.strip().endswith(("?", "#")):
-        raise ValueError("FHIR base URL must not have a query or fragment")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError("FHIR base URL has an invalid port") from exc
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    """Return (scheme, host, port) of an absolute http(s) URL without user info, else None."""
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS or not parts.hostname:
-            return None
-        if parts.username is not None or parts.password is not None:
-            return None
-        return scheme, parts.hostname.lower(), parts.port or _DEFAULT_PORTS[scheme]
-    except ValueError:
-        return None
-
-
-def _is_read(relative_query: str) -> bool:
-    """True for ``Type/id`` and ``Type/id/_history/vid`` (with or without parameters such as
-    ``_elements``); everything else (``Type?...``, ``Type``, ``Patient/1/Observation``,
-    ``Patient/1/$everything``) is a search."""
-    segments = relative_query.split("?", 1)[0].split("/")
-    if len(segments) == 2:
-        return not segments[1].startswith(("_", "$"))
-    return len(segments) == 4 and segments[2] == "_history"
-
-
-# --------------------------------------------------------------------------- client
 
 
 class _BearerAuth(AuthBase):
@@ -383,22 +256,6 @@ class FhirClient:
         """Wrap an exception that is not ours (a bug) so the caller still sees the key."""
         return FhirFetchError(f"unexpected {type(exc).__name__}", key=key, query=queries[key])
 
-    def _check_query(self, relative_query: str, key: str | None) -> None:
-        def bad(why: str) -> FhirFetchError:
-            return FhirFetchError(f"invalid relative query: {why}", key=key, query=relative_query)
-
-        if not isinstance(relative_query, str) or not relative_query:
-            raise bad("empty")
-        if _FORBIDDEN_QUERY_CHARS.search(relative_query):
-            raise bad("whitespace, control character, backslash or fragment")
-        path = relative_query.split("?", 1)[0]
-        if path.startswith("/") or "://" in path or ":" in path.split("/", 1)[0]:
-            raise bad("must be relative to the FHIR base")
-        segments = path.split("/")
-        if not _RESOURCE_TYPE.fullmatch(segments[0]):
-            raise bad("must start with a resource type")
-        if any(seg in ("", ".", "..") for seg in segments[1:]) or "%2e" in path.lower():
-            raise bad("empty or dot path segment")
 
     def _get(
         self,
@@ -408,18 +265,32 @@ class FhirClient:
         cancel: threading.Event | None,
         deadline: float | None,
     ) -> dict[str, Any] | None:
-        self._check_query(relative_query, key)
+        _check_query(relative_query, key)
         url = f"{self.base_url}/{relative_query}"
         is_read = _is_read(relative_query)
+
+        def request_page(page_url: str, page: int) -> tuple[int, Any]:
+            return request_json(
+                self._session,
+                page_url,
+                auth=self._auth,
+                limits=self.limits,
+                key=key,
+                query=relative_query,
+                cancel=cancel,
+                deadline=deadline,
+                page=page,
+            )
+
         try:
-            status, body = self._request(url, key, relative_query, cancel, deadline, page=1)
+            status, body = request_page(url, 1)
         except _Cancelled:
             raise _CancelledFetch("cancelled", key=key, query=relative_query) from None
 
         if is_read:
             if status in (404, 410):
                 return None
-            resource = self._check_resource(body, key, relative_query)
+            resource = check_resource(body, key, relative_query)
             expected_type = relative_query.split("/", 1)[0]
             if resource.get("resourceType") != expected_type:
                 raise FhirFetchError(
@@ -432,171 +303,14 @@ class FhirClient:
             raise FhirFetchError(f"HTTP {status} on search", key=key, query=relative_query,
                                  status_code=status)
         try:
-            return self._collect_pages(url, body, key, relative_query, cancel, deadline)
+            return collect_pages(
+                url,
+                body,
+                request_page=request_page,
+                origin=self._origin,
+                limits=self.limits,
+                key=key,
+                query=relative_query,
+            )
         except _Cancelled:
             raise _CancelledFetch("cancelled", key=key, query=relative_query) from None
-
-    def _collect_pages(
-        self,
-        first_url: str,
-        first_body: Any,
-        key: str | None,
-        query: str,
-        cancel: threading.Event | None,
-        deadline: float | None,
-    ) -> dict[str, Any]:
-        limits = self.limits
-        page = self._check_searchset(first_body, key, query)
-        result = {k: v for k, v in page.items() if k not in ("entry", "link")}
-        entries: list[Any] = []
-        self_links = [link for link in page.get("link", []) if isinstance(link, dict)
-                      and link.get("relation") == "self"]
-        visited = {first_url}
-        current_url = first_url
-        pages = 1
-        while True:
-            page_entries = page.get("entry", [])
-            entries.extend(page_entries)
-            if len(entries) > limits.max_resources:
-                raise FhirFetchError(
-                    f"more than {limits.max_resources} resources", key=key, query=query
-                )
-            next_url = self._next_link(page, current_url, key, query)
-            if next_url is None:
-                break
-            if pages >= limits.max_pages:
-                raise FhirFetchError(
-                    f"more than {limits.max_pages} pages", key=key, query=query
-                )
-            if next_url in visited:
-                raise FhirFetchError("next link loops to a page already read", key=key, query=query)
-            visited.add(next_url)
-            pages += 1
-            status, body = self._request(next_url, key, query, cancel, deadline, page=pages)
-            if status in (404, 410):
-                raise FhirFetchError(f"HTTP {status} on page {pages}", key=key, query=query,
-                                     status_code=status)
-            page = self._check_searchset(body, key, query)
-            current_url = next_url
-        if entries:  # FHIR JSON forbids empty arrays: no matches means no "entry" key
-            result["entry"] = entries
-        if self_links:
-            result["link"] = self_links
-        log.debug("FHIR search key=%s pages=%d entries=%d", key, pages, len(entries))
-        return result
-
-    def _next_link(self, page: dict[str, Any], current_url: str, key: str | None,
-                   query: str) -> str | None:
-        links = page.get("link", [])
-        if not isinstance(links, list):
-            raise FhirFetchError("Bundle.link is not a list", key=key, query=query)
-        for link in links:
-            if isinstance(link, dict) and link.get("relation") == "next":
-                raw = link.get("url")
-                if not isinstance(raw, str) or not raw:
-                    raise FhirFetchError("next link without url", key=key, query=query)
-                # Absolute links are used verbatim; a relative one is resolved (RFC 3986)
-                # against the page it came from, never rebuilt from parameters.
-                next_url = urljoin(current_url, raw)
-                if _origin(next_url) != self._origin:
-                    raise FhirFetchError(
-                        "next link points to another origin; refused", key=key, query=query
-                    )
-                return next_url
-        return None
-
-    def _check_resource(self, body: Any, key: str | None, query: str) -> dict[str, Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            raise FhirFetchError("response is not a FHIR resource", key=key, query=query)
-        if body["resourceType"] == "OperationOutcome":
-            raise FhirFetchError("server answered with an OperationOutcome", key=key, query=query)
-        return body
-
-    def _check_searchset(self, body: Any, key: str | None, query: str) -> dict[str, Any]:
-        resource = self._check_resource(body, key, query)
-        if resource["resourceType"] != "Bundle" or resource.get("type") != "searchset":
-            raise FhirFetchError("search did not return a searchset Bundle", key=key, query=query)
-        entries = resource.get("entry", [])
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise FhirFetchError("Bundle.entry is not a list of objects", key=key, query=query)
-        return resource
-
-    def _request(
-        self,
-        url: str,
-        key: str | None,
-        query: str,
-        cancel: threading.Event | None,
-        deadline: float | None,
-        *,
-        page: int,
-    ) -> tuple[int, Any]:
-        """GET one URL; return (status, parsed JSON or None for 404/410)."""
-        if cancel is not None and cancel.is_set():
-            raise _Cancelled
-        timeout = self.limits.timeout_seconds
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
-            if timeout <= 0:
-                raise FhirFetchError("deadline passed", key=key, query=query)
-        stop_at = time.monotonic() + timeout
-
-        def fail(reason: str, status: int | None = None) -> FhirFetchError:
-            return FhirFetchError(reason, key=key, query=query, status_code=status)
-
-        try:
-            response = self._session.get(
-                url,
-                headers={"Accept": _FHIR_JSON},
-                auth=self._auth,
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.Timeout:
-            raise fail(f"timed out after {timeout:.3g} s") from None
-        except requests.RequestException as exc:
-            raise fail(f"connection failed: {type(exc).__name__}") from None
-
-        with response:
-            status = response.status_code
-            log.debug("FHIR GET key=%s page=%d status=%d", key, page, status)
-            if 300 <= status < 400:
-                raise fail(f"HTTP {status} redirect not followed", status)
-            if status in (404, 410):
-                return status, None
-            if not 200 <= status < 300:
-                raise fail(f"HTTP {status}", status)
-            body = self._read_body(response, stop_at, cancel, fail)
-        try:
-            return status, orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise fail("response body is not JSON", status) from None
-
-    def _read_body(
-        self,
-        response: requests.Response,
-        stop_at: float,
-        cancel: threading.Event | None,
-        fail: Callable[[str, int | None], FhirFetchError],
-    ) -> bytes:
-        cap = self.limits.max_response_bytes
-        declared = response.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise fail(f"response larger than {cap} bytes", response.status_code)
-        buf = bytearray()
-        try:
-            for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
-                buf += chunk
-                if len(buf) > cap:
-                    raise fail(f"response larger than {cap} bytes", response.status_code)
-                if time.monotonic() > stop_at:
-                    raise fail("timed out reading the response body", response.status_code)
-                if cancel is not None and cancel.is_set():
-                    raise _Cancelled
-        except requests.Timeout:
-            raise fail("timed out reading the response body", response.status_code) from None
-        except requests.RequestException as exc:
-            raise fail(f"reading the response failed: {type(exc).__name__}",
-                       response.status_code) from None
-        return bytes(buf)

@@ -1,0 +1,386 @@
+"""Build and check the typed rule configuration from the parsed ``rules.toml`` mapping.
+
+:func:`parse_rule_config` turns the mapping into a frozen
+:class:`~assessment.config_types.RuleConfig` or raises :class:`RuleConfigError` listing every
+problem; :func:`validate_rule_config` returns the problems instead, and can also check
+references to value sets and card actions that live in other knowledge files;
+:func:`merge_rule_config` lays a site overlay over the base. Never touches files.
+:mod:`assessment.config` re-exports every public name here.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from assessment.config_schema import (
+    _CONTEXT_QUANTITIES,
+    _CONTEXT_STATUS_LISTS,
+    _EXTRA_INDICATORS,
+    _GCSF_QUANTITIES,
+    _NSAID_QUANTITIES,
+    _RULE_QUANTITIES,
+    _TEXT_KEYS,
+    ALLOWED_UNITS,
+    RULE_IDS,
+    RULE_VARIABLES,
+    SUMMARY_WARN_CHARS,
+)
+from assessment.config_types import (
+    CardText,
+    ContextSettings,
+    GcsfWindowSettings,
+    NsaidSafetySettings,
+    Quantity,
+    RuleConfig,
+    RuleSettings,
+)
+from assessment.findings import Citation, Indicator
+
+__all__ = [
+    "RuleConfigError",
+    "merge_rule_config",
+    "parse_rule_config",
+    "validate_rule_config",
+]
+
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:[-+][0-9A-Za-z.-]+)?$")
+_PLACEHOLDER = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class RuleConfigError(ValueError):
+    """The rule configuration is unusable; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid rule configuration:\n- " + "\n- ".join(self.problems))
+
+
+def merge_rule_config(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge a site overlay onto ``base``: tables merge key by key, anything else
+    (scalars, arrays) is replaced by the overlay's value. Neither input is modified."""
+    merged: dict[str, Any] = {key: _copy(value) for key, value in base.items()}
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_rule_config(merged[key], value)
+        else:
+            merged[key] = _copy(value)
+    return merged
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
+def parse_rule_config(data: Mapping[str, Any]) -> RuleConfig:
+    """Build a :class:`RuleConfig` from parsed TOML.
+
+    :raises RuleConfigError: listing every problem found (structure, units, citations,
+        versions, card-text placeholders and lengths).
+    """
+    parser = _Parser()
+    config = parser.parse(data)
+    if parser.problems or config is None:
+        raise RuleConfigError(parser.problems)
+    return config
+
+
+def validate_rule_config(
+    data: Mapping[str, Any],
+    *,
+    valueset_urls: Collection[str] = (),
+    action_keys: Collection[str] = (),
+) -> list[str]:
+    """Return every problem with ``data`` (empty when it is usable).
+
+    Besides what :func:`parse_rule_config` checks, every ``valuesets`` URL a rule lists must be
+    in ``valueset_urls`` and every action key in ``action_keys``. An empty collection means
+    "not known to the caller": that cross-check is skipped.
+    """
+    parser = _Parser()
+    parser.parse(data)
+    problems = list(parser.problems)
+    rules = data.get("rules")
+    if not isinstance(rules, Mapping):
+        return problems
+    for rule_id, table in rules.items():
+        if not isinstance(table, Mapping):
+            continue
+        if valueset_urls:
+            for url in _string_list(table.get("valuesets", [])):
+                if url not in valueset_urls:
+                    problems.append(f"rules.{rule_id}.valuesets: unknown value set {url!r}")
+        if action_keys:
+            for key in _string_list(table.get("actions", [])):
+                if key not in action_keys:
+                    problems.append(f"rules.{rule_id}.actions: unknown action {key!r}")
+    return problems
+
+
+def _string_list(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+class _Parser:
+    """Collects every problem while building the typed configuration."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    # -- top level ---------------------------------------------------------------------------
+
+    def parse(self, data: Mapping[str, Any]) -> RuleConfig | None:
+        version = self.semver(data.get("version"), "version")
+        context = self.context(self.table(data, "context", "context"))
+        texts = self.texts(self.table(data, "texts", "texts"))
+        rules_table = self.table(data, "rules", "rules")
+        rules: dict[str, RuleSettings] = {}
+        for rule_id in RULE_IDS:
+            if rule_id not in rules_table:
+                self.problem(f"rules.{rule_id}", "missing rule table")
+                continue
+            settings = self.rule(rule_id, rules_table[rule_id])
+            if settings is not None:
+                rules[rule_id] = settings
+        for rule_id in rules_table:
+            if rule_id not in RULE_IDS:
+                self.problem(f"rules.{rule_id}", "unknown rule id (the engine has no such rule)")
+        if self.problems or context is None or version is None:
+            return None
+        return RuleConfig(
+            version=version,
+            context=context,
+            texts=MappingProxyType(texts),
+            rules=MappingProxyType(rules),
+        )
+
+    # -- building blocks ---------------------------------------------------------------------
+
+    def table(self, data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+        value = data.get(key)
+        if isinstance(value, Mapping):
+            return value
+        self.problem(where, "missing table" if value is None else "must be a table")
+        return {}
+
+    def semver(self, value: Any, where: str) -> str | None:
+        if not isinstance(value, str) or not _SEMVER.match(value):
+            self.problem(where, f"must be a semantic version like '1.0.0', got {value!r}")
+            return None
+        return value
+
+    def string(self, data: Mapping[str, Any], key: str, where: str) -> str:
+        value = data.get(key)
+        if not isinstance(value, str) or not value.strip():
+            self.problem(f"{where}.{key}", "must be a non-empty string")
+            return ""
+        return value
+
+    def quantity(
+        self, data: Mapping[str, Any], key: str, units: frozenset[str], where: str
+    ) -> Quantity | None:
+        where = f"{where}.{key}"
+        value = data.get(key)
+        if not isinstance(value, Mapping):
+            self.problem(where, "missing quantity { value = ..., unit = ... }")
+            return None
+        number, unit = value.get("value"), value.get("unit")
+        ok = True
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            self.problem(where, f"value must be a number, got {number!r}")
+            ok = False
+        elif number < 0:
+            self.problem(where, f"value must not be negative, got {number}")
+            ok = False
+        if unit is None:
+            self.problem(where, "missing unit")
+            ok = False
+        elif unit not in ALLOWED_UNITS:
+            self.problem(where, f"unit {unit!r} is not one of {sorted(ALLOWED_UNITS)}")
+            ok = False
+        elif unit not in units:
+            self.problem(where, f"unit {unit!r} does not fit here; expected one of {sorted(units)}")
+            ok = False
+        return Quantity(float(number), unit) if ok else None
+
+    def quantities(
+        self, data: Mapping[str, Any], spec: Mapping[str, frozenset[str]], where: str
+    ) -> dict[str, Quantity]:
+        found = {key: self.quantity(data, key, units, where) for key, units in spec.items()}
+        return {key: value for key, value in found.items() if value is not None}
+
+    def statuses(self, data: Mapping[str, Any], key: str, where: str) -> frozenset[str]:
+        value = data.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(f"{where}.{key}", "must be a list of status codes")
+            return frozenset()
+        return frozenset(value)
+
+    def citation(self, value: Any, where: str) -> Citation | None:
+        if not isinstance(value, Mapping):
+            self.problem(where, "missing citation { title, url, recommendation, grade }")
+            return None
+        title = self.string(value, "title", where)
+        url = self.string(value, "url", where)
+        if url and not url.startswith(("https://", "http://")):
+            self.problem(f"{where}.url", f"must be an http(s) URL, got {url!r}")
+        return Citation(
+            title=title,
+            url=url,
+            recommendation=str(value.get("recommendation", "")),
+            grade=str(value.get("grade", "")),
+        )
+
+    def indicator(self, value: Any, where: str) -> Indicator | None:
+        try:
+            return Indicator(value)
+        except ValueError:
+            allowed = [i.value for i in Indicator]
+            self.problem(where, f"must be one of {allowed}, got {value!r}")
+            return None
+
+    def template(self, text: str, allowed: frozenset[str], where: str) -> None:
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        except ValueError as exc:
+            self.problem(where, f"malformed placeholder ({exc})")
+            return
+        for name in fields:
+            if not _PLACEHOLDER.match(name):
+                self.problem(where, f"malformed placeholder {{{name}}}: use {{lower_snake_case}}")
+            elif name not in allowed:
+                self.problem(where, f"placeholder {{{name}}} is not a variable this rule sets")
+
+    # -- sections ----------------------------------------------------------------------------
+
+    def context(self, data: Mapping[str, Any]) -> ContextSettings | None:
+        where = "context"
+        found = self.quantities(data, _CONTEXT_QUANTITIES, where)
+        gcsf_data = self.table(data, "gcsf", "context.gcsf")
+        gcsf = self.quantities(gcsf_data, _GCSF_QUANTITIES, "context.gcsf")
+        nsaid_data = self.table(data, "nsaid", "context.nsaid")
+        nsaid = self.quantities(nsaid_data, _NSAID_QUANTITIES, "context.nsaid")
+        statuses = {key: self.statuses(data, key, where) for key in _CONTEXT_STATUS_LISTS}
+        complete = (
+            len(found) == len(_CONTEXT_QUANTITIES)
+            and len(gcsf) == len(_GCSF_QUANTITIES)
+            and len(nsaid) == len(_NSAID_QUANTITIES)
+        )
+        if not complete:
+            return None
+        every = dict(found)
+        every.update({f"gcsf.{k}": v for k, v in gcsf.items()})
+        every.update({f"nsaid.{k}": v for k, v in nsaid.items()})
+        return ContextSettings(
+            active_statuses=statuses["active_statuses"],
+            present_statuses=statuses["present_statuses"],
+            excluded_statuses=statuses["excluded_statuses"],
+            chemotherapy_lookback=found["chemotherapy_lookback"].as_timedelta(),
+            back_pain_lookback=found["back_pain_lookback"].as_timedelta(),
+            red_flag_lookback=found["red_flag_lookback"].as_timedelta(),
+            imaging_lookback=found["imaging_lookback"].as_timedelta(),
+            severe_score=found["severe_score"].value,
+            gcsf=GcsfWindowSettings(**{k: v.as_timedelta() for k, v in gcsf.items()}),
+            nsaid=NsaidSafetySettings(
+                platelets_below=nsaid["platelets_below"].value,
+                egfr_below=nsaid["egfr_below"].value,
+                lab_lookback=nsaid["lab_lookback"].as_timedelta(),
+                anticoagulant_lookback=nsaid["anticoagulant_lookback"].as_timedelta(),
+            ),
+            quantities=MappingProxyType(every),
+        )
+
+    def texts(self, data: Mapping[str, Any]) -> dict[str, str]:
+        texts: dict[str, str] = {}
+        for key in _TEXT_KEYS:
+            value = data.get(key)
+            if not isinstance(value, str):
+                self.problem(f"texts.{key}", "missing text")
+                continue
+            if "{" in value or "}" in value:
+                self.problem(f"texts.{key}", "is inserted verbatim: it must not contain braces")
+            texts[key] = value
+        return texts
+
+    def rule(self, rule_id: str, data: Any) -> RuleSettings | None:
+        where = f"rules.{rule_id}"
+        if not isinstance(data, Mapping):
+            self.problem(where, "must be a table")
+            return None
+        before = len(self.problems)
+        version = self.semver(data.get("version"), f"{where}.version")
+        title = data.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title) > 80:
+            self.problem(f"{where}.title", "must be a short name (1-80 characters)")
+            title = ""
+        enabled = data.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.problem(f"{where}.enabled", "must be true or false")
+        indicator = self.indicator(data.get("indicator"), f"{where}.indicator")
+        indicators = {
+            key: self.indicator(data.get(key), f"{where}.{key}")
+            for key in _EXTRA_INDICATORS.get(rule_id, ())
+        }
+        citation = self.citation(data.get("citation"), f"{where}.citation")
+        references = data.get("references", [])
+        if not isinstance(references, list):
+            self.problem(f"{where}.references", "must be an array of citations")
+            references = []
+        cited = [self.citation(ref, f"{where}.references[{i}]") for i, ref in enumerate(references)]
+        actions = data.get("actions")
+        if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+            self.problem(f"{where}.actions", "must be a list of action keys")
+            actions = []
+        valuesets = data.get("valuesets", [])
+        if not isinstance(valuesets, list) or not all(isinstance(v, str) for v in valuesets):
+            self.problem(f"{where}.valuesets", "must be a list of ValueSet URLs")
+            valuesets = []
+        card = self.card(rule_id, data.get("card"), f"{where}.card")
+        quantities = self.quantities(data, _RULE_QUANTITIES[rule_id], where)
+        if len(self.problems) > before or None in (version, indicator, citation, card):
+            return None
+        return RuleSettings(
+            rule_id=rule_id,
+            version=version,
+            enabled=enabled,
+            indicator=indicator,
+            citation=citation,
+            card=card,
+            actions=tuple(actions),
+            title=title,
+            valuesets=tuple(valuesets),
+            references=tuple(c for c in cited if c is not None),
+            quantities=MappingProxyType(quantities),
+            indicators=MappingProxyType({k: v for k, v in indicators.items() if v is not None}),
+        )
+
+    def card(self, rule_id: str, data: Any, where: str) -> CardText | None:
+        if not isinstance(data, Mapping):
+            self.problem(where, "missing card table with summary and detail")
+            return None
+        summary = self.string(data, "summary", where)
+        detail = self.string(data, "detail", where)
+        allowed = RULE_VARIABLES[rule_id]
+        if summary:
+            if "\n" in summary:
+                self.problem(f"{where}.summary", "must be one line")
+            if len(summary) >= SUMMARY_WARN_CHARS:
+                self.problem(
+                    f"{where}.summary",
+                    f"is {len(summary)} characters before substitution; keep it under "
+                    f"{SUMMARY_WARN_CHARS} (cards cap at 139 after substitution)",
+                )
+            self.template(summary, allowed, f"{where}.summary")
+        if detail:
+            self.template(detail, allowed, f"{where}.detail")
+        return CardText(summary=summary, detail=detail)

@@ -1,0 +1,110 @@
+"""What ``rules.toml`` must contain: rule ids, card-text variables, quantities and their units.
+
+The parser (:mod:`assessment.config_parser`) checks a configuration against these tables;
+:mod:`assessment.config` re-exports the public ones. Data about the *shape* of the file only:
+the values themselves (windows, thresholds, citations, texts) live in ``knowledge/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+__all__ = [
+    "ALLOWED_UNITS",
+    "COUNT_UNITS",
+    "EGFR_UNITS",
+    "PLATELET_UNITS",
+    "RULE_IDS",
+    "RULE_VARIABLES",
+    "SCORE_UNITS",
+    "SUMMARY_WARN_CHARS",
+    "TIME_UNITS",
+]
+
+TIME_UNITS = frozenset({"d", "h"})
+SCORE_UNITS = frozenset({"{score}"})
+COUNT_UNITS = frozenset({"{cycles}"})
+PLATELET_UNITS = frozenset({"10*9/L"})
+EGFR_UNITS = frozenset({"mL/min/{1.73_m2}"})
+#: Every unit a threshold or window may carry (UCUM; ``{...}`` are UCUM annotations).
+ALLOWED_UNITS = TIME_UNITS | SCORE_UNITS | COUNT_UNITS | PLATELET_UNITS | EGFR_UNITS
+
+#: The rules the engine knows, in triage priority order first, then the order-hook rules.
+RULE_IDS = (
+    "mscc-red-flags",
+    "progressive-back-pain",
+    "gcsf-bone-pain",
+    "back-pain-supportive-care",
+    "gcsf-order-dose-review",
+    "nsaid-caution-post-chemo",
+)
+
+_TRIAGE_VARIABLES = frozenset(
+    {"onset_date", "days_since_onset", "latest_score", "nsaid_advice", "context"}
+)
+#: Card-text placeholders each rule always fills (``Finding.variables`` keys).
+RULE_VARIABLES: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "mscc-red-flags": _TRIAGE_VARIABLES | {"red_flag", "red_flag_date"},
+        "progressive-back-pain": _TRIAGE_VARIABLES | {"features", "imaging_note"},
+        "gcsf-bone-pain": _TRIAGE_VARIABLES | {"gcsf", "dose_date", "onset_day", "days_since_dose"},
+        "back-pain-supportive-care": _TRIAGE_VARIABLES,
+        "gcsf-order-dose-review": frozenset(
+            {"gcsf", "previous_gcsf", "episode_date", "episode_count", "nsaid_advice"}
+        ),
+        "nsaid-caution-post-chemo": frozenset({"nsaid", "concerns"}),
+    }
+)
+
+#: Rule-specific quantities (name -> allowed units) each rule table must carry.
+_RULE_QUANTITIES: Mapping[str, Mapping[str, frozenset[str]]] = {
+    "mscc-red-flags": {},
+    "progressive-back-pain": {
+        "rise_window": TIME_UNITS,
+        "rise_points": SCORE_UNITS,
+        "persistence_after": TIME_UNITS,
+        "persistence_score": SCORE_UNITS,
+        "persistence_score_window": TIME_UNITS,
+        "recurrence_cycles": COUNT_UNITS,
+        "recurrence_lookback": TIME_UNITS,
+    },
+    "gcsf-bone-pain": {},
+    "back-pain-supportive-care": {},
+    "gcsf-order-dose-review": {"episode_lookback": TIME_UNITS},
+    "nsaid-caution-post-chemo": {},
+}
+#: Extra indicator keys a rule table must carry besides ``indicator``.
+_EXTRA_INDICATORS: Mapping[str, tuple[str, ...]] = {"gcsf-bone-pain": ("indicator_severe",)}
+
+_CONTEXT_QUANTITIES: Mapping[str, frozenset[str]] = {
+    "chemotherapy_lookback": TIME_UNITS,
+    "back_pain_lookback": TIME_UNITS,
+    "red_flag_lookback": TIME_UNITS,
+    "imaging_lookback": TIME_UNITS,
+    "severe_score": SCORE_UNITS,
+}
+_GCSF_QUANTITIES: Mapping[str, frozenset[str]] = {
+    "long_acting_window": TIME_UNITS,
+    "on_body_injector_delay": TIME_UNITS,
+    "daily_tail": TIME_UNITS,
+    "daily_course_gap": TIME_UNITS,
+}
+_NSAID_QUANTITIES: Mapping[str, frozenset[str]] = {
+    "platelets_below": PLATELET_UNITS,
+    "egfr_below": EGFR_UNITS,
+    "lab_lookback": TIME_UNITS,
+    "anticoagulant_lookback": TIME_UNITS,
+}
+_CONTEXT_STATUS_LISTS = ("active_statuses", "present_statuses", "excluded_statuses")
+_TEXT_KEYS = (
+    "nsaid_advice_safe",
+    "nsaid_advice_unchecked",
+    "nsaid_advice_unsafe",
+    "imaging_note_existing",
+    "imaging_note_none",
+    "score_not_recorded",
+)
+
+#: A summary template this long (before substitution) is flagged: CDS Hooks caps at < 140.
+SUMMARY_WARN_CHARS = 120
