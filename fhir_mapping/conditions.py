@@ -17,20 +17,33 @@ Json = Mapping[str, t.Any]
 
 def condition_facts(resource: Json, ref: str, matcher: Matcher) -> list[ClinicalFact]:
     """Return the facts of one Condition; none if refuted, entered-in-error or not a tracked kind."""
-    skip = matcher.config.status_skip.get("Condition", frozenset())
+    skip = matcher.condition_status_skip
     verification = resource.get("verificationStatus") or {}
     if any(coding.get("code") in skip for coding in verification.get("coding") or ()):
         return []
     concept = resource.get("code")
-    codes = matcher.codes_of(concept)
-    kinds = list(matcher.clinical_kinds(codes))
-    texts = list(texts_of(concept))
-    confidence = Confidence.CODED
-    if not kinds:
-        kinds = matcher.clinical_kinds_from_text(texts)
-        confidence = Confidence.TEXT
-        if not kinds:
+    info = matcher.concept_info(concept)
+    if info is not None:  # plain JSON concept: cached, same result as the general path below
+        if not info.kinds and not info.text_kinds:
             return []
+        codes = list(info.codes)
+        texts = list(info.texts)
+        if info.kinds:
+            kinds = list(info.kinds)
+            confidence = Confidence.CODED
+        else:
+            kinds = list(info.text_kinds)
+            confidence = Confidence.TEXT
+    else:
+        codes = matcher.codes_of(concept)
+        kinds = list(matcher.clinical_kinds(codes))
+        texts = list(texts_of(concept))
+        confidence = Confidence.CODED
+        if not kinds:
+            kinds = matcher.clinical_kinds_from_text(texts)
+            confidence = Confidence.TEXT
+            if not kinds:
+                return []
     status = next(
         (c["code"] for c in (resource.get("clinicalStatus") or {}).get("coding") or () if c.get("code")), "active"
     )

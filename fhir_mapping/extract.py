@@ -30,7 +30,8 @@ from .imaging import IMAGING_TYPES, imaging_fact
 from .matchconfig import MatchingConfig, MatchingConfigError, load_matching_config, validate_matching_config
 from .matcher import matcher_for
 from .medications import MEDICATION_SOURCES, medication_fact
-from .observations import observation_facts
+from .observations import _NOTHING as _NO_OBSERVATION_FACTS
+from .observations import ObservationFacts, observation_facts
 from .procedures import procedure_fact
 from .valuesets import ValueSetIndex
 
@@ -93,11 +94,21 @@ def extract_record(
     draft_refs = {ref for ref, _ in drafts}
 
     facts = _Facts()
+    add = facts.add
     for ref, resource in records:
-        if resource["resourceType"] in MEDICATION_SOURCES and ref in draft_refs:
+        rtype = resource["resourceType"]
+        if draft_refs and rtype in MEDICATION_SOURCES and ref in draft_refs:
             continue  # reported as a draft order below
-        with _shape_errors_as_malformed(ref, resource):
-            facts.add(ref, resource, matcher, medications)
+        # what _shape_errors_as_malformed does, inlined: this loop runs once per resource
+        try:
+            if rtype == "Observation":  # most resources; usually nothing (vital signs, other labs)
+                found = observation_facts(resource, ref, matcher)
+                if found is not _NO_OBSERVATION_FACTS:
+                    facts.add_observation(found)
+            else:
+                add(ref, resource, matcher, medications)
+        except _SHAPE_ERRORS as exc:
+            raise MalformedResource(ref, _first_model_error(resource) or exc.__class__.__name__) from None
 
     selected = frozenset(selections)
     draft_facts: list[MedicationFact] = []
@@ -145,13 +156,7 @@ class _Facts:
         """Append the facts of one resource to the list of its kind."""
         rtype = resource["resourceType"]
         if rtype == "Observation":
-            found = observation_facts(resource, ref, matcher)
-            if found.clinical:
-                self.clinical.extend(found.clinical)
-            elif found.pain_score is not None:
-                self.pains.append(found.pain_score)
-            elif found.lab is not None:
-                self.labs.append(found.lab)
+            self.add_observation(observation_facts(resource, ref, matcher))
         elif rtype == "Condition":
             self.clinical.extend(condition_facts(resource, ref, matcher))
         elif rtype in MEDICATION_SOURCES:
@@ -166,6 +171,16 @@ class _Facts:
             image = imaging_fact(resource, ref, matcher)
             if image is not None:
                 self.imaging.append(image)
+
+
+    def add_observation(self, found: ObservationFacts) -> None:
+        """Append what one Observation gave."""
+        if found.clinical:
+            self.clinical.extend(found.clinical)
+        elif found.pain_score is not None:
+            self.pains.append(found.pain_score)
+        elif found.lab is not None:
+            self.labs.append(found.lab)
 
 
 @contextmanager
@@ -199,25 +214,32 @@ def _relevant(
     """Return (ref, resource) for used types, once per ref, of this patient; collect Medications."""
     seen: set[str] = set()
     out: list[tuple[str, Json]] = []
+    used = _USED_TYPES
+    fhir_id = _FHIR_ID.fullmatch
+    # the reference that certainly names this patient (the usual case), compared before parsing
+    own_ref = f"Patient/{patient_id}" if patient_id and "/" not in patient_id else None
     for resource in resources:
-        if not isinstance(resource, Mapping):
+        if type(resource) is not dict and not isinstance(resource, Mapping):
             continue
         rtype = resource.get("resourceType")
-        if rtype not in _USED_TYPES:
+        if rtype not in used:
             continue
         rid = resource.get("id")
         if rtype == "Medication":
             if isinstance(rid, str) and rid:
                 medications.setdefault(rid, resource)
             continue
-        if not isinstance(rid, str) or not _FHIR_ID.fullmatch(rid):
+        if not isinstance(rid, str) or not fhir_id(rid):
             raise MalformedResource(str(rtype), "id is missing or not a FHIR id")
         ref = f"{rtype}/{rid}"
         if ref in seen:
             continue
         seen.add(ref)
-        if patient_id and _other_patient(resource, patient_id):
-            continue
+        if patient_id:
+            holder = resource.get("subject") or resource.get("patient")
+            if own_ref is None or type(holder) is not dict or holder.get("reference") != own_ref:
+                if _other_holder(holder, patient_id):
+                    continue
         out.append((ref, resource))
     return out
 
@@ -243,8 +265,12 @@ def _other_patient(resource: Json, patient_id: str) -> bool:
     References we cannot read (``urn:uuid:``, contained, identifier-only, a Group) keep the
     resource: the caller hands us one patient's data, and rewritten references are normal.
     """
-    holder = resource.get("subject") or resource.get("patient")
-    if not isinstance(holder, Mapping):
+    return _other_holder(resource.get("subject") or resource.get("patient"), patient_id)
+
+
+def _other_holder(holder: t.Any, patient_id: str) -> bool:
+    """:func:`_other_patient` for the resource's ``subject or patient`` value."""
+    if type(holder) is not dict and not isinstance(holder, Mapping):
         return False
     reference = holder.get("reference")
     if not isinstance(reference, str) or "Patient/" not in reference:

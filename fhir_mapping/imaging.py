@@ -37,7 +37,9 @@ def imaging_fact(resource: Json, ref: str, matcher: Matcher) -> ImagingFact | No
         kind = _kind(codes, matcher) or _study_kind(resource, matcher)
         time = parse_fhir_datetime(resource.get("started"))
     else:
-        kind = _kind(matcher.codes_of(resource.get("code")), matcher)
+        concept = resource.get("code")
+        info = matcher.concept_info(concept)  # None: not plain JSON, read it the general way
+        kind = info.imaging if info is not None else _kind(matcher.codes_of(concept), matcher)
         if rtype == "ServiceRequest":
             time = (
                 parse_fhir_datetime(resource.get("occurrenceDateTime"))

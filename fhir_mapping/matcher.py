@@ -24,6 +24,44 @@ _OTHER_RANK = 1_000
 # Code texts repeat across a record ("Body Height" thousands of times): remember each text's
 # result. Results depend only on the text and the immutable config, so sharing is safe.
 _TEXT_CACHE_SIZE = 20_000
+# The same holds for whole CodeableConcepts (a record has few distinct Observation codes).
+_CONCEPT_CACHE_SIZE = 20_000
+#: :attr:`ConceptInfo.first` when the first pain/lab code is a pain-score code
+PAIN = object()
+
+
+class ConceptInfo:
+    """What the matcher reads from one CodeableConcept, computed once per distinct concept.
+
+    Only built for plain JSON concepts (see :meth:`Matcher.concept_info`), and only from the
+    same helpers the extractors call, so using it gives exactly what those calls would give.
+    """
+
+    __slots__ = ("codes", "texts", "first", "kinds", "text_kinds", "chemo", "imaging", "plain")
+
+    def __init__(self, matcher: "Matcher", concept: Json | None) -> None:
+        codes = matcher.codes_of(concept)
+        self.codes: tuple[Code, ...] = tuple(codes)
+        self.texts: tuple[str, ...] = tuple(texts_of(concept))
+        first: object = None  # PAIN, the LabRule of the first pain/lab code, or None
+        for code in codes:
+            if code in matcher.pain_codes:
+                first = PAIN
+                break
+            lab = matcher.lab_by_code.get(code)
+            if lab is not None:
+                first = lab
+                break
+        self.first = first
+        self.kinds: tuple[ClinicalKind, ...] = tuple(matcher.clinical_kinds(codes))
+        self.text_kinds: tuple[ClinicalKind, ...] = tuple(matcher.clinical_kinds_from_text(self.texts))
+        self.chemo = any(code in matcher.chemo_procedure_codes for code in codes)
+        self.imaging: ImagingKind | None = next(
+            (kind for kind in map(matcher.imaging_by_code.get, codes) if kind is not None), None
+        )
+        #: True when nothing in the concept alone makes an Observation a fact (no pain/lab
+        #: code, no clinical kind by code or by text): only its value can.
+        self.plain = first is None and not self.kinds and not self.text_kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +86,11 @@ class Matcher:
         self.ucum_system = config.systems.get("ucum", "")
         self._aliases = config.system_aliases
         self._text_cache: dict[str, tuple[ClinicalKind, ...]] = {}
+        self._concept_cache: dict[tuple[t.Any, ...], ConceptInfo] = {}
+        #: ``config.status_skip`` per resource type, looked up once (the config is immutable)
+        self.observation_status_skip = config.status_skip.get("Observation", ())
+        self.procedure_status_skip = config.status_skip.get("Procedure", ())
+        self.condition_status_skip = config.status_skip.get("Condition", frozenset())
         self._drug_text_cache: dict[tuple[str, bool], tuple[DrugRule, ...]] = {}
         self.rank = {system: i for i, system in enumerate(config.system_priority)}
         self.drug_by_code: dict[Code, DrugRule] = {}
@@ -84,6 +127,7 @@ class Matcher:
                 self.imaging_by_code.setdefault(code, img.kind)
             if img.modalities and img.body_valuesets:
                 self.imaging_body.append((img, frozenset(_codes(valuesets, img.body_valuesets))))
+        self._empty_info = ConceptInfo(self, None)
 
     # --- codings ------------------------------------------------------------------------
 
@@ -111,6 +155,52 @@ class Matcher:
             if code is not None:
                 out.append(code)
         return out
+
+    def concept_info(self, concept: t.Any) -> ConceptInfo | None:
+        """Return the (cached) :class:`ConceptInfo` of a CodeableConcept, or None.
+
+        None means the concept is not plain JSON (not a ``dict``, ``coding`` not a list of
+        ``dict``, or a ``text``/``system``/``code``/``display`` that is neither a string nor
+        absent): the caller must then take its general path, which reads the concept with
+        :meth:`codes_of` / :func:`texts_of` and fails where they fail. A falsy concept gives
+        the empty info, as :meth:`codes_of` and :func:`texts_of` give nothing for it.
+        """
+        if not concept:
+            return self._empty_info
+        if type(concept) is not dict:
+            return None
+        coding = concept.get("coding")
+        if not coding:
+            key: tuple[t.Any, ...] = (concept.get("text"),)
+        elif type(coding) is list and len(coding) == 1:  # the usual case, spelled out
+            c = coding[0]
+            if type(c) is not dict:
+                return None
+            key = (concept.get("text"), c.get("system"), c.get("code"), c.get("display"))
+        elif type(coding) is list:
+            parts = [concept.get("text")]
+            for c in coding:
+                if type(c) is not dict:
+                    return None
+                parts += (c.get("system"), c.get("code"), c.get("display"))
+            key = tuple(parts)
+        else:
+            return None
+        cache = self._concept_cache
+        try:
+            info = cache.get(key)
+        except TypeError:  # an unhashable value (list, object): not plain
+            return None
+        if info is None:
+            # Only keys of str/None are stored, so a key holding another type (1, True, 1.0)
+            # can never hit a stored one: it is checked here and takes the general path.
+            if any(part is not None and type(part) is not str for part in key):
+                return None
+            info = ConceptInfo(self, concept)
+            if len(cache) >= _CONCEPT_CACHE_SIZE:
+                cache.clear()
+            cache[key] = info
+        return info
 
     # --- clinical kinds --------------------------------------------------------------------
 

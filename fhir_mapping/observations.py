@@ -21,7 +21,7 @@ from datetime import datetime
 from assessment.facts import ClinicalFact, ClinicalKind, Confidence, LabResult, PainScore
 
 from .matchconfig import LabRule, normalise_unit
-from .matcher import Code, Matcher, texts_of
+from .matcher import PAIN, Code, Matcher, texts_of
 from .times import parse_fhir_datetime
 
 __all__ = ["ObservationFacts", "observation_facts"]
@@ -43,8 +43,59 @@ _NOTHING = ObservationFacts()
 
 def observation_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
     """Return the facts one Observation gives (usually nothing)."""
-    if resource.get("status") in matcher.config.status_skip.get("Observation", ()):
+    if resource.get("status") in matcher.observation_status_skip:
         return _NOTHING
+    # Fast path: the code (and value) concepts are plain JSON, so what they give is cached
+    # per distinct concept (a record repeats a few codes thousands of times). It follows
+    # _observation_facts step by step; anything else goes there.
+    info = matcher.concept_info(resource.get("code"))
+    if info is None:
+        return _observation_facts(resource, ref, matcher)
+    if info.plain and not resource.get("valueCodeableConcept") and not isinstance(resource.get("valueString"), str):
+        return _NOTHING  # neither the code nor a value can name anything (vital signs, most labs)
+    first = info.first
+    if first is not None:
+        if first is PAIN:
+            score = _pain_score(resource, ref, matcher)
+            return ObservationFacts(pain_score=score) if score is not None else _NOTHING
+        result = _lab(resource, ref, first)  # type: ignore[arg-type]
+        return ObservationFacts(lab=result) if result is not None else _NOTHING
+    if info.kinds:
+        if _negated_value(resource, matcher) or _negative_interpretation(resource, matcher):
+            return _NOTHING
+        return _clinical(
+            resource, ref, matcher, list(info.kinds), list(info.codes), list(info.texts), Confidence.CODED
+        )
+    value_info = matcher.concept_info(resource.get("valueCodeableConcept"))
+    if value_info is None:
+        return _observation_facts(resource, ref, matcher)
+    if value_info.kinds:
+        if _negative_interpretation(resource, matcher):
+            return _NOTHING
+        return _clinical(
+            resource, ref, matcher, list(value_info.kinds), list(value_info.codes), list(value_info.texts),
+            Confidence.CODED,
+        )
+    if info.text_kinds:
+        if _negated_value(resource, matcher) or _negative_interpretation(resource, matcher):
+            return _NOTHING
+        return _clinical(
+            resource, ref, matcher, list(info.text_kinds), list(info.codes), list(info.texts), Confidence.TEXT
+        )
+    value_string = resource.get("valueString")
+    if not value_info.texts and not isinstance(value_string, str):
+        return _NOTHING  # no text left to match (vital signs, most labs)
+    value_texts = list(value_info.texts)
+    if isinstance(value_string, str):
+        value_texts.append(value_string)
+    kinds = matcher.clinical_kinds_from_text(value_texts)
+    if kinds and not _negative_interpretation(resource, matcher):
+        return _clinical(resource, ref, matcher, kinds, list(value_info.codes), value_texts, Confidence.TEXT)
+    return _NOTHING
+
+
+def _observation_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
+    """The general path of :func:`observation_facts` (after the status check), for any shape."""
     concept = resource.get("code")
     codes = matcher.codes_of(concept)
     for code in codes:
@@ -150,7 +201,7 @@ def _negative_interpretation(resource: Json, matcher: Matcher) -> bool:
 
 def _number(resource: Json) -> tuple[float | None, Json]:
     quantity = resource.get("valueQuantity")
-    if isinstance(quantity, Mapping):
+    if type(quantity) is dict or isinstance(quantity, Mapping):
         value = quantity.get("value")
         return (float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None), quantity
     for key in ("valueInteger", "valueDecimal"):

@@ -18,10 +18,13 @@ Json = Mapping[str, t.Any]
 def procedure_fact(resource: Json, ref: str, matcher: Matcher) -> ProcedureFact | None:
     """Return the fact of a chemotherapy Procedure, or None (other procedure, not done, error)."""
     status = resource.get("status")
-    if status in matcher.config.status_skip.get("Procedure", ()):
+    if status in matcher.procedure_status_skip:
         return None
     concept = resource.get("code")
-    if not any(code in matcher.chemo_procedure_codes for code in matcher.codes_of(concept)):
+    info = matcher.concept_info(concept)  # None: not plain JSON, read it the general way
+    if not (info.chemo if info is not None else any(
+        code in matcher.chemo_procedure_codes for code in matcher.codes_of(concept)
+    )):
         return None
     time = parse_fhir_datetime(resource.get("performedDateTime")) or parse_fhir_datetime(
         (resource.get("performedPeriod") or {}).get("start")
