@@ -27,18 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from assessment.config import RULE_IDS  # noqa: E402
+
 FIXTURES = ROOT / "tests" / "fixtures"
 OUTPUT = ROOT / "docs" / "clinical-validation.md"
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 NOW_ISO = "2025-03-10T09:00:00Z"
-RULES = (
-    "mscc-red-flags",
-    "progressive-back-pain",
-    "gcsf-bone-pain",
-    "back-pain-supportive-care",
-    "gcsf-order-dose-review",
-    "nsaid-caution-post-chemo",
-)
+RULES = RULE_IDS
 
 
 def fixture_bundles() -> list[Path]:

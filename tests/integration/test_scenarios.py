@@ -27,6 +27,7 @@ from backpain_cds.app import build_service
 from backpain_cds.cli import main
 from backpain_cds.replay import build_call
 from backpain_cds.settings import Settings
+from assessment.config import RULE_IDS
 from fhir_mapping.knowledge import load_knowledge
 from tests.support.sekmet import FhirTestServer, fhir_server  # noqa: F401  (session fixture)
 
@@ -34,14 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 NOW_ISO = "2025-03-10T09:00:00Z"
-RULES = (
-    "mscc-red-flags",
-    "progressive-back-pain",
-    "gcsf-bone-pain",
-    "back-pain-supportive-care",
-    "gcsf-order-dose-review",
-    "nsaid-caution-post-chemo",
-)
+RULES = RULE_IDS
 ORDER_HOOKS = ("order-select", "order-sign")
 FIXTURE_TAG_DISPLAY = "backpain-cds test fixture"
 NAPROXEN_LABEL = "Prescribe naproxen"
