@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cds_hooks.auth import AuthPolicy
 from fhir_mapping.fhir_client import normalise_base_url
 
 ENV_CONFIG = "BACKPAIN_CDS_CONFIG"
 ENV_PUBLIC_BASE_URL = "BACKPAIN_CDS_PUBLIC_BASE_URL"
 ENV_DATABASE_URL = "BACKPAIN_CDS_DATABASE_URL"
+
+_POLICY = AuthPolicy()
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -45,15 +48,16 @@ class TrustedClientSettings:
 class AuthSettings:
     """Client JWT verification (CDS Hooks "Trusting CDS Clients")."""
 
+    # Defaults are the verifier's own (cds_hooks.auth.AuthPolicy), so the two cannot drift.
     trusted_clients: tuple[TrustedClientSettings, ...] = ()
-    algorithms: tuple[str, ...] = ("ES384", "RS384")
-    leeway_seconds: int = 60
-    iat_future_leeway_seconds: int = 5
-    max_token_age_seconds: int | None = None
-    jwks_ttl_seconds: int = 3600
-    jwks_min_refresh_seconds: int = 60
+    algorithms: tuple[str, ...] = _POLICY.algorithms
+    leeway_seconds: int = _POLICY.leeway_seconds
+    iat_future_leeway_seconds: int = _POLICY.iat_future_leeway_seconds
+    max_token_age_seconds: int | None = _POLICY.max_token_age_seconds
+    jwks_ttl_seconds: int = _POLICY.jwks_ttl_seconds
+    jwks_min_refresh_seconds: int = _POLICY.jwks_min_refresh_seconds
     #: ignore (never fetch) the jku of clients pinned to a jwks_file (the CDS Hooks sandbox)
-    allow_jku_with_jwks_file: bool = False
+    allow_jku_with_jwks_file: bool = _POLICY.allow_jku_with_jwks_file
 
     @property
     def development_mode(self) -> bool:
@@ -226,7 +230,7 @@ class _Parser:
             algorithms=algorithms,
             leeway_seconds=self._int(data.get("leeway_seconds", d.leeway_seconds), "auth.leeway_seconds", 0, 600),
             iat_future_leeway_seconds=self._int(data.get("iat_future_leeway_seconds", d.iat_future_leeway_seconds), "auth.iat_future_leeway_seconds", 0, 300),
-            allow_jku_with_jwks_file=self._bool(data.get("allow_jku_with_jwks_file", False), "auth.allow_jku_with_jwks_file"),
+            allow_jku_with_jwks_file=self._bool(data.get("allow_jku_with_jwks_file", d.allow_jku_with_jwks_file), "auth.allow_jku_with_jwks_file"),
             max_token_age_seconds=None if max_age is None else self._int(max_age, "auth.max_token_age_seconds", 1, 86400),
             jwks_ttl_seconds=self._int(data.get("jwks_ttl_seconds", d.jwks_ttl_seconds), "auth.jwks_ttl_seconds", 1, 86400 * 7),
             jwks_min_refresh_seconds=self._int(data.get("jwks_min_refresh_seconds", d.jwks_min_refresh_seconds), "auth.jwks_min_refresh_seconds", 0, 86400),

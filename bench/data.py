@@ -505,6 +505,15 @@ def body_for(size: int, source: str = "auto", *, cache: bool = True, prefetch: s
 PREFETCH_MODES = ("once", "generous", "filtered")
 
 
+def emit_report(lines: list[str], output: Path | None) -> None:
+    """Print a benchmark report and, when asked, write it to ``output`` as well."""
+    text = "\n".join(lines)
+    print(text)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 

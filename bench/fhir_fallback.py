@@ -300,11 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             proxy.close()
         server.close()
         sekmet.stop()
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    data.emit_report(lines, args.output)
     return 0
 
 

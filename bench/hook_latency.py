@@ -309,11 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         lines.append("")
         lines.extend(profile(args.profile, source, args.profile_calls, 30, args.prefetch))
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    data.emit_report(lines, args.output)
     return 0
 
 

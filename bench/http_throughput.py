@@ -210,11 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.extend("  " + m for m in metrics)
     if server_errors:
         lines.append(f"server log: {len(server_errors)} error lines, first: {server_errors[0][:200]}")
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    data.emit_report(lines, args.output)
     return 0
 
 

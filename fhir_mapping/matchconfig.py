@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from assessment.config import merge_rule_config
 from assessment.facts import ClinicalKind, DrugClass, GcsfClass, ImagingKind, LabKind, SpineSite
 
 from .valuesets import ValueSetIndex
@@ -160,7 +161,7 @@ def load_matching_config(paths: Sequence[Path]) -> MatchingConfig:
                 data = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise MatchingConfigError(f"cannot read matching configuration {path}: {exc}") from exc
-        merged = _merge(merged, data)
+        merged = merge_rule_config(merged, data)
     try:
         return _build(merged)
     except (KeyError, TypeError, ValueError, re.error) as exc:
@@ -190,16 +191,6 @@ def validate_matching_config(config: MatchingConfig, valuesets: ValueSetIndex) -
 
 
 # --- building ------------------------------------------------------------------------------
-
-
-def _merge(base: dict[str, t.Any], over: Mapping[str, t.Any]) -> dict[str, t.Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _words(terms: Sequence[str] | None) -> re.Pattern[str] | None:

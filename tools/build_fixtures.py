@@ -30,6 +30,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from assessment.config import RULE_IDS  # noqa: E402
+
 OUT = ROOT / "tests" / "fixtures"
 DOCS = ROOT / "docs" / "rules"
 PACIO_SOURCE = ROOT.parent / "shared" / "data" / "pacio-mcc" / "MCCCarePlan-transactionBundle.json"
@@ -38,14 +43,7 @@ PACIO_NAME = "out-back-pain-supportive-care-pacio-no-cancer.json"
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 NOW_ISO = "2025-03-10T09:00:00Z"
 
-RULES = (
-    "mscc-red-flags",
-    "progressive-back-pain",
-    "gcsf-bone-pain",
-    "back-pain-supportive-care",
-    "gcsf-order-dose-review",
-    "nsaid-caution-post-chemo",
-)
+RULES = RULE_IDS
 MSCC, PROG, GCSF, SUPP, DOSE, NSAID = RULES
 
 FIXTURE_TAG = {
