@@ -15,22 +15,23 @@ Order of checks on a POST (each answer reveals nothing the previous step did not
 4. the service id must exist (404, without echoing the id);
 5. the body: at most ``MAX_CONTENT_LENGTH`` bytes (413, enforced by Werkzeug, also for
    chunked bodies), valid JSON (400), nested at most :data:`cds_hooks.limits.MAX_JSON_DEPTH`
-   levels (400); then the protocol validation of ``hook_request`` or ``feedback``.
+   levels (400); then the protocol validation of ``hook_request`` or ``feedback``. A hook
+   call's prefetch Bundles are decoded lazily (:mod:`cds_hooks.json_body`).
 """
 
 from __future__ import annotations
 
 import typing as t
 
-import msgspec
 import orjson
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from cds_hooks.errors import InvalidRequest, UnknownService
+from cds_hooks.errors import UnknownService
 from cds_hooks.feedback import parse_feedback
 from cds_hooks.hook_request import HOOK_INSTANCE
-from cds_hooks.limits import MAX_JSON_DEPTH, SERVICE_ID, json_depth_exceeds
+from cds_hooks.json_body import decode_hook_body, decode_json_body
+from cds_hooks.limits import SERVICE_ID
 from cds_hooks.ports import FeedbackStore
 from cds_hooks.schemas import validate_cds_response, validate_discovery
 from cds_hooks.service import CdsService
@@ -58,29 +59,9 @@ def check_content_type() -> None:
         )
 
 
-_JSON_DECODER = msgspec.json.Decoder()
-
-
-def decode_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> t.Any:
-    """Parse a request body (bytes) as JSON, or raise a 400 naming the problem."""
-    if not raw:
-        raise InvalidRequest("the request body is empty; a JSON object is required")
-    # Depth first: the check is cheap and the parser recurses. (On invalid JSON it may pass or
-    # refuse; either way the answer is a 400.)
-    if json_depth_exceeds(raw, max_depth):
-        raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels")
-    try:
-        # msgspec rather than orjson here: as fast, and its peak memory is about 5x the body
-        # where orjson's briefly reaches about 17x (bench/README.md).
-        return _JSON_DECODER.decode(raw)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        # the message names the position only, never the content
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
-
-
-def read_json_body(max_depth: int = MAX_JSON_DEPTH) -> t.Any:
+def read_json_body(decode: t.Callable[[bytes], t.Any] = decode_json_body) -> t.Any:
     """Parse the request body as JSON, or raise a 400 naming the problem (413 if too large)."""
-    body = decode_json_body(request.get_data(cache=False), max_depth)
+    body = decode(request.get_data(cache=False))
     if isinstance(body, dict):
         hook_instance = body.get("hookInstance")
         if isinstance(hook_instance, str) and HOOK_INSTANCE.fullmatch(hook_instance):
@@ -128,7 +109,7 @@ def create_blueprint(
     @bp.post("/cds-services/<service_id>")
     def invoke(service_id: str) -> Response:
         check_post(service_id, f"{base}/cds-services/{service_id}")
-        outcome = service.invoke(service_id, read_json_body())
+        outcome = service.invoke(service_id, read_json_body(decode_hook_body))
         if validate_responses:
             validate_cds_response(outcome.response)
         return json_response(outcome.response)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cds_hooks.errors import InvalidRequest
+from cds_hooks.json_body import LazyBundle
 
 #: FHIR id: 1-64 of [A-Za-z0-9-.]; prefetch templates interpolate it, so nothing else passes.
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -53,6 +54,7 @@ class HookRequest:
     encounter_id: str | None = None
     fhir_server: str | None = None
     fhir_authorization: FhirAuthorization | None = None
+    #: key -> a resource (dict), a :class:`~cds_hooks.json_body.LazyBundle` or None
     prefetch: t.Mapping[str, t.Any] = field(default_factory=dict)
     draft_orders: tuple[dict[str, t.Any], ...] = ()
     selections: tuple[str, ...] = ()
@@ -110,7 +112,9 @@ def parse_hook_request(body: t.Any) -> HookRequest:
     elif not isinstance(prefetch, dict):
         raise InvalidRequest("prefetch must be an object", field="prefetch")
     for key, value in prefetch.items():
-        if value is not None and not (isinstance(value, dict) and isinstance(value.get("resourceType"), str)):
+        if value is None or isinstance(value, LazyBundle):
+            continue
+        if not (isinstance(value, dict) and isinstance(value.get("resourceType"), str)):
             where = f"prefetch.{key}" if _PREFETCH_KEY.fullmatch(key) else "prefetch"
             raise InvalidRequest("a prefetch value must be a FHIR resource, a Bundle or null", field=where)
 

@@ -25,9 +25,12 @@ import re
 import typing as t
 from dataclasses import dataclass
 
+import msgspec
+
 from cds_hooks.catalog import ServiceDefinition, fill_template
 from cds_hooks.errors import PayloadTooLarge, PrefetchUnavailable
 from cds_hooks.hook_request import HookRequest
+from cds_hooks.json_body import LazyBundle, decode_resource
 from fhir_mapping.fhir_client import (
     FhirAccessError,
     FhirClient,
@@ -54,9 +57,22 @@ class FetchPolicy:
 class ResolvedData:
     """All resources of all prefetch keys, flattened, and how each key was obtained."""
 
-    resources: list[dict[str, t.Any]]
+    #: decoded resources (dicts) and, from a :class:`LazyBundle`, still undecoded ones
+    resources: list[dict[str, t.Any] | msgspec.Raw]
     from_prefetch: tuple[str, ...]
     fetched: tuple[str, ...]
+
+    def iter_resources(self) -> t.Iterator[dict[str, t.Any]]:
+        """Each resource as a dict, decoded as it is reached; OperationOutcomes are skipped.
+
+        Nothing is kept: a caller that drops each dict after use holds one resource at a time.
+        """
+        for item in self.resources:
+            resource = decode_resource(item) if type(item) is msgspec.Raw else item
+            if type(resource) is dict:
+                rtype = resource.get("resourceType")
+                if type(rtype) is str and rtype != "OperationOutcome":
+                    yield resource
 
 
 def resolve_prefetch(
@@ -67,7 +83,7 @@ def resolve_prefetch(
     client_factory: t.Callable[..., FhirClient] = FhirClient,
 ) -> ResolvedData:
     """Collect every key's resources from the prefetch, fetching what is missing."""
-    resources: list[dict[str, t.Any]] = []
+    resources: list[dict[str, t.Any] | msgspec.Raw] = []
     present: list[str] = []
     to_fetch: dict[str, str] = {}
     continuations: set[str] = set()  #: keys whose to_fetch value is an absolute next link
@@ -82,20 +98,24 @@ def resolve_prefetch(
         if value is None:
             present.append(key)
             continue
-        if value.get("resourceType") == "OperationOutcome":
+        if isinstance(value, LazyBundle):
+            resources.extend(value.resources)
+            next_url = next_url_of(value.link)
+        elif value.get("resourceType") == "OperationOutcome":
             to_fetch[key] = query
             continue
-        if value.get("resourceType") == "Bundle":
+        elif value.get("resourceType") == "Bundle":
             resources.extend(bundle_resources(value, where=f"prefetch.{key}"))
-            next_url = next_link(value)
-            if next_url is not None:
-                to_fetch[key] = next_url
-                continuations.add(key)
-            else:
-                present.append(key)
+            next_url = next_url_of(value.get("link"))
+        else:
+            resources.append(value)
+            present.append(key)
             continue
-        resources.append(value)
-        present.append(key)
+        if next_url is not None:
+            to_fetch[key] = next_url
+            continuations.add(key)
+        else:
+            present.append(key)
 
     if to_fetch:
         fetched = _fetch(request, to_fetch, continuations, policy, client_factory)
@@ -115,7 +135,11 @@ def resolve_prefetch(
 
 
 def bundle_resources(bundle: t.Mapping[str, t.Any], *, where: str) -> list[dict[str, t.Any]]:
-    """The resources in a Bundle's entries (entries without a resource are skipped)."""
+    """The resources (JSON objects) in a Bundle's entries; entries without one are skipped.
+
+    Like a :class:`LazyBundle`'s, they still include OperationOutcomes and objects without a
+    ``resourceType`` (they count towards ``max_resources``); ``iter_resources`` drops those.
+    """
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise PrefetchUnavailable(f"{where}: Bundle.entry must be an array", field=where)
@@ -123,16 +147,14 @@ def bundle_resources(bundle: t.Mapping[str, t.Any], *, where: str) -> list[dict[
     for entry in entries:
         if isinstance(entry, dict):
             resource = entry.get("resource")
-            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-                if resource["resourceType"] != "OperationOutcome":
-                    out.append(resource)
+            if isinstance(resource, dict):
+                out.append(resource)
     return out
 
 
-def next_link(bundle: t.Mapping[str, t.Any]) -> str | None:
-    """The Bundle's ``next`` link URL, if any."""
-    links = bundle.get("link") or []
-    if not isinstance(links, list):
+def next_url_of(links: t.Any) -> str | None:
+    """The ``next`` URL among a Bundle's ``link`` elements, if any."""
+    if not links or not isinstance(links, list):
         return None
     for link in links:
         if isinstance(link, dict) and link.get("relation") == "next":

@@ -142,7 +142,7 @@ class CdsService:
         knowledge = self.knowledge
         try:
             record = extract_record(
-                data.resources,
+                data.iter_resources(),
                 knowledge.valuesets,
                 knowledge.matching,
                 patient_id=request.patient_id,

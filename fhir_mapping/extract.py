@@ -88,27 +88,47 @@ def extract_record(
     :param selections: ``Type/id`` refs of the order-select ``selections``.
     """
     matcher = matcher_for(valuesets, matching)
-    medications: dict[str, Json] = {}
-    records = _relevant(resources, patient_id, medications)
-    drafts = _relevant(draft_orders, patient_id, medications)
+    # Draft orders first (few): a prefetch resource that is also a draft is reported once.
+    draft_medications: dict[str, Json] = {}
+    drafts = list(_relevant(draft_orders, patient_id, draft_medications))
     draft_refs = {ref for ref, _ in drafts}
 
+    # One pass, keeping no resource: each one's facts are taken as it comes, so a caller that
+    # decodes resources lazily holds one at a time. The exception are medication resources
+    # that name a ``Medication/<id>``, which may come later: they keep their place in
+    # ``facts.meds`` and are mapped once every Medication is known.
+    medications: dict[str, Json] = {}
     facts = _Facts()
     add = facts.add
-    for ref, resource in records:
+    waiting: list[tuple[int, str, Json]] = []
+    for ref, resource in _relevant(resources, patient_id, medications):
         rtype = resource["resourceType"]
-        if draft_refs and rtype in MEDICATION_SOURCES and ref in draft_refs:
-            continue  # reported as a draft order below
         # what _shape_errors_as_malformed does, inlined: this loop runs once per resource
         try:
             if rtype == "Observation":  # most resources; usually nothing (vital signs, other labs)
                 found = observation_facts(resource, ref, matcher)
                 if found is not _NO_OBSERVATION_FACTS:
                     facts.add_observation(found)
+            elif rtype in MEDICATION_SOURCES:
+                if draft_refs and ref in draft_refs:
+                    continue  # reported as a draft order below
+                if _names_a_medication(resource):
+                    waiting.append((len(facts.meds), ref, resource))
+                    facts.meds.append(None)
+                else:
+                    add(ref, resource, matcher, medications)
             else:
                 add(ref, resource, matcher, medications)
         except _SHAPE_ERRORS as exc:
             raise MalformedResource(ref, _first_model_error(resource) or exc.__class__.__name__) from None
+    for rid, medication in draft_medications.items():
+        medications.setdefault(rid, medication)
+    for slot, ref, resource in waiting:
+        with _shape_errors_as_malformed(ref, resource):
+            facts.meds[slot] = medication_fact(
+                resource, ref, MEDICATION_SOURCES[resource["resourceType"]], matcher, medications
+            )
+    meds = [fact for fact in facts.meds if fact is not None]
 
     selected = frozenset(selections)
     draft_facts: list[MedicationFact] = []
@@ -130,7 +150,7 @@ def extract_record(
 
     return PatientRecord(
         patient_id=patient_id,
-        medications=tuple(facts.meds),
+        medications=tuple(meds),
         clinical=tuple(facts.clinical),
         pain_scores=tuple(facts.pains),
         labs=tuple(facts.labs),
@@ -145,7 +165,7 @@ def extract_record(
 class _Facts:
     """The facts collected so far, one list per kind."""
 
-    meds: list[MedicationFact] = field(default_factory=list)
+    meds: list[MedicationFact | None] = field(default_factory=list)  #: None: mapped later
     clinical: list[ClinicalFact] = field(default_factory=list)
     pains: list[PainScore] = field(default_factory=list)
     labs: list[LabResult] = field(default_factory=list)
@@ -208,12 +228,20 @@ def _first_model_error(resource: Json) -> str | None:
     return None
 
 
+def _names_a_medication(resource: Json) -> bool:
+    """True when a medication resource refers to a ``Medication`` (it may come later)."""
+    reference = resource.get("medicationReference")
+    if reference is None:
+        medication = resource.get("medication")  # R5 CodeableReference, tolerated
+        reference = medication.get("reference") if isinstance(medication, Mapping) else None
+    return reference is not None
+
+
 def _relevant(
     resources: Iterable[Json], patient_id: str, medications: dict[str, Json]
-) -> list[tuple[str, Json]]:
-    """Return (ref, resource) for used types, once per ref, of this patient; collect Medications."""
+) -> t.Iterator[tuple[str, Json]]:
+    """Yield (ref, resource) for used types, once per ref, of this patient; collect Medications."""
     seen: set[str] = set()
-    out: list[tuple[str, Json]] = []
     used = _USED_TYPES
     fhir_id = _FHIR_ID.fullmatch
     # the reference that certainly names this patient (the usual case), compared before parsing
@@ -240,8 +268,7 @@ def _relevant(
             if own_ref is None or type(holder) is not dict or holder.get("reference") != own_ref:
                 if _other_holder(holder, patient_id):
                     continue
-        out.append((ref, resource))
-    return out
+        yield ref, resource
 
 
 def _unused_draft_refs(draft_orders: Iterable[Json], patient_id: str) -> list[str]:

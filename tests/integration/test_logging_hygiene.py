@@ -19,6 +19,7 @@ from backpain_cds.app import create_app, load_service_catalog
 from backpain_cds.logs import JsonFormatter, redact, safe_traceback
 from backpain_cds.replay import prefetch_from_resources
 from backpain_cds.settings import Settings
+from cds_hooks.json_body import decode_resource
 from fhir_mapping.knowledge import load_knowledge
 from tests.support import hook_requests as hr
 from tests.support import scenarios
@@ -126,7 +127,8 @@ def test_an_unexpected_error_logs_class_and_location_not_the_message(secured, si
     token = signer.token(f"{BASE}/cds-services/{SERVICE}")
 
     def explode(service_id, body, **kw):
-        display = body["prefetch"]["conditions"]["entry"][0]["resource"]["code"]["coding"][0]["display"]
+        condition = decode_resource(body["prefetch"]["conditions"].resources[0])  # a LazyBundle
+        display = condition["code"]["coding"][0]["display"]
         raise ValueError(f"cannot map {display} for {PATIENT} with {ACCESS_TOKEN} / {token}")
 
     monkeypatch.setattr(service, "invoke", explode)
