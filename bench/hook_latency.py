@@ -9,17 +9,16 @@ observer. One timed call is what the HTTP layer does after reading the body:
 ``cds_hooks.json_body.decode_hook_body(raw bytes)`` (the service's parser for hook calls:
 depth and UTF-8 checks, msgspec, prefetch Bundles' resources left undecoded until the mapping
 reads them one at a time) then ``CdsService.invoke``. The floor is ``orjson.loads`` of the
-same bytes alone. Per iteration, four measurements run interleaved (order rotated):
+same bytes alone. Per iteration, six measurements run interleaved (order rotated):
 
 * ``floor/gc``   : ``orjson.loads`` with the cyclic GC running normally
-* ``call/gc``    : loads + invoke with the cyclic GC running normally (nothing frozen)
+* ``call/gc``    : decode + invoke with the cyclic GC running normally (nothing frozen)
+* ``floor/prd``, ``call/prd``: start-up objects frozen (``gc.freeze()``), GC enabled
 * ``floor/frz``  : ``orjson.loads`` with start-up objects frozen and the GC disabled during it
-* ``call/frz``   : loads + invoke, ``gc.freeze()`` after start-up and ``gc.disable()`` during
+* ``call/frz``   : decode + invoke, ``gc.freeze()`` after start-up and ``gc.disable()`` during
   the call (re-enabled and ``gc.collect()`` after it, outside the timing, as a worker would
-  between requests)
-
-* ``floor/prd``, ``call/prd``: start-up objects frozen, GC enabled (what ``backpain-cds serve``
-  does today, see ``backpain_cds/server.py``)
+  between requests): what ``backpain-cds serve`` does (``backpain_cds/server.py``,
+  ``backpain_cds/gc_pause.py``)
 
 Memory: ``tracemalloc`` peak over one decode + invoke (separate, untimed run), divided by the
 body size. For comparison: the same call on a body parsed in full first (``decode_json_body``,
@@ -194,8 +193,8 @@ def ms(seconds: float) -> str:
 
 MODES = (
     ("gc", "GC running normally, nothing frozen"),
-    ("prd", "gc.freeze() after start-up, GC enabled (what `backpain-cds serve` does today)"),
-    ("frz", "gc.freeze() after start-up + gc.disable() during the call"),
+    ("prd", "gc.freeze() after start-up, GC enabled"),
+    ("frz", "gc.freeze() after start-up + gc.disable() during the call (what `backpain-cds serve` does)"),
 )
 
 
