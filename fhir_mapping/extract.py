@@ -1,9 +1,10 @@
 """Raw FHIR R4 JSON (plain dicts) -> :class:`assessment.facts.PatientRecord`.
 
-The hook path calls :func:`extract_record` on every request, so it works on the dicts orjson
-produced: resources are pre-filtered by ``resourceType`` (Encounter, Claim, Immunization, ... are
-skipped at once), deduplicated by ``Type/id``, filtered to the patient, and classified with dict
-lookups built once per (value sets, matching config) pair. No fhir.resources model is built here.
+The hook path calls :func:`extract_record` on every request, so it works on plain parsed JSON,
+one resource at a time: resources are pre-filtered by ``resourceType`` (Encounter, Claim,
+Immunization, ... are skipped at once), deduplicated by ``Type/id``, filtered to the patient,
+and classified with dict lookups built once per (value sets, matching config) pair. No
+fhir.resources model is built here.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def extract_record(
 
     :param resources: resources already flattened out of Bundles; duplicates (same ``Type/id``)
         count once, resources whose ``subject``/``patient`` names another patient are ignored.
+        Iterated once, in order, and not kept (a lazy iterable is held one resource at a time).
     :param draft_orders: the order hooks' ``draftOrders`` resources; they become
         ``draft_orders`` facts (``source=DRAFT_ORDER``) or, when no tracked drug is recognised,
         ``unrecognised_draft_orders`` refs. A resource that is also a draft order is not
