@@ -81,12 +81,9 @@ def decode_hook_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> t.Any:
     member of the body are decoded as :func:`decode_json_body` would.
     """
     _check_bytes(raw, max_depth)
-    try:
-        members = _OBJECT_OF_RAW.decode(raw)
-    except msgspec.ValidationError:
+    members = _decode_shaped(_OBJECT_OF_RAW, raw)
+    if members is None:
         return _decode(raw)  # not an object: the request validation says so
-    except msgspec.DecodeError as exc:
-        raise _invalid_json(exc) from None
     body: dict[str, t.Any] = {}
     for name, value in members.items():
         body[name] = _prefetch(value) if name == "prefetch" else _decode(value)
@@ -99,24 +96,18 @@ def decode_resource(raw: msgspec.Raw) -> t.Any:
 
 
 def _prefetch(raw: msgspec.Raw) -> t.Any:
-    try:
-        values = _OBJECT_OF_RAW.decode(raw)
-    except msgspec.ValidationError:
+    values = _decode_shaped(_OBJECT_OF_RAW, raw)
+    if values is None:
         return _decode(raw)  # not an object: the request validation says so
-    except msgspec.DecodeError as exc:
-        raise _invalid_json(exc) from None
     return {key: _prefetch_value(value) for key, value in values.items()}
 
 
 def _prefetch_value(raw: msgspec.Raw) -> t.Any:
     if memoryview(raw)[0] != _OPEN_BRACE:
         return _decode(raw)  # null, or something the request validation refuses
-    try:
-        shell = _SHELL.decode(raw)
-    except msgspec.ValidationError:
+    shell = _decode_shaped(_SHELL, raw)
+    if shell is None:
         return _decode(raw)  # e.g. an entry that is not an object: the ordinary path decides
-    except msgspec.DecodeError as exc:
-        raise _invalid_json(exc) from None
     if shell.resourceType != "Bundle":
         return _decode(raw)  # a single resource (small), or an OperationOutcome
     entries = shell.entry or ()
@@ -149,6 +140,16 @@ def _is_utf8(raw: bytes, chunk: int = 1 << 16) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _decode_shaped(decoder: msgspec.json.Decoder, raw: bytes | msgspec.Raw) -> t.Any | None:
+    """Decode into the decoder's type; None when the JSON has another shape (400 if invalid)."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError:
+        return None
+    except msgspec.DecodeError as exc:
+        raise _invalid_json(exc) from None
 
 
 def _decode(raw: bytes | msgspec.Raw) -> t.Any:

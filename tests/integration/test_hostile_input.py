@@ -33,10 +33,10 @@ from tests.support.hostile_requests import (
     FAKE_ACCESS_TOKEN,
     ORDERS,
     PV,
-    _mutate,
-    _paths,
-    _set_field,
-    _valid_request,
+    mutate,
+    json_paths,
+    set_field,
+    valid_request,
     json_values,
     mutated_requests,
     requests_with_random_prefetch,
@@ -156,7 +156,7 @@ def _post_hook(client, signer, service_id: str, body: t.Any):
 def test_the_unmutated_requests_are_answered(secured_app, signer, catalog, log_capture):
     client = secured_app.test_client()
     for kind in ("patient-view", "encounter-start", "order-select", "order-sign"):
-        service_id, body = _valid_request(catalog, kind, 5)
+        service_id, body = valid_request(catalog, kind, 5)
         response, token = _post_hook(client, signer, service_id, body)
         assert response.status_code == 200, response.get_data(as_text=True)
         _assert_no_secret(response, log_capture, [FAKE_ACCESS_TOKEN, token])
@@ -225,8 +225,8 @@ def feedback_bodies(draw) -> tuple[dict[str, t.Any], bool]:
     body = {"feedback": entries}
     if draw(st.booleans()):
         return body, True
-    paths = [p for p in _paths(body) if p]
-    return _mutate(draw, body, paths), False
+    paths = [p for p in json_paths(body) if p]
+    return mutate(draw, body, paths), False
 
 
 def test_feedback_is_all_or_nothing(dev_app, log_capture):
@@ -324,7 +324,7 @@ def authorization_headers(draw, signer) -> str:
 
 def test_random_authorization_headers_are_always_401(secured_app, signer, catalog, log_capture):
     client = secured_app.test_client()
-    _, body = _valid_request(catalog, "patient-view", 5)
+    _, body = valid_request(catalog, "patient-view", 5)
     raw = orjson.dumps(body)
 
     @CAMPAIGN
@@ -433,7 +433,7 @@ def test_a_malformed_service_id_is_404_even_without_a_token(secured_app):
 
 
 def test_unknown_fields_and_extensions_are_tolerated(dev_app, catalog):
-    _, body = _valid_request(catalog, "patient-view", 5)
+    _, body = valid_request(catalog, "patient-view", 5)
     body["extension"] = {"org.example.anything": {"deep": [1, {"x": None}]}}
     body["context"]["extension"] = {"org.example": True}
     body["somethingNew"] = [1, 2, 3]
@@ -488,8 +488,8 @@ WRONGLY_TYPED_FIELDS = [
     [pytest.param(*case[:5], id=f"{case[2]}.{case[3]}-{i}") for i, case in enumerate(WRONGLY_TYPED_FIELDS)],
 )
 def test_a_wrongly_typed_fhir_field_is_a_400_naming_the_resource(dev_app, catalog, hook, score, resource_id, field, value):
-    service_id, body = _valid_request(catalog, hook, score)
-    response = dev_app.test_client().post(f"/cds-services/{service_id}", json=_set_field(body, resource_id, field, value))
+    service_id, body = valid_request(catalog, hook, score)
+    response = dev_app.test_client().post(f"/cds-services/{service_id}", json=set_field(body, resource_id, field, value))
     assert response.status_code == 400, response.get_data(as_text=True)
     issue = response.get_json()["issue"][0]
     assert "is not valid FHIR R4" in issue["diagnostics"]

@@ -81,17 +81,17 @@ prefetch_values = st.one_of(
 )
 
 
-def _paths(value: t.Any, prefix: tuple[t.Any, ...] = ()) -> t.Iterator[tuple[t.Any, ...]]:
+def json_paths(value: t.Any, prefix: tuple[t.Any, ...] = ()) -> t.Iterator[tuple[t.Any, ...]]:
     yield prefix
     if isinstance(value, dict):
         for key, child in value.items():
-            yield from _paths(child, (*prefix, key))
+            yield from json_paths(child, (*prefix, key))
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            yield from _paths(child, (*prefix, index))
+            yield from json_paths(child, (*prefix, index))
 
 
-def _mutate(draw, body: dict[str, t.Any], paths: list[tuple[t.Any, ...]]) -> dict[str, t.Any]:
+def mutate(draw, body: dict[str, t.Any], paths: list[tuple[t.Any, ...]]) -> dict[str, t.Any]:
     """Replace, delete or extend the value at one path with a random JSON value."""
     body = copy.deepcopy(body)
     path = draw(st.sampled_from(paths))
@@ -118,7 +118,7 @@ def _mutate(draw, body: dict[str, t.Any], paths: list[tuple[t.Any, ...]]) -> dic
 _NOW = datetime.now(UTC)
 
 
-def _valid_request(catalog, kind: str, score: int) -> tuple[str, dict[str, t.Any]]:
+def valid_request(catalog, kind: str, score: int) -> tuple[str, dict[str, t.Any]]:
     resources = scenarios.mscc("p1", _NOW) if score > 7 else scenarios.gcsf_bone_pain("p1", _NOW, score=score)
     auth = {"fhirServer": FHIR_SERVER, "fhirAuthorization": {
         "access_token": FAKE_ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 300,
@@ -136,7 +136,7 @@ def _valid_request(catalog, kind: str, score: int) -> tuple[str, dict[str, t.Any
     return service_id, body
 
 
-def _set_field(body: dict[str, t.Any], resource_id: str, field: str, value: t.Any) -> dict[str, t.Any]:
+def set_field(body: dict[str, t.Any], resource_id: str, field: str, value: t.Any) -> dict[str, t.Any]:
     """Set ``field`` of every resource with ``resource_id`` (prefetch and draft orders)."""
     body = copy.deepcopy(body)
     found = 0
@@ -160,19 +160,19 @@ _KINDS = st.sampled_from(["patient-view", "encounter-start", "order-select", "or
 @st.composite
 def mutated_requests(draw, catalog, *, where: str) -> tuple[str, dict[str, t.Any]]:
     """A valid hook request with one field (outside prefetch, or inside it) mutated."""
-    service_id, body = _valid_request(catalog, draw(_KINDS), draw(st.integers(0, 10)))
-    paths = [p for p in _paths(body) if p]
+    service_id, body = valid_request(catalog, draw(_KINDS), draw(st.integers(0, 10)))
+    paths = [p for p in json_paths(body) if p]
     if where == "envelope":
         paths = [p for p in paths if p[0] != "prefetch" or len(p) <= 2]
     else:
         paths = [p for p in paths if p[0] == "prefetch" and len(p) >= 2]
-    return service_id, _mutate(draw, body, paths)
+    return service_id, mutate(draw, body, paths)
 
 
 @st.composite
 def requests_with_random_prefetch(draw, catalog) -> tuple[str, dict[str, t.Any]]:
     """A valid envelope whose prefetch keys hold random values (Bundles, junk, nulls...)."""
-    service_id, body = _valid_request(catalog, draw(_KINDS), 5)
+    service_id, body = valid_request(catalog, draw(_KINDS), 5)
     keys = list(body["prefetch"])
     chosen = draw(st.lists(st.sampled_from(keys), min_size=1, max_size=len(keys), unique=True))
     for key in chosen:
