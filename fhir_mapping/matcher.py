@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from assessment.facts import ClinicalKind, Confidence, GcsfClass, ImagingKind, SpineSite
 
+from . import clinical_text
 from .matchconfig import ClinicalRule, DrugRule, ImagingRule, LabRule, MatchingConfig
 from .valuesets import ValueSetIndex
 
@@ -235,10 +236,19 @@ class Matcher:
         return kinds
 
     def _kinds_in_text(self, text: str) -> tuple[ClinicalKind, ...]:
+        """Kinds the text names. For the kinds the clinical-text component knows (red flags) it
+        decides whenever it finds the kind at all (present, negated or historical); the
+        configured patterns decide the other kinds and red flags the component does not see."""
+        decided: dict[str, bool] = {}
+        for finding in clinical_text.findings(text):
+            decided[finding.kind] = decided.get(finding.kind, False) or finding.current
+        kinds = [ClinicalKind(kind) for kind, present in decided.items() if present]
         pre = self.config.clinical_text_any
-        if pre is None or pre.search(text) is None:
-            return ()
-        return tuple(rule.kind for rule in self.text_rules if self._text_hit(rule, text))
+        if pre is not None and pre.search(text) is not None:
+            for rule in self.text_rules:
+                if rule.kind.value not in decided and rule.kind not in kinds and self._text_hit(rule, text):
+                    kinds.append(rule.kind)
+        return tuple(kinds)
 
     def _text_hit(self, rule: ClinicalRule, text: str) -> bool:
         if rule.text is None:
