@@ -13,7 +13,7 @@ from datetime import datetime
 from types import ModuleType
 
 from assessment.config import RuleConfig
-from assessment.facts import PatientRecord
+from assessment.facts import ClinicalKind, PatientRecord
 from assessment.findings import Assessment, Finding
 from assessment.rules import (
     back_pain_supportive_care,
@@ -28,6 +28,7 @@ from assessment.rules.situation import (
     OrderSituation,
     Outcome,
     TriageSituation,
+    find_red_flags,
     order_situation,
     triage_situation,
 )
@@ -75,6 +76,8 @@ def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessm
         notes.append(
             f"no oncology context (no active cancer, no chemotherapy in the last {days} days)"
         )
+    if episode is None and context.present:
+        episode = _red_flag_episode(record, now, config)
     if episode is None:
         notes.append(f"no back pain in the last {common.whole_days(settings.back_pain_lookback)} days")
     if notes or episode is None:
@@ -82,6 +85,25 @@ def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessm
     situation = triage_situation(record, now, config, context, episode)
     fired, notes = _run(TRIAGE_RULES, situation, config)
     return Assessment(findings=fired[:1], differential=tuple(fired), notes=tuple(notes))
+
+
+def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) -> common.BackPainEpisode | None:
+    """With no back pain in the lookback, a red flag still counts with active back pain of any
+    onset or a known bone/spinal metastasis (CLINICAL.md *Red flag*): return the episode to triage
+    then (for a metastasis without any back-pain record, an episode starting at the oldest red
+    flag), else None."""
+    flags = find_red_flags(record, now, config)
+    if not flags:
+        return None
+    episode = common.back_pain_episode(record, now, config.context, any_onset=True)
+    if episode is not None:
+        return episode
+    if not any(
+        f.kind is ClinicalKind.BONE_METASTASIS and f.status in config.context.active_statuses for f in record.clinical
+    ):
+        return None
+    times = [time for f in flags if (time := common.fact_time(f)) is not None]
+    return common.BackPainEpisode(facts=(), scores=(), onset=min(times)) if times else None
 
 
 def _orders(

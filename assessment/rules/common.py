@@ -128,6 +128,8 @@ def oncology_context(record: PatientRecord, now: datetime, settings: ContextSett
     return OncologyContext(cancers=cancers, chemotherapy=tuple(chemo), reasons=tuple(reasons))
 
 
+_UNLIMITED = timedelta(days=365_000)
+
 # -- back pain -------------------------------------------------------------------------------
 
 
@@ -153,10 +155,15 @@ class BackPainEpisode:
 
 
 def back_pain_episode(
-    record: PatientRecord, now: datetime, settings: ContextSettings
+    record: PatientRecord, now: datetime, settings: ContextSettings, *, any_onset: bool = False
 ) -> BackPainEpisode | None:
-    """Return the current back-pain episode, or None when there is no back pain in the lookback."""
-    lookback = settings.back_pain_lookback
+    """Return the current back-pain episode, or None when there is no back pain in the lookback.
+
+    With ``any_onset`` the lookback is not applied (*active back pain of any onset*, CLINICAL.md:
+    used for red flags only — months of back pain followed by a new deficit is the classic MSCC
+    history); facts must still be active (``present_statuses``) and not in the future.
+    """
+    lookback = _UNLIMITED if any_onset else settings.back_pain_lookback
     timed = sorted(
         (
             (time, f)
