@@ -332,6 +332,37 @@ def fixtures() -> list[Fixture]:
                          "class": coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "ambulatory"),
                          "subject": p.subject, "period": {"start": iso(0)}})),
        [card(MSCC, "critical")], hook="encounter-start")
+    # free-text red flags in other words (issue 11: each used to be missed behind a gcsf card)
+    fx("in-mscc-red-flags-text-both-legs-feel-weak", "ct1",
+       "G-CSF bone-pain picture plus a nursing note 'Both legs feel weak' (free text, no code): critical, not G-CSF",
+       lambda p: (gcsf_bone_pain_base(p),
+                  p.observation("note", {"text": "Nursing assessment"}, 0.5, category="exam",
+                                value={"valueString": "Both legs feel weak"})),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-negation-scope", "ct2",
+       "G-CSF bone pain plus 'No numbness, but new weakness in both legs': the negation covers only its own clause",
+       lambda p: (gcsf_bone_pain_base(p),
+                  p.observation("neuro", {"text": "Neuro exam"}, 0.5, category="exam",
+                                value={"valueString": "No numbness, but new weakness in both legs"})),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-unable-to-void", "ct3",
+       "G-CSF bone pain plus 'Unable to void since last night, bladder scan 900 mL' as free text",
+       lambda p: (gcsf_bone_pain_base(p),
+                  p.observation("bladder", {"text": "Bladder"}, 0.3, category="exam",
+                                value={"valueString": "Unable to void since last night, bladder scan 900 mL"})),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-old-back-pain-new-weakness", "ct4",
+       "Back pain for 5 months (onset 150 days ago, still active) with known bone metastasis, and "
+       "'Bilateral LE weakness 4/5' yesterday: the classic MSCC history, critical although the pain is not recent",
+       lambda p: (p.breast_cancer(), p.chemo(20), p.back_pain(150), p.condition("bone-mets", BONE_METS, onset=200, recorded=200),
+                  p.observation("weak", {"text": "Bilateral LE weakness 4/5"}, 1, category="exam")),
+       [card(MSCC, "critical")])
+    fx("out-mscc-red-flags-text-denied", "ct5",
+       "G-CSF bone pain with 'Denies leg weakness, numbness or trouble walking': negated, so G-CSF bone pain",
+       lambda p: (gcsf_bone_pain_base(p),
+                  p.observation("neuro", {"text": "Neuro review"}, 0.5, category="exam",
+                                value={"valueString": "Denies leg weakness, numbness or trouble walking"})),
+       [card(GCSF, "info")])
     fx("out-mscc-red-flags-negated-boolean", "m7",
        "Leg weakness Observation with valueBoolean false (not present): G-CSF bone pain, not MSCC",
        lambda p: (gcsf_bone_pain_base(p),
