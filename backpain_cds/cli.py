@@ -226,6 +226,10 @@ def _check_config(args: argparse.Namespace) -> int:
     mode = "development mode (unsigned calls, loopback only)" if settings.auth.development_mode else (
         f"{len(settings.auth.trusted_clients)} trusted client(s)"
     )
+    from backpain_cds.settings import config_warnings
+
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}")
     print(f"configuration and knowledge are valid; {mode}")
     return 0
 

@@ -189,3 +189,15 @@ def test_serve_refuses_a_port_in_use_in_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"backpain-cds: error: cannot listen on 127.0.0.1:{port}")
     assert not list(tmp_path.iterdir()), "a failed start must not create the SQLite file"
+
+
+@pytest.mark.parametrize(("base_url", "warned"), [(None, True), ("https://cds.example.org", False)])
+def test_check_config_warns_when_trusted_clients_meet_a_loopback_public_base_url(tmp_path, capsys, base_url, warned):
+    from tests.support.jwt_factory import TestSigner
+
+    TestSigner(iss="https://ehr.example.org").write_jwks(tmp_path / "jwks.json")
+    top = f'public_base_url = "{base_url}"\n' if base_url else ""
+    config = _write(tmp_path, "c.toml", top + '[[auth.trusted_clients]]\niss = "https://ehr.example.org"\njwks_file = "jwks.json"\n')
+    assert main(["check-config", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: trusted clients are configured but public_base_url is http://127.0.0.1:8080" in out) is warned
