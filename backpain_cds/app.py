@@ -12,7 +12,7 @@ from flask_cors import CORS
 from backpain_cds.errors import register_error_handlers
 from backpain_cds.gc_pause import GcPauseMiddleware
 from backpain_cds.metrics import Metrics
-from backpain_cds.settings import ConfigError, Settings
+from backpain_cds.settings import ConfigError, Settings, config_warnings
 from backpain_cds.storage import SqlStore
 from cds_hooks.auth import AuthPolicy, ClientAuthenticator, TrustedClient
 from cds_hooks.blueprint import create_blueprint, json_response
@@ -172,6 +172,8 @@ def create_app(
             metrics.error(response.status_code)
         return response
 
+    for warning in config_warnings(settings):
+        log.warning("configuration: %s", warning)
     if settings.auth.development_mode:
         log.warning(
             "DEVELOPMENT MODE: no [[auth.trusted_clients]] configured; unsigned CDS Hooks calls "

@@ -94,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
     check_bind_allowed(settings, args.host)
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
+    _check_port_free(args.host, args.port)  # before create_app: a failed start creates no database file
     try:
         app = create_app(settings)
     except KnowledgeError as exc:
@@ -101,6 +102,21 @@ def _serve(args: argparse.Namespace) -> int:
     except StorageError as exc:
         raise CliError(str(exc)) from None
     return run_gunicorn(app, host=args.host, port=args.port, workers=args.workers)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a bad or busy port in one line (gunicorn would print a traceback or retry five times)."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise CliError(f"--port {port} is not a TCP port (1-65535)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _discovery(args: argparse.Namespace) -> int:
@@ -131,21 +147,31 @@ def _replay(args: argparse.Namespace) -> int:
     from fhir_mapping.knowledge import KnowledgeError, load_knowledge
 
     settings = _settings(args.config)
-    now = _parse_now(args.now)
+    expected = None
+    now_text, hook = args.now, args.hook
+    if args.expect:
+        document = _read_json(args.expect)
+        try:
+            expected = expected_keys(document)
+        except ReplayInputError as exc:
+            raise CliError(f"{args.expect}: {exc}") from None
+        # Fixtures carry their evaluation time and hook: the command line wins where it gives them.
+        if now_text is None and isinstance(document.get("now"), str):
+            now_text = document["now"]
+        if hook is None and isinstance(document.get("hook"), str):
+            hook = document["hook"]
+    now = _parse_now(now_text)
     try:
         service = build_service(settings, load_knowledge(settings.knowledge_path), apply_deadline=False)
     except KnowledgeError as exc:
         raise CliError(f"invalid knowledge: {exc}") from None
-    expected = None
-    if args.expect:
-        try:
-            expected = expected_keys(_read_json(args.expect))
-        except ReplayInputError as exc:
-            raise CliError(f"{args.expect}: {exc}") from None
+    known_hooks = sorted({s.hook for s in service.catalog.services})
+    if hook is not None and hook not in known_hooks:
+        raise CliError(f"unknown hook {hook!r}; the hooks this service runs on: {', '.join(known_hooks)}")
     status = 0
     for file in args.files:
         try:
-            call = build_call(_read_json(file), service.catalog, service_id=args.service, hook=args.hook)
+            call = build_call(_read_json(file), service.catalog, service_id=args.service, hook=hook)
             outcome = service.invoke(call.service_id, call.body, now=now)
         except (ReplayInputError, CdsHooksError) as exc:
             raise CliError(f"{file}: {exc}") from None
@@ -200,6 +226,10 @@ def _check_config(args: argparse.Namespace) -> int:
     mode = "development mode (unsigned calls, loopback only)" if settings.auth.development_mode else (
         f"{len(settings.auth.trusted_clients)} trusted client(s)"
     )
+    from backpain_cds.settings import config_warnings
+
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}")
     print(f"configuration and knowledge are valid; {mode}")
     return 0
 

@@ -370,6 +370,20 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def config_warnings(settings: Settings) -> list[str]:
+    """Settings that are valid but almost certainly wrong for a real deployment."""
+    warnings = []
+    if not settings.auth.development_mode:
+        host = urlsplit(settings.public_base_url).hostname or ""
+        if is_loopback_host(host):
+            warnings.append(
+                f"trusted clients are configured but public_base_url is {settings.public_base_url}: "
+                "every EHR's JWT aud names the URL it calls, so their calls will fail with 401; "
+                "set public_base_url (or BACKPAIN_CDS_PUBLIC_BASE_URL) to the service's public URL"
+            )
+    return warnings
+
+
 def check_bind_allowed(settings: Settings, host: str) -> None:
     """Refuse to serve unsigned calls anywhere but loopback (development mode rule)."""
     if settings.auth.development_mode and not is_loopback_host(host):

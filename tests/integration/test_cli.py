@@ -144,3 +144,65 @@ def test_serve_with_an_invalid_config_names_the_key(tmp_path):
     )
     assert result.returncode == 2
     assert "fhir.timeout_seconds" in result.stderr
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_replay_expect_takes_now_and_hook_from_the_expected_file(capsys):
+    # As the README shows it: no --now, no --hook; the fixture carries its evaluation time.
+    fixtures = sorted(FIXTURES.glob("in-*.expected.json"))[:3] + sorted(FIXTURES.glob("out-*.expected.json"))[:3]
+    assert fixtures
+    for expected in fixtures:
+        bundle = str(expected).replace(".expected.json", ".json")
+        assert main(["replay", bundle, "--expect", str(expected)]) == 0, expected.name
+    assert "MISMATCH" not in capsys.readouterr().out
+
+
+def test_replay_names_an_unknown_hook_and_lists_the_valid_ones(tmp_path, capsys):
+    bundle = _write(tmp_path, "b.json", scenarios.transaction(scenarios.gcsf_bone_pain("r6", NOW)))
+    assert main(["replay", bundle, "--hook", "order-foo"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown hook 'order-foo'" in err
+    assert "patient-view" in err and "order-sign" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("port", ["99999", "0"])
+def test_serve_refuses_a_bad_port_in_one_line(tmp_path, port):
+    result = subprocess.run(
+        [sys.executable, "-m", "backpain_cds.cli", "serve", "--port", port],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"backpain-cds: error: --port {port} is not a TCP port (1-65535)"]
+    assert not list(tmp_path.iterdir()), "a failed start must not create the SQLite file"
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "backpain_cds.cli", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"backpain-cds: error: cannot listen on 127.0.0.1:{port}")
+    assert not list(tmp_path.iterdir()), "a failed start must not create the SQLite file"
+
+
+@pytest.mark.parametrize(("base_url", "warned"), [(None, True), ("https://cds.example.org", False)])
+def test_check_config_warns_when_trusted_clients_meet_a_loopback_public_base_url(tmp_path, capsys, base_url, warned):
+    from tests.support.jwt_factory import TestSigner
+
+    TestSigner(iss="https://ehr.example.org").write_jwks(tmp_path / "jwks.json")
+    top = f'public_base_url = "{base_url}"\n' if base_url else ""
+    config = _write(tmp_path, "c.toml", top + '[[auth.trusted_clients]]\niss = "https://ehr.example.org"\njwks_file = "jwks.json"\n')
+    assert main(["check-config", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: trusted clients are configured but public_base_url is http://127.0.0.1:8080" in out) is warned
