@@ -12,8 +12,8 @@ from fhir_mapping.bundles import BundleError, bundle_to_resources
 
 DEFAULT_SERVICE_BY_HOOK = {
     "patient-view": "back-pain-after-chemo",
-    "encounter-start": "back-pain-after-chemo",
-    "order-select": "gcsf-order-review",
+    "encounter-start": "back-pain-after-chemo-encounter",
+    "order-select": "gcsf-order-select",
     "order-sign": "gcsf-order-review",
 }
 _ORDER_HOOKS = ("order-select", "order-sign")

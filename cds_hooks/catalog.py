@@ -43,6 +43,8 @@ class ServiceDefinition:
     description: str
     usage_requirements: str
     prefetch: t.Mapping[str, str]
+    #: Left out of discovery, still accepted at invocation (an old id/hook registration).
+    deprecated: bool = False
 
     def to_discovery(self) -> dict[str, t.Any]:
         entry: dict[str, t.Any] = {
@@ -68,7 +70,7 @@ class ServiceCatalog:
 
     def discovery(self) -> dict[str, t.Any]:
         """The ``GET /cds-services`` body."""
-        return {"services": [s.to_discovery() for s in self.services]}
+        return {"services": [s.to_discovery() for s in self.services if not s.deprecated]}
 
     def has_id(self, service_id: str) -> bool:
         return service_id in self._ids
@@ -101,6 +103,7 @@ def load_catalog(dirs: t.Sequence[Path], valuesets: ValueSetIndex) -> tuple[Serv
     templates = _templates(data.get("templates", {}), valuesets, problems)
     services = []
     seen: set[tuple[str, str]] = set()
+    published: set[str] = set()
     for i, raw in enumerate(data.get("services", [])):
         where = f"services.toml: services[{i}]"
         missing = [k for k in ("id", "hook", "title", "description") if not raw.get(k)]
@@ -113,6 +116,10 @@ def load_catalog(dirs: t.Sequence[Path], valuesets: ValueSetIndex) -> tuple[Serv
         if (raw["id"], raw["hook"]) in seen:
             problems.append(f"{where}: {raw['id']} on {raw['hook']} is defined twice")
         seen.add((raw["id"], raw["hook"]))
+        if not raw.get("deprecated") and raw["id"] in published:
+            problems.append(f"{where}: {raw['id']} is published on more than one hook")
+        if not raw.get("deprecated"):
+            published.add(raw["id"])
         prefetch = {}
         for key in raw.get("prefetch", []):
             if key not in templates:
@@ -128,6 +135,7 @@ def load_catalog(dirs: t.Sequence[Path], valuesets: ValueSetIndex) -> tuple[Serv
                 description=raw["description"],
                 usage_requirements=raw.get("usageRequirements", ""),
                 prefetch=prefetch,
+                deprecated=bool(raw.get("deprecated", False)),
             )
         )
     return ServiceCatalog(services), problems

@@ -79,7 +79,7 @@ def _rules(response):
 
 
 # --- discovery ------------------------------------------------------------------------------
-def test_discovery_lists_both_services_on_all_their_hooks(live):
+def test_discovery_lists_one_id_per_hook(live):
     response = requests.get(live.url("/cds-services"), timeout=10)
     assert response.status_code == 200
     body = response.json()
@@ -87,8 +87,8 @@ def test_discovery_lists_both_services_on_all_their_hooks(live):
     pairs = {(s["id"], s["hook"]) for s in body["services"]}
     assert pairs == {
         ("back-pain-after-chemo", "patient-view"),
-        ("back-pain-after-chemo", "encounter-start"),
-        ("gcsf-order-review", "order-select"),
+        ("back-pain-after-chemo-encounter", "encounter-start"),
+        ("gcsf-order-select", "order-select"),
         ("gcsf-order-review", "order-sign"),
     }
     for service in body["services"]:
@@ -115,16 +115,16 @@ def test_patient_view_with_full_prefetch_returns_the_gcsf_card(live, catalog):
 
 def test_encounter_start_triages_like_patient_view(live, catalog):
     now = datetime.now(UTC)
-    body = hr.encounter_start("ms1", prefetch=_prefetch(catalog, "back-pain-after-chemo", "encounter-start", scenarios.mscc("ms1", now)))
-    response = _post(live, "back-pain-after-chemo", body)
+    body = hr.encounter_start("ms1", prefetch=_prefetch(catalog, "back-pain-after-chemo-encounter", "encounter-start", scenarios.mscc("ms1", now)))
+    response = _post(live, "back-pain-after-chemo-encounter", body)
     assert response.status_code == 200, response.text
     assert _rules(response) == [("mscc-red-flags", "critical")]
 
 
-@pytest.mark.parametrize("factory", [hr.order_select, hr.order_sign])
-def test_order_hooks_answer_200(live, catalog, factory):
+@pytest.mark.parametrize(("factory", "service_id"), [(hr.order_select, "gcsf-order-select"), (hr.order_sign, "gcsf-order-review")])
+def test_order_hooks_answer_200(live, catalog, factory, service_id):
     body = factory("o1", prefetch=_prefetch(catalog, "gcsf-order-review", "order-sign", [scenarios.patient("o1")]))
-    response = _post(live, "gcsf-order-review", body)
+    response = _post(live, service_id, body)
     assert response.status_code == 200, response.text
     assert response.json() == {"cards": []}
 

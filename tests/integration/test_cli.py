@@ -23,10 +23,15 @@ def _write(tmp_path: Path, name: str, data) -> str:
     return str(path)
 
 
-def test_discovery_prints_both_services(capsys):
+def test_discovery_prints_one_id_per_hook(capsys):
     assert main(["discovery"]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert {s["id"] for s in body["services"]} == {"back-pain-after-chemo", "gcsf-order-review"}
+    assert {s["id"]: s["hook"] for s in body["services"]} == {
+        "back-pain-after-chemo": "patient-view",
+        "back-pain-after-chemo-encounter": "encounter-start",
+        "gcsf-order-select": "order-select",
+        "gcsf-order-review": "order-sign",
+    }
 
 
 def test_the_console_script_is_installed():
