@@ -314,7 +314,10 @@ class _Parser:
         text = self._str(value, key, required=required)
         if text is None:
             return None
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             self.problems.append(f"{key} must be an absolute http(s) URL, got {text!r}")
             return None

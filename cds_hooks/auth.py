@@ -52,6 +52,8 @@ from cds_hooks.auth_token import (
     _MAX_ID_CHARS,
     _REQUIRED_CLAIMS,
     _bearer_token,
+    _MAX_JTI_CHARS,
+    _MAX_TIMESTAMP,
     _is_timestamp,
     _json_object,
     _key_fits,
@@ -294,7 +296,8 @@ class ClientAuthenticator:
             iss != client.iss
             or not isinstance(jti, str)
             or not jti
-            or len(jti) > _MAX_ID_CHARS
+            or len(jti) > _MAX_JTI_CHARS
+            or "\x00" in jti
             or not _is_timestamp(exp)
             or not _is_timestamp(iat)
             or (nbf is not None and not _is_timestamp(nbf))
@@ -321,7 +324,10 @@ class ClientAuthenticator:
         if client.tenant is not None and tenant != client.tenant:
             raise AuthenticationFailed("tenant", **ids)
 
-        remember_until = datetime.fromtimestamp(exp + policy.leeway_seconds, tz=timezone.utc)
+        # exp is at most 9999-12-31T23:59:59Z; adding the leeway must not overflow datetime
+        remember_until = datetime.fromtimestamp(
+            min(exp + policy.leeway_seconds, _MAX_TIMESTAMP), tz=timezone.utc
+        )
         if not self._jti_store.remember(iss, jti, remember_until):
             raise AuthenticationFailed("replay", **ids)
         return VerifiedClient(

@@ -28,6 +28,7 @@ __all__: list[str] = []  # nothing public: see the module docstring
 
 _MAX_TOKEN_CHARS = 16_384
 _MAX_ID_CHARS = 512  # iss, kid, jti, tenant
+_MAX_JTI_CHARS = 256  # the replay store's column (backpain_cds/storage.py): refuse what it cannot hold
 _MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")

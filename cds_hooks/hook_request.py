@@ -155,8 +155,12 @@ def _fhir_id(context: t.Mapping[str, t.Any], key: str, *, required: bool) -> str
 
 
 def _is_http_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:  # e.g. "http://[::1/fhir", "http://[127.0.0.1]:18090/fhir"
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _fhir_authorization(raw: t.Any) -> FhirAuthorization | None:

@@ -30,7 +30,10 @@ def normalise_base_url(url: str) -> str:
 
     :raises ValueError: not an absolute http(s) URL, or it has user info, a query or a fragment.
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. an unclosed or non-IPv6 bracketed host
+        raise ValueError("FHIR base URL is not a valid URL") from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise ValueError("FHIR base URL must be http or https")

@@ -495,3 +495,30 @@ def test_a_wrongly_typed_fhir_field_is_a_400_naming_the_resource(dev_app, catalo
     assert "is not valid FHIR R4" in issue["diagnostics"]
     if field != "id":
         assert resource_id in issue["diagnostics"] and field in issue["diagnostics"]
+
+
+# --- values a database or a library refuses: invalid input, never a 500 (issue 9) -----------
+
+
+@pytest.mark.parametrize("claims", [
+    {"exp": 253402300800}, {"exp": 10**20}, {"iat": 10**20},
+    {"nbf": 10**20}, {"exp": -1}, {"jti": "j" * 257}, {"jti": "a\x00b"},
+])
+def test_out_of_range_claims_and_unstorable_jti_are_401(secured_app, signer, catalog, claims):
+    client = secured_app.test_client()
+    service_id, body = valid_request(catalog, "patient-view", 5)
+    path = f"/cds-services/{service_id}"
+    token = signer.token(BASE + path, **claims)
+    response = client.post(path, data=orjson.dumps(body), content_type="application/json",
+                           headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, (claims, response.status_code)
+
+
+@pytest.mark.parametrize("server", ["http://[::1/fhir", "http://[127.0.0.1]:18090/fhir", "http://h:99999/fhir"])
+def test_unparseable_fhir_server_is_400(secured_app, signer, catalog, server):
+    client = secured_app.test_client()
+    service_id, body = valid_request(catalog, "patient-view", 5)
+    body["fhirServer"] = server
+    response, _ = _post_hook(client, signer, service_id, body)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["resourceType"] == "OperationOutcome"
