@@ -20,6 +20,7 @@ from cds_hooks.auth import (
     TrustedClient,
 )
 from cds_hooks.jwks import JwksError, UrlKeySource, fetch_jwk_set, parse_jwk_set
+from tests.support.clock import FakeClock
 from tests.support.jwt_factory import JwksServer, TestSigner, jwks_of
 
 NOW = 1_800_000_000.0
@@ -27,17 +28,6 @@ ISS = "https://ehr.example.org"
 AUD = "https://cds.example.org/cds-services/back-pain-after-chemo"
 TTL = 3600
 MIN_REFRESH = 60
-
-
-class FakeClock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from cds_hooks.auth import (
     TrustedClient,
     VerifiedClient,
 )
+from tests.support.clock import FakeClock
 from tests.support.jwt_factory import (
     DROP,
     JwksServer,
@@ -38,14 +39,6 @@ NOW = 1_800_000_000.0
 ISS = "https://ehr.example.org"
 SERVICE_URL = "https://cds.example.org/cds-services/back-pain-after-chemo"
 DISCOVERY_URL = "https://cds.example.org/cds-services"
-
-
-class FakeClock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
