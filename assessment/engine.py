@@ -105,7 +105,8 @@ def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) 
     else:  # a cord compression / cauda equina diagnosis recorded in the last 14 days counts alone
         counted = tuple(
             f for f in flags
-            if f.kind is ClinicalKind.MSCC and common.within(common.fact_time(f), now, settings.red_flag_lookback)
+            if f.kind is ClinicalKind.MSCC
+            and any(common.within(time, now, settings.red_flag_lookback) for time in (common.fact_time(f), f.recorded))
         )
     times = [time for f in counted if (time := common.fact_time(f)) is not None]
     return common.BackPainEpisode(facts=(), scores=(), onset=min(times)) if times else None

@@ -194,31 +194,49 @@ def current_kinds(text: str, config: TextConfig | None = None) -> tuple[str, ...
     return tuple(dict.fromkeys(f.kind for f in findings(text, config) if f.current))
 
 
-def _value_phrase(text: str, config: TextConfig, category: str, *, whole: bool) -> bool:
-    spans, _ = _tokens(text[:200].lower(), config)
-    tokens = [s[0] for s in spans if s[0] not in _CLAUSE_END] if whole else [s[0] for s in spans]
+def _longest(tokens: list[str], start: int, config: TextConfig) -> tuple[int, set[str]]:
+    """End index and labels (``group:value``) of the longest modifier/value phrase at ``start``."""
     frontier = [config.root]
     best: tuple[int, set[str]] = (-1, set())
-    for j, tok in enumerate(tokens[: config.depth]):
-        if tok in _CLAUSE_END:
+    for j in range(start, min(len(tokens), start + config.depth)):
+        if tokens[j] in _CLAUSE_END:
             break
-        frontier = [child for node in frontier for child in node.step(tok)]
+        frontier = [child for node in frontier for child in node.step(tokens[j])]
         if not frontier:
             break
         groups = {label for node in frontier for label in node.labels}
         if any(g[0] in ("modifier", "value") for g in groups):
             best = (j, {f"{g[0]}:{g[1]}" for g in groups})
-    end, labels = best
-    if end < 0 or f"modifier:{_PSEUDO}" in labels or f"value:{category}" not in labels:
-        return False
-    return end == len(tokens) - 1 if whole else True
+    return best
 
 
 def absent_value(text: str, config: TextConfig | None = None) -> bool:
-    """Whether an Observation value text means the finding is absent ("No", "absent", "denies")."""
-    return _value_phrase(text, config or load_text_config(), "absent_value", whole=False)
+    """Whether an Observation value text means the finding named by the code is absent: it
+    begins with an absent term ("No", "absent", "denies") that is not a pseudo-negation, or its
+    first clause ends with a backward negation and has no terminator ("patient denies"; not
+    "reports numbness, denies weakness")."""
+    config = config or load_text_config()
+    spans, _ = _tokens(text[:200].lower(), config)
+    tokens = [s[0] for s in spans]
+    end, labels = _longest(tokens, 0, config)
+    if end >= 0 and f"modifier:{_PSEUDO}" not in labels and "value:absent_value" in labels:
+        return True
+    i = 0
+    while i < len(tokens) and tokens[i] not in _CLAUSE_END:
+        end, labels = _longest(tokens, i, config)
+        if end >= 0 and f"modifier:{_PSEUDO}" not in labels:
+            if f"modifier:{_TERM}" in labels:
+                return False
+            if f"modifier:{_NEG_BWD}" in labels and (end + 1 == len(tokens) or tokens[end + 1] in _CLAUSE_END):
+                return True  # the clause ends with it: "patient denies", "on exam: absent"
+        i = max(i + 1, end + 1)
+    return False
 
 
 def absent_answer(text: str, config: TextConfig | None = None) -> bool:
-    """Whether a questionnaire answer is the lowest category ("Never", "None", "Not at all")."""
-    return _value_phrase(text, config or load_text_config(), "absent_answer", whole=True)
+    """Whether a questionnaire answer is exactly a lowest category ("Never", "None", "Not at all")."""
+    config = config or load_text_config()
+    spans, _ = _tokens(text[:200].lower(), config)
+    tokens = [s[0] for s in spans if s[0] not in _CLAUSE_END]
+    end, labels = _longest(tokens, 0, config)
+    return end == len(tokens) - 1 >= 0 and f"modifier:{_PSEUDO}" not in labels and "value:absent_answer" in labels

@@ -79,7 +79,10 @@ def test_history_covers_only_its_own_segment() -> None:
 
 
 @pytest.mark.parametrize(("text", "absent"), [("No", True), ("absent", True), ("Denies", True), ("Normal", True),
-                                              ("no change", False), ("Present", False), ("Yes", False)])
+                                              ("Patient denies", True), ("not present today", True),
+                                              ("present but ruled out later", False),
+                                              ("Reports numbness, denies weakness", False), ("no change", False),
+                                              ("Present", False), ("Yes", False), ("bilateral, 4/5", False)])
 def test_absent_values(text: str, absent: bool) -> None:
     assert absent_value(text) is absent
 
@@ -273,3 +276,12 @@ def test_a_recent_cord_compression_diagnosis_counts_without_back_pain(days_ago: 
 def test_coded_paraplegia_is_a_red_flag(code: str) -> None:
     facts = extract(condition(coded(ICD, code), onsetDateTime=day(1))).clinical
     assert {f.kind for f in facts} == {ClinicalKind.RED_FLAG_NEURO}
+
+
+def test_an_old_onset_cord_compression_recorded_this_week_counts() -> None:
+    cancer = condition(coded(ICD, "C50.911", "Malignant neoplasm of right female breast"), rid="ca",
+                       clinicalStatus={"coding": [{"code": "active"}]}, onsetDateTime=day(300))
+    mscc = condition(coded(ICD, "G83.4", "Cauda equina syndrome"), rid="cc",
+                     clinicalStatus={"coding": [{"code": "active"}]}, onsetDateTime=day(40), recordedDate=day(2))
+    rules = [f.rule_id for f in assess(extract(cancer, mscc), now=NOW, config=CONFIG, hook="patient-view").findings]
+    assert rules == ["mscc-red-flags"]
