@@ -169,15 +169,14 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
                 if volume is not None and volume[0] >= config.volume_threshold_ml:
                     clause.pending.append((value, i, volume[1], negated_now, clause.segment))
             elif group == "concept":
-                for kind, a, b in config.pairs:
+                for kind, a, b, window in config.pairs:
                     other = b if value == a else a if value == b else None
                     if other is None:
                         continue
                     seen = clause.concepts.get(other)
-                    if seen is not None and i - seen <= config.pair_window:
-                        first = min(seen, i)
-                        negated = clause.neg_fwd is not None and clause.neg_fwd < first
-                        clause.pending.append((kind, first, max(end, seen), negated, clause.segment))
+                    if seen is not None and i - seen <= (window or config.pair_window):
+                        # negated when a negation in scope precedes the second concept ("legs: no weakness")
+                        clause.pending.append((kind, min(seen, i), max(end, seen), negated_now, clause.segment))
                 clause.concepts[value] = end
         i += 1
     close()

@@ -62,7 +62,7 @@ class _Node:
 class TextConfig:
     root: _Node
     depth: int
-    pairs: tuple[tuple[str, str, str], ...]  # (kind, concept a, concept b)
+    pairs: tuple[tuple[str, str, str, int | None], ...]  # (kind, concept a, concept b, own window)
     max_chars: int
     pair_window: int
     volume_threshold_ml: float = 200.0
@@ -142,7 +142,7 @@ def parse_text_config(data: t.Mapping[str, t.Any]) -> TextConfig:
     for kind, phrases in volumes.items():
         for phrase in phrases:
             add(phrase, ("volume", kind))
-    pairs = tuple((p["kind"], p["a"], p["b"]) for p in data.get("pairs", []))
+    pairs = tuple((p["kind"], p["a"], p["b"], int(p["window"]) if "window" in p else None) for p in data.get("pairs", []))
     max_chars = int(data.get("max_chars", 20_000))
     window = int(data.get("pair_window", 8))
     fuzzy = data.get("fuzzy", {})

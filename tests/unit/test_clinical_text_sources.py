@@ -40,7 +40,8 @@ def day(days_ago: float) -> str:
         ("Bladder scan 900mL", BLADDER), ("PVR of 450 mL", BLADDER), ("post-void residual 1.2 L", BLADDER),
         ("numbness around the saddle area", NEURO), ("legs feel like jelly", NEURO), ("can't feel my legs", NEURO),
         ("Legs gave way twice", NEURO), ("no change in numbness", NEURO), ("Weakness in legs in the past 2 days", NEURO),
-        ("Leg weakness, resolved but now unable to void", BLADDER),
+        ("Leg weakness, resolved but now unable to void", BLADDER), ("walking difficulty", NEURO), ("gait unsteady", NEURO),
+        ("Weakness in both legs, no numbness", NEURO),
         ("In the last 7 days, how often did you have loss of control of urine (leakage)?", BLADDER),
     ],
 )
@@ -52,10 +53,15 @@ def test_misspellings_volumes_and_lay_phrasings_are_current(text: str, kind: str
     "text",
     ["bladder scan 50 mL", "PVR 120 ml", "bladder scan done", "trouble talking", "fluid retention", "no new leg weakness",
      "Denies new leg weakness", "Weakness in both legs - denies", "leg weakness, resolved", "PMH: foot drop",
-     "generalised weakness and fatigue"],
+     "generalised weakness and fatigue", "Legs: no weakness", "Leg strength normal, no weakness",
+     "able to walk, no difficulty"],
 )
 def test_small_volumes_everyday_words_negation_and_history_are_not_current(text: str) -> None:
     assert {NEURO, BLADDER}.isdisjoint(current_kinds(text))
+
+
+def test_walking_pair_needs_adjacent_words() -> None:
+    assert current_kinds("walks unaided, unable to void") == (BLADDER,)
 
 
 @pytest.mark.parametrize(
