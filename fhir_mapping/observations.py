@@ -91,7 +91,8 @@ def _finding(
     if info.kinds:
         if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
             return _NOTHING
-        return _clinical(resource, ref, matcher, list(info.kinds), list(info.codes), list(info.texts), Confidence.CODED)
+        return _clinical(resource, ref, matcher, list(info.kinds), list(info.codes), list(info.texts), Confidence.CODED,
+                         also=_value_kinds(holder, matcher, info.kinds))
     if info.weakness:
         if matcher.limb_weakness(info.codes, [body] if body else (), [*info.texts, *value_texts(holder)]):
             if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
@@ -109,7 +110,8 @@ def _finding(
     if info.text_kinds:
         if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
             return _NOTHING
-        return _clinical(resource, ref, matcher, list(info.text_kinds), list(info.codes), list(info.texts), Confidence.TEXT)
+        return _clinical(resource, ref, matcher, list(info.text_kinds), list(info.codes), list(info.texts), Confidence.TEXT,
+                         also=_value_kinds(holder, matcher, info.text_kinds))
     if holder is resource and info.texts:
         site = location_site(resource, info.texts, matcher)
         if site is not None:
@@ -126,6 +128,14 @@ def _finding(
             return _NOTHING
         return _clinical(resource, ref, matcher, kinds, list(value_info.codes), vtexts, Confidence.TEXT)
     return None
+
+
+def _value_kinds(holder: Json, matcher: Matcher, known: t.Iterable[ClinicalKind]) -> list[ClinicalKind]:
+    """Further kinds the value text names ("Back pain" = "new weakness in both legs")."""
+    texts = value_texts(holder)
+    if not texts:
+        return []
+    return [kind for kind in matcher.clinical_kinds_from_text(texts) if kind not in known]
 
 
 def _component_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
@@ -154,6 +164,8 @@ def _clinical(
     codes: list[Code],
     texts: list[str],
     confidence: Confidence,
+    *,
+    also: Iterable[ClinicalKind] = (),
 ) -> ObservationFacts:
     body = resource.get("bodySite")
     site = matcher.site_of(codes, [body] if body else (), texts)
@@ -173,6 +185,11 @@ def _clinical(
                 label=label,
             )
             for kind in kinds
+        )
+        + tuple(  # kinds only the value's text names: text confidence
+            ClinicalFact(ref=ref, kind=kind, time=time or recorded, recorded=recorded, status="present",
+                         site=site, confidence=Confidence.TEXT, label=label)
+            for kind in also
         )
     )
 

@@ -160,6 +160,12 @@ def test_an_absent_component_is_not_a_red_flag() -> None:
     assert extract(panel).clinical == ()
 
 
+@pytest.mark.parametrize("code", [coded(ICD, "M54.50", "Low back pain, unspecified"), {"text": "Back pain"}])
+def test_a_red_flag_in_the_value_of_a_back_pain_observation_is_read(code: dict) -> None:
+    obs = observation(code=code, valueString="new weakness in both legs since this morning")
+    assert {f.kind for f in extract(obs).clinical} == {ClinicalKind.BACK_PAIN, ClinicalKind.RED_FLAG_NEURO}
+
+
 def test_a_value_codeable_concept_text_is_read() -> None:
     obs = observation(code={"text": "Symptom"}, valueCodeableConcept={"text": "Both legs feel weak"})
     assert {f.kind for f in extract(obs).clinical} == {ClinicalKind.RED_FLAG_NEURO}
