@@ -232,6 +232,15 @@ def unrelated(pid: str, n: int) -> list[dict[str, Any]]:
              "vaccineCode": {"text": "Influenza vaccine"}, "occurrenceDateTime": _iso(30 + i)},
             {"resourceType": "Encounter", "id": f"{pid}-enc{i}", "status": "finished", "subject": subject,
              "class": bf.coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "ambulatory")},
+            {"resourceType": "QuestionnaireResponse", "id": f"{pid}-phq{i}", "status": "completed", "subject": subject,
+             "authored": _iso(i + 1), "item": [
+                 {"linkId": "1", "text": "Little interest or pleasure in doing things", "answer": [{"valueCoding": {"display": "Several days"}}]},
+                 {"linkId": "3", "text": "Trouble falling or staying asleep, or sleeping too much", "answer": [{"valueInteger": 2}]},
+                 {"linkId": "8", "text": "Moving or speaking so slowly that other people could have noticed",
+                  "answer": [{"valueCoding": {"display": "More than half the days"}}]}]},
+            {"resourceType": "Observation", "id": f"{pid}-nursing{i}", "status": "final", "subject": subject,
+             "code": {"text": "Nursing note"}, "effectiveDateTime": _iso(i + 0.4),
+             "valueString": "Walking well with a frame, voiding normally, eating and drinking; bladder scan 60 mL"},
         ]
     return out
 
