@@ -10,9 +10,10 @@ linear in the text length. Texts are capped at ``max_chars`` characters (20,000 
 the rest is not examined.
 
 Scope rules (NegEx/ConText): a forward negation term covers the following words until a
-terminator ("but", "however" …) or the end of the clause (``. ; ! ?`` or a line break; a colon
-does not end it: "leg weakness: absent"); a backward negation term covers the preceding words of
-its clause segment; pseudo-negations ("no change in") neither negate nor open a scope; a
+terminator ("but", "however" …) or the end of the clause (``. ; !`` or a line break; a colon
+does not end it: "leg weakness: absent", nor does a question mark: "Saddle numbness? No"); a
+backward negation term covers the preceding words of its clause segment (a "final" negation such as "no" only when it ends the clause: "leg weakness:
+no"); pseudo-negations ("no change in") neither negate nor open a scope; a
 historical term marks the findings of its clause segment (between terminators) not current.
 Pair rules find a finding from two concepts in one clause in any order ("both legs feel weak");
 volume rules need a volume at or above a threshold ("bladder scan 900 mL").
@@ -31,13 +32,14 @@ __all__ = [
     "findings", "load_text_config", "parse_text_config",
 ]
 
-_CLAUSE_END = frozenset(".;!?\n")
+_CLAUSE_END = frozenset(".;!\n")
 _UNITS = {"ml": 1.0, "mls": 1.0, "cc": 1.0, "l": 1000.0, "litre": 1000.0, "litres": 1000.0, "liter": 1000.0, "liters": 1000.0}
 _VOLUME_LOOKAHEAD = 4
 _FUZZY_MAX_LENGTH = 24
 
 # modifier categories (ConText) and value categories
 _NEG_FWD, _NEG_BWD, _PSEUDO, _TERM, _HIST = "negation_forward", "negation_backward", "pseudo", "terminators", "historical"
+_NEG_FINAL = "negation_final"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,8 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
                     clause.concepts.clear()
                 if _NEG_FWD in categories and clause.neg_fwd is None:
                     clause.neg_fwd = i
-                if _NEG_BWD in categories:
+                ends_clause = longest + 1 >= n or tokens[longest + 1] in _CLAUSE_END
+                if _NEG_BWD in categories or (_NEG_FINAL in categories and ends_clause):
                     clause.neg_bwd[clause.segment] = i
                 if _HIST in categories:
                     clause.hist.add(clause.segment)

@@ -18,11 +18,11 @@ import knowledge as _knowledge_package
 
 __all__ = ["DEFAULT_PATH", "TOKEN", "TextConfig", "correct", "load_text_config", "parse_text_config"]
 
-TOKEN = re.compile(r"[0-9]+(?:\.[0-9]+)?|[a-z]+|[.;!?\n]")
+TOKEN = re.compile(r"[0-9]+(?:\.[0-9]+)?|[a-z]+|[.;!\n]")
 DEFAULT_PATH = Path(_knowledge_package.__file__).resolve().parent / "clinical_text.toml"
 _FUZZY_CACHE_SIZE = 50_000
 #: modifier categories (ConText) and value categories
-MODIFIERS = ("negation_forward", "negation_backward", "pseudo", "terminators", "historical")
+MODIFIERS = ("negation_forward", "negation_backward", "negation_final", "pseudo", "terminators", "historical")
 VALUES = ("absent_value", "absent_answer")
 
 

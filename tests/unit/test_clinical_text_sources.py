@@ -41,7 +41,8 @@ def day(days_ago: float) -> str:
         ("numbness around the saddle area", NEURO), ("legs feel like jelly", NEURO), ("can't feel my legs", NEURO),
         ("Legs gave way twice", NEURO), ("no change in numbness", NEURO), ("Weakness in legs in the past 2 days", NEURO),
         ("Leg weakness, resolved but now unable to void", BLADDER), ("walking difficulty", NEURO), ("gait unsteady", NEURO),
-        ("Weakness in both legs, no numbness", NEURO),
+        ("Weakness in both legs, no numbness", NEURO), ("Leg weakness: no. Bladder: retention of urine", BLADDER),
+        ("Leg weakness: yes", NEURO), ("Saddle numbness? No. Leg weakness? Yes", NEURO), ("no fever; legs weak", NEURO),
         ("In the last 7 days, how often did you have loss of control of urine (leakage)?", BLADDER),
     ],
 )
@@ -54,7 +55,8 @@ def test_misspellings_volumes_and_lay_phrasings_are_current(text: str, kind: str
     ["bladder scan 50 mL", "PVR 120 ml", "bladder scan done", "trouble talking", "fluid retention", "no new leg weakness",
      "Denies new leg weakness", "Weakness in both legs - denies", "leg weakness, resolved", "PMH: foot drop",
      "generalised weakness and fatigue", "Legs: no weakness", "Leg strength normal, no weakness",
-     "able to walk, no difficulty"],
+     "able to walk, no difficulty", "Leg weakness: no", "Numbness - neg", "urinary retention: none noted",
+     "Saddle numbness? No. Leg weakness? Denies. Retention? Nil"],
 )
 def test_small_volumes_everyday_words_negation_and_history_are_not_current(text: str) -> None:
     assert {NEURO, BLADDER}.isdisjoint(current_kinds(text))
