@@ -89,20 +89,26 @@ def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessm
 
 def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) -> common.BackPainEpisode | None:
     """With no back pain in the lookback, a red flag still counts with active back pain of any
-    onset or a known bone/spinal metastasis (CLINICAL.md *Red flag*): return the episode to triage
-    then (for a metastasis without any back-pain record, an episode starting at the oldest red
-    flag), else None."""
+    onset or a known bone/spinal metastasis, and a cord compression / cauda equina diagnosis
+    recorded in the last 14 days counts even without a back-pain record (CLINICAL.md *Red flag*):
+    return the episode to triage then (without any back-pain record, an episode starting at the
+    oldest counted red flag), else None."""
     flags = find_red_flags(record, now, config)
     if not flags:
         return None
     episode = common.back_pain_episode(record, now, config.context, any_onset=True)
     if episode is not None:
         return episode
-    if not any(
-        f.kind is ClinicalKind.BONE_METASTASIS and f.status in config.context.active_statuses for f in record.clinical
-    ):
-        return None
-    times = [time for f in flags if (time := common.fact_time(f)) is not None]
+    settings = config.context
+    if any(f.kind is ClinicalKind.BONE_METASTASIS and f.status in settings.active_statuses for f in record.clinical):
+        counted = flags
+    else:  # a cord compression / cauda equina diagnosis recorded in the last 14 days counts alone
+        counted = tuple(
+            f for f in flags
+            if f.kind is ClinicalKind.MSCC
+            and any(common.within(time, now, settings.red_flag_lookback) for time in (common.fact_time(f), f.recorded))
+        )
+    times = [time for f in counted if (time := common.fact_time(f)) is not None]
     return common.BackPainEpisode(facts=(), scores=(), onset=min(times)) if times else None
 
 

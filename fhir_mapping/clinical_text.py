@@ -1,42 +1,51 @@
 """Clinical-text component: findings in free text with ConText/NegEx negation and history.
 
-One interface: :func:`findings` (text in → :class:`TextFinding` out, each with kind, negated,
-historical and character span). Terms are data (``knowledge/clinical_text.toml``). The text is
-tokenised once and scanned in one pass; at each token a trie of phrases is walked to a depth
-bounded by the longest phrase, so the work is linear in the text length. Texts are capped at
-``max_chars`` characters (20,000 by default); the rest is not examined.
+One interface for every extractor: :func:`findings` (text in → :class:`TextFinding` out, each
+with kind, negated, historical and character span), plus :func:`absent_value` (an Observation
+value meaning "not present") and :func:`absent_answer` (a questionnaire answer meaning "never /
+none"). Terms are data (``knowledge/clinical_text.toml``). The text is tokenised once and
+scanned in one pass; at each token a trie of phrases is walked to a depth bounded by the longest
+phrase, and a misspelt key term is corrected with a bounded (one-edit) lookup, so the work is
+linear in the text length. Texts are capped at ``max_chars`` characters (20,000 by default);
+the rest is not examined.
 
 Scope rules (NegEx/ConText): a forward negation term covers the following words until a
-terminator ("but", "however" …) or the end of the clause (``. ; ! ?`` or a line break; a colon does not end it: "leg weakness: absent"); a
-backward negation term covers the preceding words of its clause; pseudo-negations ("no change
-in") neither negate nor open a scope; a historical term marks the clause's findings not current.
-Pair rules find a finding from two concepts in one clause in any order ("both legs feel weak").
+terminator ("but", "however" …) or the end of the clause (``. ; !`` or a line break; a colon
+does not end it: "leg weakness: absent", nor does a question mark: "Saddle numbness? No"); a
+backward negation term covers the preceding words of its clause segment (a "final" negation such as "no" only when it ends the clause: "leg weakness:
+no"); pseudo-negations ("no change in") neither negate nor open a scope; a
+historical term marks the findings of its clause segment (between terminators) not current.
+Pair rules find a finding from two concepts in one clause in any order ("both legs feel weak");
+volume rules need a volume at or above a threshold ("bladder scan 900 mL").
 """
 
 from __future__ import annotations
 
-import functools
-import re
-import tomllib
-import typing as t
 from dataclasses import dataclass
-from pathlib import Path
 
-import knowledge as _knowledge_package
+from .text_terms import DEFAULT_PATH as _DEFAULT_PATH
+from .text_terms import TOKEN as _TOKEN
+from .text_terms import TextConfig, correct, load_text_config, parse_text_config
 
-__all__ = ["TextAnalysis", "TextFinding", "TextConfig", "analyse", "findings", "load_text_config"]
+__all__ = [
+    "TextAnalysis", "TextConfig", "TextFinding", "absent_answer", "absent_value", "analyse", "current_kinds",
+    "findings", "load_text_config", "parse_text_config",
+]
 
-_TOKEN = re.compile(r"[a-z0-9]+|[.;!?\n]")
-_CLAUSE_END = frozenset(".;!?\n")
-_DEFAULT_PATH = Path(_knowledge_package.__file__).resolve().parent / "clinical_text.toml"
+_CLAUSE_END = frozenset(".;!\n")
+_UNITS = {"ml": 1.0, "mls": 1.0, "cc": 1.0, "l": 1000.0, "litre": 1000.0, "litres": 1000.0, "liter": 1000.0, "liters": 1000.0}
+_VOLUME_LOOKAHEAD = 4
+_FUZZY_MAX_LENGTH = 24
 
-# modifier categories
+# modifier categories (ConText) and value categories
 _NEG_FWD, _NEG_BWD, _PSEUDO, _TERM, _HIST = "negation_forward", "negation_backward", "pseudo", "terminators", "historical"
+_NEG_FINAL = "negation_final"
 
 
 @dataclass(frozen=True, slots=True)
 class TextFinding:
-    """One finding in a text: ``kind`` is a ClinicalKind value; ``span`` are character offsets."""
+    """One finding in a text: ``kind`` is a ClinicalKind value (or ``site:...``); ``span`` are
+    character offsets into the examined text."""
 
     kind: str
     negated: bool
@@ -52,139 +61,65 @@ class TextFinding:
 @dataclass(frozen=True, slots=True)
 class TextAnalysis:
     findings: tuple[TextFinding, ...]
-    steps: int  #: trie nodes visited (a work measure for the linear-time test)
+    steps: int  #: trie nodes visited + fuzzy lookups (a work measure for the linear-time test)
 
 
-class _Node:
-    __slots__ = ("children", "prefixes", "labels")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.prefixes: list[tuple[str, _Node]] = []
-        self.labels: list[tuple[str, str]] = []  # (group, value): ("trigger", kind) / ("modifier", category) / ("concept", name)
-
-    def child(self, word: str) -> "_Node":
-        if word.endswith("*"):
-            stem = word[:-1]
-            for known, node in self.prefixes:
-                if known == stem:
-                    return node
-            node = _Node()
-            self.prefixes.append((stem, node))
-            return node
-        return self.children.setdefault(word, _Node())
-
-    def step(self, token: str) -> t.Iterator["_Node"]:
-        node = self.children.get(token)
-        if node is not None:
-            yield node
-        for stem, pnode in self.prefixes:
-            if token.startswith(stem):
-                yield pnode
-
-
-@dataclass(frozen=True)
-class TextConfig:
-    root: _Node
-    depth: int
-    pairs: tuple[tuple[str, str, str], ...]  # (kind, concept a, concept b)
-    max_chars: int
-    pair_window: int
-
-
-def _slots(phrase: str) -> list[list[str]]:
-    slots: list[list[str]] = []
-    for slot in phrase.lower().split(" "):
-        optional = slot.endswith("?")
-        words = []
-        for alt in slot.rstrip("?").split("|"):
-            star = alt.endswith("*")
-            toks = _TOKEN.findall(alt.rstrip("*"))
-            if not toks:
-                continue
-            if star:
-                toks[-1] += "*"
-            words.append(" ".join(toks))
-        if optional:
-            words.append("")
-        slots.append(words)
-    return slots
-
-
-def _expand(phrase: str) -> list[list[str]]:
-    seqs: list[list[str]] = [[]]
-    for words in _slots(phrase):
-        seqs = [seq + (w.split(" ") if w else []) for seq in seqs for w in words]
-    return [seq for seq in seqs if seq]
-
-
-def parse_text_config(data: t.Mapping[str, t.Any]) -> TextConfig:
-    """Build the phrase trie from the parsed TOML (raises ValueError on bad shape)."""
-    root = _Node()
-    depth = 0
-
-    def add(phrase: str, label: tuple[str, str]) -> None:
-        nonlocal depth
-        for seq in _expand(phrase):
-            node = root
-            for word in seq:
-                node = node.child(word)
-            if label not in node.labels:
-                node.labels.append(label)
-            depth = max(depth, len(seq))
-
-    for kind, phrases in data.get("triggers", {}).items():
-        for phrase in phrases:
-            add(phrase, ("trigger", kind))
-    for category in (_NEG_FWD, _NEG_BWD, _PSEUDO, _TERM, _HIST):
-        for phrase in data.get("modifiers", {}).get(category, []):
-            add(phrase, ("modifier", category))
-    for name, phrases in data.get("concepts", {}).items():
-        for phrase in phrases:
-            add(phrase, ("concept", name))
-    pairs = tuple((p["kind"], p["a"], p["b"]) for p in data.get("pairs", []))
-    max_chars = int(data.get("max_chars", 20_000))
-    window = int(data.get("pair_window", 8))
-    if max_chars <= 0 or window <= 0:
-        raise ValueError("clinical_text: max_chars and pair_window must be positive")
-    return TextConfig(root=root, depth=depth, pairs=pairs, max_chars=max_chars, pair_window=window)
-
-
-@functools.lru_cache(maxsize=4)
-def load_text_config(path: Path = _DEFAULT_PATH) -> TextConfig:
-    """Load and compile ``knowledge/clinical_text.toml`` (cached)."""
-    with path.open("rb") as fh:
-        return parse_text_config(tomllib.load(fh))
+def _tokens(text: str, config: TextConfig) -> tuple[list[tuple[str, int, int]], int]:
+    spans = []
+    work = 0
+    vocabulary, terms, minimum = config.vocabulary, config.fuzzy_terms, config.fuzzy_min_length
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if terms and minimum <= len(tok) <= _FUZZY_MAX_LENGTH and tok not in vocabulary and tok.isalpha():
+            work += len(tok)
+            tok = correct(tok, config) or tok
+        spans.append((tok, m.start(), m.end()))
+    return spans, work
 
 
 class _Clause:
     """State of the current clause; findings are finalised at its end."""
 
-    __slots__ = ("neg_fwd", "neg_bwd", "hist", "pending", "concepts")
+    __slots__ = ("neg_fwd", "segment", "neg_bwd", "hist", "pending", "concepts", "excluded")
 
     def __init__(self) -> None:
-        self.neg_fwd: int | None = None  # token index of the first forward negation in scope
-        self.neg_bwd: int = -1  # token index of the last backward negation
-        self.hist: bool = False
-        self.pending: list[tuple[str, int, int, bool]] = []  # kind, first token, last token, negated-at-start
+        self.neg_fwd: int | None = None  # token index of the forward negation in scope
+        self.segment = 0  # terminators start a new segment
+        self.neg_bwd: dict[int, int] = {}  # segment -> token index of its last backward negation
+        self.hist: set[int] = set()  # segments with a historical term
+        self.pending: list[tuple[str, int, int, bool, int]] = []  # kind, first, last token, negated-at-start, segment
         self.concepts: dict[str, int] = {}  # concept -> last token index
+        self.excluded: set[str] = set()  # kinds dropped in this clause
+
+
+def _volume_ml(tokens: list[str], end: int) -> tuple[float, int] | None:
+    """The first volume after token ``end`` (within a few words of the clause), in mL."""
+    for k in range(end + 1, min(len(tokens), end + 1 + _VOLUME_LOOKAHEAD)):
+        tok = tokens[k]
+        if tok in _CLAUSE_END:
+            return None
+        if tok[0].isdigit():
+            unit = tokens[k + 1] if k + 1 < len(tokens) else ""
+            return float(tok) * _UNITS.get(unit, 1.0), k + (1 if unit in _UNITS else 0)
+    return None
 
 
 def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
     """Return every finding in ``text`` (capped at ``config.max_chars``) and the work done."""
     config = config or load_text_config()
     text = text[: config.max_chars].lower()
-    spans = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    spans, steps = _tokens(text, config)
     tokens = [s[0] for s in spans]
     out: list[TextFinding] = []
-    steps = 0
     clause = _Clause()
-    skip_until = -1  # tokens covered by a pseudo-negation
+    skip_until = -1  # tokens inside a modifier phrase already read
 
     def close() -> None:
-        for kind, first, last, neg in clause.pending:
-            negated = neg or clause.neg_bwd > last
-            out.append(TextFinding(kind, negated, clause.hist, (spans[first][1], spans[last][2])))
+        for kind, first, last, neg, segment in clause.pending:
+            if kind in clause.excluded:
+                continue
+            negated = neg or clause.neg_bwd.get(segment, -1) > last
+            out.append(TextFinding(kind, negated, segment in clause.hist, (spans[first][1], spans[last][2])))
 
     i, n = 0, len(tokens)
     while i < n:
@@ -194,7 +129,7 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
             clause = _Clause()
             i += 1
             continue
-        # walk the trie from token i: collect matches (longest per group wins)
+        # walk the trie from token i: collect matches (longest modifier wins)
         frontier = [config.root]
         matches: list[tuple[int, tuple[str, str]]] = []  # (end token index, label)
         j = i
@@ -212,31 +147,39 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
         longest = max((m[0] for m in matches if m[1][0] == "modifier"), default=-1)
         if longest >= 0 and i > skip_until:
             categories = {m[1][1] for m in matches if m[1][0] == "modifier" and m[0] == longest}
-            if _PSEUDO in categories:
-                skip_until = longest
-            else:
+            skip_until = longest
+            if _PSEUDO not in categories:
                 if _TERM in categories:
                     clause.neg_fwd = None
-                    clause.hist = False
+                    clause.segment += 1
                     clause.concepts.clear()
                 if _NEG_FWD in categories and clause.neg_fwd is None:
                     clause.neg_fwd = i
-                if _NEG_BWD in categories:
-                    clause.neg_bwd = i
+                ends_clause = longest + 1 >= n or tokens[longest + 1] in _CLAUSE_END
+                if _NEG_BWD in categories or (_NEG_FINAL in categories and ends_clause):
+                    clause.neg_bwd[clause.segment] = i
                 if _HIST in categories:
-                    clause.hist = True
+                    clause.hist.add(clause.segment)
+        negated_now = clause.neg_fwd is not None
         for end, (group, value) in matches:
             if group == "trigger":
-                clause.pending.append((value, i, end, clause.neg_fwd is not None))
+                clause.pending.append((value, i, end, negated_now, clause.segment))
+            elif group == "exclude":
+                clause.excluded.add(value)
+            elif group == "volume":
+                volume = _volume_ml(tokens, end)
+                steps += _VOLUME_LOOKAHEAD
+                if volume is not None and volume[0] >= config.volume_threshold_ml:
+                    clause.pending.append((value, i, volume[1], negated_now, clause.segment))
             elif group == "concept":
-                for kind, a, b in config.pairs:
+                for kind, a, b, window in config.pairs:
                     other = b if value == a else a if value == b else None
                     if other is None:
                         continue
                     seen = clause.concepts.get(other)
-                    if seen is not None and i - seen <= config.pair_window:
-                        first = min(seen, i)
-                        clause.pending.append((kind, first, max(end, seen), clause.neg_fwd is not None and clause.neg_fwd < first))
+                    if seen is not None and i - seen <= (window or config.pair_window):
+                        # negated when a negation in scope precedes the second concept ("legs: no weakness")
+                        clause.pending.append((kind, min(seen, i), max(end, seen), negated_now, clause.segment))
                 clause.concepts[value] = end
         i += 1
     close()
@@ -251,3 +194,51 @@ def findings(text: str, config: TextConfig | None = None) -> tuple[TextFinding, 
 def current_kinds(text: str, config: TextConfig | None = None) -> tuple[str, ...]:
     """Return the kinds of the findings that are present and current, in text order."""
     return tuple(dict.fromkeys(f.kind for f in findings(text, config) if f.current))
+
+
+def _longest(tokens: list[str], start: int, config: TextConfig) -> tuple[int, set[str]]:
+    """End index and labels (``group:value``) of the longest modifier/value phrase at ``start``."""
+    frontier = [config.root]
+    best: tuple[int, set[str]] = (-1, set())
+    for j in range(start, min(len(tokens), start + config.depth)):
+        if tokens[j] in _CLAUSE_END:
+            break
+        frontier = [child for node in frontier for child in node.step(tokens[j])]
+        if not frontier:
+            break
+        groups = {label for node in frontier for label in node.labels}
+        if any(g[0] in ("modifier", "value") for g in groups):
+            best = (j, {f"{g[0]}:{g[1]}" for g in groups})
+    return best
+
+
+def absent_value(text: str, config: TextConfig | None = None) -> bool:
+    """Whether an Observation value text means the finding named by the code is absent: it
+    begins with an absent term ("No", "absent", "denies") that is not a pseudo-negation, or its
+    first clause ends with a backward negation and has no terminator ("patient denies"; not
+    "reports numbness, denies weakness")."""
+    config = config or load_text_config()
+    spans, _ = _tokens(text[:200].lower(), config)
+    tokens = [s[0] for s in spans]
+    end, labels = _longest(tokens, 0, config)
+    if end >= 0 and f"modifier:{_PSEUDO}" not in labels and "value:absent_value" in labels:
+        return True
+    i = 0
+    while i < len(tokens) and tokens[i] not in _CLAUSE_END:
+        end, labels = _longest(tokens, i, config)
+        if end >= 0 and f"modifier:{_PSEUDO}" not in labels:
+            if f"modifier:{_TERM}" in labels:
+                return False
+            if f"modifier:{_NEG_BWD}" in labels and (end + 1 == len(tokens) or tokens[end + 1] in _CLAUSE_END):
+                return True  # the clause ends with it: "patient denies", "on exam: absent"
+        i = max(i + 1, end + 1)
+    return False
+
+
+def absent_answer(text: str, config: TextConfig | None = None) -> bool:
+    """Whether a questionnaire answer is exactly a lowest category ("Never", "None", "Not at all")."""
+    config = config or load_text_config()
+    spans, _ = _tokens(text[:200].lower(), config)
+    tokens = [s[0] for s in spans if s[0] not in _CLAUSE_END]
+    end, labels = _longest(tokens, 0, config)
+    return end == len(tokens) - 1 >= 0 and f"modifier:{_PSEUDO}" not in labels and "value:absent_answer" in labels

@@ -1,13 +1,16 @@
-"""Condition -> :class:`ClinicalFact` (one per kind the code means)."""
+"""Condition -> :class:`ClinicalFact` (one per kind the code means, else its text names).
+
+Generalised weakness (M62.81, R53.1) is a limb red flag only with a lower-limb body site or a
+text naming the legs (CLINICAL.md *Red flag*)."""
 
 from __future__ import annotations
 
 import typing as t
 from collections.abc import Mapping
 
-from assessment.facts import ClinicalFact, Confidence
+from assessment.facts import ClinicalFact, ClinicalKind, Confidence
 
-from .matcher import Matcher, texts_of
+from .matcher import ConceptInfo, Matcher
 from .times import parse_fhir_datetime
 
 __all__ = ["condition_facts"]
@@ -23,27 +26,20 @@ def condition_facts(resource: Json, ref: str, matcher: Matcher) -> list[Clinical
         return []
     concept = resource.get("code")
     info = matcher.concept_info(concept)
-    if info is not None:  # plain JSON concept: cached, same result as the general path below
-        if not info.kinds and not info.text_kinds:
-            return []
-        codes = list(info.codes)
-        texts = list(info.texts)
-        if info.kinds:
-            kinds = list(info.kinds)
-            confidence = Confidence.CODED
-        else:
-            kinds = list(info.text_kinds)
-            confidence = Confidence.TEXT
-    else:
-        codes = matcher.codes_of(concept)
-        kinds = list(matcher.clinical_kinds(codes))
-        texts = list(texts_of(concept))
+    info = info if info is not None else ConceptInfo(matcher, concept)  # not plain JSON: uncached
+    codes = list(info.codes)
+    texts = list(info.texts)
+    if info.kinds:
+        kinds = list(info.kinds)
         confidence = Confidence.CODED
-        if not kinds:
-            kinds = matcher.clinical_kinds_from_text(texts)
-            confidence = Confidence.TEXT
-            if not kinds:
-                return []
+    elif info.weakness and matcher.limb_weakness(codes, resource.get("bodySite") or (), texts):
+        kinds = [ClinicalKind.RED_FLAG_NEURO]  # generalised weakness of the legs
+        confidence = Confidence.CODED
+    elif info.text_kinds:
+        kinds = list(info.text_kinds)
+        confidence = Confidence.TEXT
+    else:
+        return []
     status = next(
         (c["code"] for c in (resource.get("clinicalStatus") or {}).get("coding") or () if c.get("code")), "active"
     )

@@ -33,7 +33,9 @@ from .matcher import matcher_for
 from .medications import MEDICATION_SOURCES, medication_fact
 from .observations import _NOTHING as _NO_OBSERVATION_FACTS
 from .observations import ObservationFacts, observation_facts
+from .pain_location import PainLocation, pair_locations
 from .procedures import procedure_fact
+from .questionnaires import questionnaire_facts
 from .valuesets import ValueSetIndex
 
 __all__ = [
@@ -65,7 +67,7 @@ class MalformedResource(ValueError):
         self.detail = detail
 
 _USED_TYPES = frozenset(
-    {"Condition", "Observation", "Procedure", "Medication", *MEDICATION_SOURCES, *IMAGING_TYPES}
+    {"Condition", "Observation", "QuestionnaireResponse", "Procedure", "Medication", *MEDICATION_SOURCES, *IMAGING_TYPES}
 )
 
 
@@ -154,7 +156,7 @@ def extract_record(
         patient_id=patient_id,
         medications=tuple(meds),
         clinical=tuple(facts.clinical),
-        pain_scores=tuple(facts.pains),
+        pain_scores=tuple(pair_locations(facts.pains, facts.locations)),
         labs=tuple(facts.labs),
         procedures=tuple(facts.procedures),
         imaging=tuple(facts.imaging),
@@ -169,7 +171,8 @@ class _Facts:
 
     meds: list[MedicationFact | None] = field(default_factory=list)  #: None: mapped later
     clinical: list[ClinicalFact] = field(default_factory=list)
-    pains: list[PainScore] = field(default_factory=list)
+    pains: list[tuple[PainScore, str | None]] = field(default_factory=list)  #: with the score's encounter
+    locations: list[PainLocation] = field(default_factory=list)  #: pain-location Observations
     labs: list[LabResult] = field(default_factory=list)
     procedures: list[ProcedureFact] = field(default_factory=list)
     imaging: list[ImagingFact] = field(default_factory=list)
@@ -181,6 +184,8 @@ class _Facts:
             self.add_observation(observation_facts(resource, ref, matcher))
         elif rtype == "Condition":
             self.clinical.extend(condition_facts(resource, ref, matcher))
+        elif rtype == "QuestionnaireResponse":
+            self.clinical.extend(questionnaire_facts(resource, ref, matcher))
         elif rtype in MEDICATION_SOURCES:
             fact = medication_fact(resource, ref, MEDICATION_SOURCES[rtype], matcher, medications)
             if fact is not None:
@@ -200,9 +205,11 @@ class _Facts:
         if found.clinical:
             self.clinical.extend(found.clinical)
         elif found.pain_score is not None:
-            self.pains.append(found.pain_score)
+            self.pains.append((found.pain_score, found.encounter))
         elif found.lab is not None:
             self.labs.append(found.lab)
+        elif found.location is not None:
+            self.locations.append(found.location)
 
 
 @contextmanager

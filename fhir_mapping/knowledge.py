@@ -2,11 +2,14 @@
 
 The packaged ``knowledge/`` directory comes first; a site overlay directory (``[knowledge]
 path``) may replace value sets (by canonical url) and replace or extend any key of
-``rules.toml``, ``matching.toml`` and ``actions.toml``.
+``rules.toml``, ``matching.toml``, ``actions.toml`` and ``clinical_text.toml`` (the clinical-text
+component's terms: the merged file is compiled once and handed to every extractor through the
+matching configuration).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 import typing as t
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import knowledge as _knowledge_package
 from assessment.config import RuleConfig, merge_rule_config, parse_rule_config, validate_rule_config
+from fhir_mapping.clinical_text import parse_text_config
 from fhir_mapping.extract import MatchingConfig, load_matching_config, validate_matching_config
 from fhir_mapping.suggestions import ActionCatalog, parse_action_catalog
 from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files, validate_valueset
@@ -85,6 +89,11 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
     except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
         problems.append(f"matching.toml: {exc}")
         return None, problems
+    text_data = _merged_toml(dirs, "clinical_text.toml", problems, merge=merge_rule_config)
+    try:
+        matching = dataclasses.replace(matching, text=parse_text_config(text_data))
+    except (KeyError, TypeError, ValueError) as exc:
+        problems.append(f"clinical_text.toml: {exc!r}")
     if problems:
         return None, problems
     try:

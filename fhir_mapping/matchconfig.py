@@ -63,18 +63,15 @@ class ClinicalRule:
     valuesets: tuple[str, ...]
     icd10cm_prefixes: tuple[str, ...]
     icd10cm_exclude: tuple[str, ...]
-    text: re.Pattern[str] | None
-    text_exclude: re.Pattern[str] | None
 
 
 @dataclass(frozen=True, slots=True)
 class SiteRule:
-    """How a spine site is read from a code, a body site or text."""
+    """How a spine site is read from a code or a body site (its text: the clinical-text component)."""
 
     site: SpineSite
     code_valuesets: tuple[str, ...]
     body_valuesets: tuple[str, ...]
-    text: re.Pattern[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +107,6 @@ class MatchingConfig:
     on_body_injector: re.Pattern[str] | None
     drugs: tuple[DrugRule, ...]
     clinical: tuple[ClinicalRule, ...]
-    clinical_text_any: re.Pattern[str] | None  #: union of every clinical text pattern (pre-filter)
-    negation_before: re.Pattern[str] | None
-    negation_after: re.Pattern[str] | None
-    negation_value_text: re.Pattern[str] | None
     negation_value_codes: frozenset[Code]
     negation_interpretation_codes: frozenset[Code]
     sites: tuple[SiteRule, ...]
@@ -123,10 +116,18 @@ class MatchingConfig:
     labs: tuple[LabRule, ...]
     chemotherapy_procedure_valuesets: tuple[str, ...]
     imaging: tuple[ImagingRule, ...]
+    #: value sets of generalised weakness (M62.81, R53.1 ...): a limb red flag only with a leg site / text
+    generalised_weakness_valuesets: tuple[str, ...] = ()
+    #: the clinical-text component's compiled terms (``knowledge/clinical_text.toml`` + overlay),
+    #: set by fhir_mapping.knowledge; None = the packaged file
+    text: t.Any = None
+    #: free-text keys found in the matching files that now belong to clinical_text.toml
+    misplaced_text: tuple[str, ...] = ()
 
     def bound_valueset_urls(self) -> frozenset[str]:
         """Return every value set url the configuration refers to."""
         urls: set[str] = set(self.pain_score_valuesets) | set(self.chemotherapy_procedure_valuesets)
+        urls.update(self.generalised_weakness_valuesets)
         for drug in self.drugs:
             urls.update(drug.valuesets)
         for rule in self.clinical:
@@ -177,6 +178,10 @@ def validate_matching_config(config: MatchingConfig, valuesets: ValueSetIndex) -
     for drug in config.drugs:
         if not (drug.valuesets or drug.atc_prefixes or drug.text):
             problems.append(f"drug rule {drug.id} has no value set, ATC prefix or text pattern")
+    problems += [
+        f"{key}: clinical free text is read by the clinical-text component; move it to clinical_text.toml"
+        for key in config.misplaced_text
+    ]
     kinds = {rule.kind for rule in config.clinical}
     problems += [f"no clinical rule for kind {kind.value}" for kind in ClinicalKind if kind not in kinds]
     labs = {rule.kind for rule in config.labs}
@@ -231,16 +236,13 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
             valuesets=urls(c.get("valuesets")),
             icd10cm_prefixes=tuple(p.upper() for p in c.get("icd10cm_prefixes", ())),
             icd10cm_exclude=tuple(p.upper() for p in c.get("icd10cm_exclude", ())),
-            text=_words(c.get("text")),
-            text_exclude=_words(c.get("text_exclude")),
         )
         for c in raw.get("clinical", ())
     )
-    all_clinical_text = [term for c in raw.get("clinical", ()) for term in c.get("text", ())]
     neg = raw.get("negation", {})
-    before = neg.get("before") or []
-    after = neg.get("after") or []
-    value_text = neg.get("value_text") or []
+    misplaced = [f"[[clinical]] {c['kind']} {key}" for c in raw.get("clinical", ()) for key in ("text", "text_exclude") if c.get(key)]
+    misplaced += [f"[negation] {key}" for key in ("before", "after", "value_text") if neg.get(key)]
+    misplaced += [f"[[site]] {s['site']} text" for s in raw.get("site", ()) if s.get("text")]
     pain = raw.get("pain_score", {})
     return MatchingConfig(
         version=str(raw.get("version", "")),
@@ -252,16 +254,6 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
         on_body_injector=_words(med.get("on_body_injector_text")),
         drugs=drugs,
         clinical=clinical,
-        clinical_text_any=_words(all_clinical_text),
-        # a negation word, then anything up to the hit that does not end the clause
-        negation_before=(
-            re.compile(r"\b(?:" + "|".join(before) + r")\b[^.;:\n]*$", re.IGNORECASE) if before else None
-        ),
-        # used as pattern.match(text, end_of_hit): no "^" here, it would only match at position 0
-        negation_after=re.compile(r"\s*[:=,-]?\s*(?:" + "|".join(after) + r")\b", re.IGNORECASE) if after else None,
-        negation_value_text=(
-            re.compile(r"^\s*(?:" + "|".join(value_text) + r")\b", re.IGNORECASE) if value_text else None
-        ),
         negation_value_codes=pairs(neg.get("value_codes")),
         negation_interpretation_codes=pairs(neg.get("interpretation_codes")),
         sites=tuple(
@@ -269,7 +261,6 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
                 site=SpineSite(s["site"]),
                 code_valuesets=urls(s.get("code_valuesets")),
                 body_valuesets=urls(s.get("body_valuesets")),
-                text=_words(s.get("text")),
             )
             for s in raw.get("site", ())
         ),
@@ -299,4 +290,6 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
             )
             for img in raw.get("imaging", ())
         ),
+        generalised_weakness_valuesets=urls(raw.get("generalised_weakness", {}).get("valuesets")),
+        misplaced_text=tuple(misplaced),
     )

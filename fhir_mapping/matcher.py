@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from assessment.facts import ClinicalKind, Confidence, GcsfClass, ImagingKind, SpineSite
 
 from . import clinical_text
-from .matchconfig import ClinicalRule, DrugRule, ImagingRule, LabRule, MatchingConfig
+from .matchconfig import DrugRule, ImagingRule, LabRule, MatchingConfig
 from .valuesets import ValueSetIndex
 
 __all__ = ["DrugMatch", "Matcher", "matcher_for"]
@@ -29,6 +29,10 @@ _TEXT_CACHE_SIZE = 20_000
 _CONCEPT_CACHE_SIZE = 20_000
 #: :attr:`ConceptInfo.first` when the first pain/lab code is a pain-score code
 PAIN = object()
+_CLINICAL_KINDS = {kind.value: kind for kind in ClinicalKind}
+#: component kinds naming a spine site, most specific first
+_SITES = tuple((f"site:{site.value}", site) for site in (SpineSite.CERVICAL, SpineSite.THORACIC, SpineSite.LUMBAR, SpineSite.SPINE))
+_LOWER_LIMB = "lower-limb"
 
 
 class ConceptInfo:
@@ -38,7 +42,7 @@ class ConceptInfo:
     same helpers the extractors call, so using it gives exactly what those calls would give.
     """
 
-    __slots__ = ("codes", "texts", "first", "kinds", "text_kinds", "chemo", "imaging", "plain")
+    __slots__ = ("codes", "texts", "first", "kinds", "text_kinds", "chemo", "imaging", "plain", "weakness")
 
     def __init__(self, matcher: "Matcher", concept: Json | None) -> None:
         codes = matcher.codes_of(concept)
@@ -60,9 +64,11 @@ class ConceptInfo:
         self.imaging: ImagingKind | None = next(
             (kind for kind in map(matcher.imaging_by_code.get, codes) if kind is not None), None
         )
+        #: a generalised-weakness code (a limb red flag only with a leg site / text)
+        self.weakness = matcher.generalised_weakness(codes)
         #: True when nothing in the concept alone makes an Observation a fact (no pain/lab
-        #: code, no clinical kind by code or by text): only its value can.
-        self.plain = first is None and not self.kinds and not self.text_kinds
+        #: code, no clinical kind by code or by text, no weakness code): only its value can.
+        self.plain = first is None and not self.kinds and not self.text_kinds and not self.weakness
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +92,7 @@ class Matcher:
         self.atc_system = config.systems.get("atc", "")
         self.ucum_system = config.systems.get("ucum", "")
         self._aliases = config.system_aliases
-        self._text_cache: dict[str, tuple[ClinicalKind, ...]] = {}
+        self._text_cache: dict[str, tuple[clinical_text.TextFinding, ...]] = {}
         self._concept_cache: dict[tuple[t.Any, ...], ConceptInfo] = {}
         #: ``config.status_skip`` per resource type, looked up once (the config is immutable)
         self.observation_status_skip = config.status_skip.get("Observation", ())
@@ -99,15 +105,18 @@ class Matcher:
             for code in _codes(valuesets, drug.valuesets):
                 self.drug_by_code.setdefault(code, drug)
         self.atc_rules = tuple(d for d in config.drugs if d.atc_prefixes)
+        self.text = config.text or clinical_text.load_text_config()
+        self.weakness_codes = frozenset(_codes(valuesets, config.generalised_weakness_valuesets))
         clinical: dict[Code, list[ClinicalKind]] = {}
         for rule in config.clinical:
             for code in _codes(valuesets, rule.valuesets):
+                if rule.kind is ClinicalKind.RED_FLAG_NEURO and code in self.weakness_codes:
+                    continue  # generalised weakness: a limb red flag only with a leg site / text
                 kinds = clinical.setdefault(code, [])
                 if rule.kind not in kinds:
                     kinds.append(rule.kind)
         self.clinical_by_code = {code: tuple(kinds) for code, kinds in clinical.items()}
         self.icd_rules = tuple(r for r in config.clinical if r.icd10cm_prefixes)
-        self.text_rules = tuple(r for r in config.clinical if r.text is not None)
         self.code_site: dict[Code, SpineSite] = {}
         self.body_site: dict[Code, SpineSite] = {}
         for site in config.sites:
@@ -217,53 +226,54 @@ class Matcher:
                         found[rule.kind] = code
         return found
 
-    def clinical_kinds_from_text(self, texts: Iterable[str]) -> list[ClinicalKind]:
-        """Return the kinds that non-negated text names (text fallback)."""
-        kinds: list[ClinicalKind] = []
+    def text_findings(self, text: str) -> tuple[clinical_text.TextFinding, ...]:
+        """The clinical-text component's findings in ``text`` (cached per distinct text)."""
         cache = self._text_cache
+        found = cache.get(text)
+        if found is None:
+            found = clinical_text.findings(text, self.text)
+            if len(cache) >= _TEXT_CACHE_SIZE:
+                cache.clear()
+            cache[text] = found
+        return found
+
+    def clinical_kinds_from_text(self, texts: Iterable[str], *, ignore_modifiers: bool = False) -> list[ClinicalKind]:
+        """Return the clinical kinds the texts name as present and current (text fallback).
+
+        With ``ignore_modifiers`` negation and history are not applied (a questionnaire item's
+        question names the symptom; its answer says whether it is present)."""
+        kinds: list[ClinicalKind] = []
         for text in texts:
             if not text:
                 continue
-            found = cache.get(text)
-            if found is None:
-                found = self._kinds_in_text(text)
-                if len(cache) >= _TEXT_CACHE_SIZE:
-                    cache.clear()
-                cache[text] = found
-            for kind in found:
-                if kind not in kinds:
+            for finding in self.text_findings(text):
+                kind = _CLINICAL_KINDS.get(finding.kind)
+                if kind is not None and kind not in kinds and (ignore_modifiers or finding.current):
                     kinds.append(kind)
         return kinds
 
-    def _kinds_in_text(self, text: str) -> tuple[ClinicalKind, ...]:
-        """Kinds the text names. For the kinds the clinical-text component knows (red flags) it
-        decides whenever it finds the kind at all (present, negated or historical); the
-        configured patterns decide the other kinds and red flags the component does not see."""
-        decided: dict[str, bool] = {}
-        for finding in clinical_text.findings(text):
-            decided[finding.kind] = decided.get(finding.kind, False) or finding.current
-        kinds = [ClinicalKind(kind) for kind, present in decided.items() if present]
-        pre = self.config.clinical_text_any
-        if pre is not None and pre.search(text) is not None:
-            for rule in self.text_rules:
-                if rule.kind.value not in decided and rule.kind not in kinds and self._text_hit(rule, text):
-                    kinds.append(rule.kind)
-        return tuple(kinds)
+    def names(self, texts: Iterable[str], kind: str) -> bool:
+        """Whether any text names ``kind`` (a component kind such as ``pain-location-item``), not negated."""
+        return any(f.kind == kind and not f.negated for text in texts if text for f in self.text_findings(text))
 
-    def _text_hit(self, rule: ClinicalRule, text: str) -> bool:
-        if rule.text is None:
-            return False
-        if rule.text_exclude is not None and rule.text_exclude.search(text):
-            return False
-        return any(not self.negated_around(text, m.start(), m.end()) for m in rule.text.finditer(text))
+    def absent_value(self, text: str) -> bool:
+        """Whether an Observation value text means "not present" (clinical-text component)."""
+        return clinical_text.absent_value(text, self.text)
 
-    def negated_around(self, text: str, start: int, end: int) -> bool:
-        """Return whether the hit ``text[start:end]`` is negated by words before or after it."""
-        before = self.config.negation_before
-        after = self.config.negation_after
-        if before is not None and before.search(text, 0, start) is not None:
-            return True
-        return after is not None and after.match(text, end) is not None
+    def absent_answer(self, text: str) -> bool:
+        """Whether a questionnaire answer text is the lowest category ("never", "none")."""
+        return clinical_text.absent_answer(text, self.text)
+
+    def generalised_weakness(self, codes: Iterable[Code]) -> bool:
+        """Whether a code means generalised weakness (not a limb red flag by itself)."""
+        return any(code in self.weakness_codes for code in codes)
+
+    def limb_weakness(self, codes: Iterable[Code], body_sites: Iterable[Json], texts: Iterable[str]) -> bool:
+        """Generalised weakness coded, with a lower-limb body site or a text naming the legs."""
+        if not self.generalised_weakness(codes):
+            return False
+        body_texts = [text for body in body_sites for text in texts_of(body)]
+        return self.names([*body_texts, *texts], _LOWER_LIMB)
 
     # --- sites ----------------------------------------------------------------------------
 
@@ -287,12 +297,9 @@ class Matcher:
         return None
 
     def site_from_text(self, texts: Iterable[str]) -> SpineSite | None:
-        """Return the first configured site (most specific first) a text names."""
-        texts = [text for text in texts if text]
-        for rule in self.config.sites:
-            if rule.text is not None and any(rule.text.search(text) for text in texts):
-                return rule.site
-        return None
+        """Return the most specific spine site a text names (clinical-text ``site:`` findings)."""
+        found = {f.kind for text in texts if text for f in self.text_findings(text) if not f.negated}
+        return next((site for name, site in _SITES if name in found), None)
 
     # --- drugs ----------------------------------------------------------------------------
 

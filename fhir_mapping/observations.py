@@ -6,9 +6,11 @@ corrected and preliminary are used (a preliminary red flag is still a red flag);
 
 A finding Observation is one whose code is in a clinical value set, or whose
 ``valueCodeableConcept`` is (e.g. a generic "symptom" code with a red-flag SNOMED value), or
-whose text names a finding. It is *present* unless negated: ``valueBoolean`` false, a value
-coded or worded as absent / negative / no, a negative ``interpretation``, or a
-``dataAbsentReason`` (not known to be present). Negated findings produce no fact.
+whose text names a finding, or one of whose components does (a panel). It is *present* unless
+negated: ``valueBoolean`` false, a value coded or worded as absent / negative / no, a negative
+``interpretation``, or a ``dataAbsentReason`` (not known to be present). Negated findings
+produce no fact. Every text is read by the clinical-text component (through the Matcher). A
+pain-location Observation ("Pain primary location: Back") gives a :class:`PainLocation`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from datetime import datetime
 from assessment.facts import ClinicalFact, ClinicalKind, Confidence, LabResult, PainScore
 
 from .matchconfig import LabRule, normalise_unit
-from .matcher import PAIN, Code, Matcher, texts_of
+from .matcher import PAIN, Code, ConceptInfo, Matcher, texts_of
+from .pain_location import PainLocation, component_site, encounter_of, location_site, value_texts
 from .times import parse_fhir_datetime
 
 __all__ = ["ObservationFacts", "observation_facts"]
@@ -31,107 +34,126 @@ Json = Mapping[str, t.Any]
 
 @dataclass(frozen=True, slots=True)
 class ObservationFacts:
-    """What one Observation gave (at most one of the three kinds)."""
+    """What one Observation gave (at most one of the kinds)."""
 
     clinical: tuple[ClinicalFact, ...] = ()
     pain_score: PainScore | None = None
     lab: LabResult | None = None
+    location: PainLocation | None = None  #: a separate pain-location Observation
+    encounter: str | None = None  #: the pain score's encounter (to pair it with a location)
 
 
 _NOTHING = ObservationFacts()
 
 
 def observation_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
-    """Return the facts one Observation gives (usually nothing)."""
+    """Return the facts one Observation gives (usually nothing).
+
+    The code concept is read once per distinct concept (:meth:`Matcher.concept_info`, cached;
+    a concept that is not plain JSON is read the same way, uncached, and fails where a wrongly
+    typed field is). Order: pain score / lab by code; a finding by code (the value must not
+    negate it); generalised weakness with a leg site; a finding by the value's code; by the
+    code's text; a pain location; by the value's text; then the components.
+    """
     if resource.get("status") in matcher.observation_status_skip:
         return _NOTHING
-    # Fast path: the code (and value) concepts are plain JSON, so what they give is cached
-    # per distinct concept (a record repeats a few codes thousands of times). It follows
-    # _observation_facts step by step; anything else goes there.
-    info = matcher.concept_info(resource.get("code"))
-    if info is None:
-        return _observation_facts(resource, ref, matcher)
-    if info.plain and not resource.get("valueCodeableConcept") and not isinstance(resource.get("valueString"), str):
+    concept = resource.get("code")
+    info = matcher.concept_info(concept) or ConceptInfo(matcher, concept)
+    value = resource.get("valueCodeableConcept")
+    value_string = resource.get("valueString")
+    components = resource.get("component")
+    if info.plain and not value and not isinstance(value_string, str) and not components:
         return _NOTHING  # neither the code nor a value can name anything (vital signs, most labs)
     first = info.first
     if first is not None:
         if first is PAIN:
             score = _pain_score(resource, ref, matcher)
-            return ObservationFacts(pain_score=score) if score is not None else _NOTHING
+            if score is None:
+                return _NOTHING
+            return ObservationFacts(pain_score=score, encounter=encounter_of(resource))
         result = _lab(resource, ref, first)  # type: ignore[arg-type]
         return ObservationFacts(lab=result) if result is not None else _NOTHING
+    found = _finding(resource, ref, matcher, info, value, value_string)
+    if found is not None:
+        return found
+    if components:
+        return _component_facts(resource, ref, matcher)
+    return _NOTHING
+
+
+def _finding(
+    holder: Json, ref: str, matcher: Matcher, info: ConceptInfo, value: t.Any, value_string: t.Any,
+    *, resource: Json | None = None,
+) -> ObservationFacts | None:
+    """The finding an Observation (or one of its components, ``holder``) names, else None."""
+    resource = resource if resource is not None else holder
+    body = resource.get("bodySite")
     if info.kinds:
-        if _negated_value(resource, matcher) or _negative_interpretation(resource, matcher):
+        if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
             return _NOTHING
-        return _clinical(
-            resource, ref, matcher, list(info.kinds), list(info.codes), list(info.texts), Confidence.CODED
-        )
-    value_info = matcher.concept_info(resource.get("valueCodeableConcept"))
-    if value_info is None:
-        return _observation_facts(resource, ref, matcher)
+        return _clinical(resource, ref, matcher, list(info.kinds), list(info.codes), list(info.texts), Confidence.CODED,
+                         also=_value_kinds(holder, matcher, info.kinds))
+    if info.weakness:
+        if matcher.limb_weakness(info.codes, [body] if body else (), [*info.texts, *value_texts(holder)]):
+            if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
+                return _NOTHING
+            return _clinical(
+                resource, ref, matcher, [ClinicalKind.RED_FLAG_NEURO], list(info.codes), list(info.texts), Confidence.CODED
+            )
+    value_info = matcher.concept_info(value) or ConceptInfo(matcher, value)
     if value_info.kinds:
-        if _negative_interpretation(resource, matcher):
+        if _negative_interpretation(holder, matcher):
             return _NOTHING
         return _clinical(
-            resource, ref, matcher, list(value_info.kinds), list(value_info.codes), list(value_info.texts),
-            Confidence.CODED,
+            resource, ref, matcher, list(value_info.kinds), list(value_info.codes), list(value_info.texts), Confidence.CODED
         )
     if info.text_kinds:
-        if _negated_value(resource, matcher) or _negative_interpretation(resource, matcher):
+        if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
             return _NOTHING
-        return _clinical(
-            resource, ref, matcher, list(info.text_kinds), list(info.codes), list(info.texts), Confidence.TEXT
-        )
-    value_string = resource.get("valueString")
-    if not value_info.texts and not isinstance(value_string, str):
-        return _NOTHING  # no text left to match (vital signs, most labs)
-    value_texts = list(value_info.texts)
+        return _clinical(resource, ref, matcher, list(info.text_kinds), list(info.codes), list(info.texts), Confidence.TEXT,
+                         also=_value_kinds(holder, matcher, info.text_kinds))
+    if holder is resource and info.texts:
+        site = location_site(resource, info.texts, matcher)
+        if site is not None:
+            time = _effective(resource) or parse_fhir_datetime(resource.get("issued"))
+            return ObservationFacts(location=PainLocation(ref, time, encounter_of(resource), site))
+    vtexts = list(value_info.texts)
     if isinstance(value_string, str):
-        value_texts.append(value_string)
-    kinds = matcher.clinical_kinds_from_text(value_texts)
-    if kinds and not _negative_interpretation(resource, matcher):
-        return _clinical(resource, ref, matcher, kinds, list(value_info.codes), value_texts, Confidence.TEXT)
-    return _NOTHING
+        vtexts.append(value_string)
+    if not vtexts:
+        return None
+    kinds = matcher.clinical_kinds_from_text(vtexts)
+    if kinds:
+        if _negative_interpretation(holder, matcher):
+            return _NOTHING
+        return _clinical(resource, ref, matcher, kinds, list(value_info.codes), vtexts, Confidence.TEXT)
+    return None
 
 
-def _observation_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
-    """The general path of :func:`observation_facts` (after the status check), for any shape."""
-    concept = resource.get("code")
-    codes = matcher.codes_of(concept)
-    for code in codes:
-        if code in matcher.pain_codes:
-            score = _pain_score(resource, ref, matcher)
-            return ObservationFacts(pain_score=score) if score is not None else _NOTHING
-        lab = matcher.lab_by_code.get(code)
-        if lab is not None:
-            result = _lab(resource, ref, lab)
-            return ObservationFacts(lab=result) if result is not None else _NOTHING
-    kinds = list(matcher.clinical_kinds(codes))
-    if kinds:
-        if _negated_value(resource, matcher) or _negative_interpretation(resource, matcher):
-            return _NOTHING
-        return _clinical(resource, ref, matcher, kinds, codes, list(texts_of(concept)), Confidence.CODED)
-    value = resource.get("valueCodeableConcept")
-    value_codes = matcher.codes_of(value)
-    kinds = list(matcher.clinical_kinds(value_codes))
-    if kinds:  # the value is the finding (e.g. code "symptom", value "urinary retention")
-        if _negative_interpretation(resource, matcher):
-            return _NOTHING
-        return _clinical(resource, ref, matcher, kinds, value_codes, list(texts_of(value)), Confidence.CODED)
-    # text fallback: the code names the finding (the value must not negate it), or the value does
-    code_texts = list(texts_of(concept))
-    kinds = matcher.clinical_kinds_from_text(code_texts)
-    if kinds:
-        if _negated_value(resource, matcher) or _negative_interpretation(resource, matcher):
-            return _NOTHING
-        return _clinical(resource, ref, matcher, kinds, codes, code_texts, Confidence.TEXT)
-    value_texts = list(texts_of(value))
-    if isinstance(resource.get("valueString"), str):
-        value_texts.append(resource["valueString"])
-    kinds = matcher.clinical_kinds_from_text(value_texts)
-    if kinds and not _negative_interpretation(resource, matcher):
-        return _clinical(resource, ref, matcher, kinds, value_codes, value_texts, Confidence.TEXT)
-    return _NOTHING
+def _value_kinds(holder: Json, matcher: Matcher, known: t.Iterable[ClinicalKind]) -> list[ClinicalKind]:
+    """Further kinds the value text names ("Back pain" = "new weakness in both legs")."""
+    texts = value_texts(holder)
+    if not texts:
+        return []
+    return [kind for kind in matcher.clinical_kinds_from_text(texts) if kind not in known]
+
+
+def _component_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
+    """Findings in the components of a panel ("Neuro exam": "Leg weakness" = "Present")."""
+    found: list[ClinicalFact] = []
+    for component in resource.get("component") or ():
+        if type(component) is not dict and not isinstance(component, Mapping):
+            raise TypeError("component must be an object")
+        concept = component.get("code")
+        info = matcher.concept_info(concept) or ConceptInfo(matcher, concept)
+        value = component.get("valueCodeableConcept")
+        value_string = component.get("valueString")
+        if info.plain and not value and not isinstance(value_string, str):
+            continue  # systolic / diastolic blood pressure and the like
+        got = _finding(component, ref, matcher, info, value, value_string, resource=resource)
+        if got is not None:
+            found.extend(f for f in got.clinical if f not in found)
+    return ObservationFacts(clinical=tuple(found)) if found else _NOTHING
 
 
 def _clinical(
@@ -142,6 +164,8 @@ def _clinical(
     codes: list[Code],
     texts: list[str],
     confidence: Confidence,
+    *,
+    also: Iterable[ClinicalKind] = (),
 ) -> ObservationFacts:
     body = resource.get("bodySite")
     site = matcher.site_of(codes, [body] if body else (), texts)
@@ -162,6 +186,11 @@ def _clinical(
             )
             for kind in kinds
         )
+        + tuple(  # kinds only the value's text names: text confidence
+            ClinicalFact(ref=ref, kind=kind, time=time or recorded, recorded=recorded, status="present",
+                         site=site, confidence=Confidence.TEXT, label=label)
+            for kind in also
+        )
     )
 
 
@@ -173,21 +202,22 @@ def _effective(resource: Json) -> datetime | None:
     )
 
 
-def _negated_value(resource: Json, matcher: Matcher) -> bool:
-    config = matcher.config
-    if resource.get("valueBoolean") is False:
+def _negated_value(holder: Json, matcher: Matcher) -> bool:
+    """The value says the finding named by the code is absent: valueBoolean false, a coded
+    absent value, a value text meaning absent (clinical-text component), or no value at all
+    with a dataAbsentReason (not known to be present)."""
+    if holder.get("valueBoolean") is False:
         return True
-    value = resource.get("valueCodeableConcept")
+    value = holder.get("valueCodeableConcept")
     if value:
-        if any(code in config.negation_value_codes for code in matcher.codes_of(value)):
+        if any(code in matcher.config.negation_value_codes for code in matcher.codes_of(value)):
             return True
-        pattern = config.negation_value_text
-        if pattern is not None and any(pattern.match(text) for text in texts_of(value)):
+        if any(matcher.absent_value(text) for text in texts_of(value)):
             return True
-    text = resource.get("valueString")
-    if isinstance(text, str) and config.negation_value_text is not None and config.negation_value_text.match(text):
+    text = holder.get("valueString")
+    if isinstance(text, str) and matcher.absent_value(text):
         return True
-    return "dataAbsentReason" in resource and not any(key.startswith("value") for key in resource)
+    return "dataAbsentReason" in holder and not any(key.startswith("value") for key in holder)
 
 
 def _negative_interpretation(resource: Json, matcher: Matcher) -> bool:
@@ -229,6 +259,8 @@ def _pain_score(resource: Json, ref: str, matcher: Matcher) -> PainScore | None:
         return None
     body = resource.get("bodySite")
     site = matcher.site_of((), [body], ()) if body else None
+    if site is None and resource.get("component"):
+        site = component_site(resource, matcher)
     return PainScore(ref=ref, time=time, score=score, site=site)
 
 

@@ -664,6 +664,119 @@ def fixtures() -> list[Fixture]:
        "Platelets 40 x10^9/L but 15 days ago (look-back 14 days), eGFR normal: no card",
        lambda p: (nsaid_base(p), p.platelets(40, days_ago=15), p.egfr(80), p.draft_naproxen()),
        [], hook="order-sign")
+
+    # --- text helper: clinical-text component, red-flag sources, pain location (issue 11) ---
+    def note(p: P, rid: str, text: str, days_ago: float = 0.5, code: str = "Nursing note") -> Resource:
+        return p.observation(rid, {"text": code}, days_ago, category="exam", value={"valueString": text})
+
+    def pro_ctcae(p: P, rid: str, question: str, answer: str, days_ago: float = 1) -> Resource:
+        return p.add({"resourceType": "QuestionnaireResponse", "id": rid, "status": "completed",
+                      "subject": p.subject, "authored": iso(days_ago),
+                      "item": [{"linkId": "prc", "text": "PRO-CTCAE symptom items", "item": [
+                          {"linkId": "1", "text": question, "answer": [{"valueCoding": {
+                              "system": "http://loinc.org", "code": "LA-answer", "display": answer}}]}]}]})
+
+    numbness_q = "In the last 7 days, what was the SEVERITY of your NUMBNESS OR TINGLING IN YOUR HANDS OR FEET at its WORST?"
+    bowel_q = "In the last 7 days, how OFTEN did you have LOSS OF CONTROL OF BOWEL MOVEMENTS?"
+    weakness = concept(ICD, "R53.1", "Weakness")
+    cord = concept(ICD, "G95.20", "Unspecified cord compression")
+
+    def located_score(p: P, where: str, *, hours_apart: float = 0, same_encounter: bool = True) -> None:
+        p.breast_cancer()
+        p.chemo(10)
+        score = p.score(1, 3)
+        loc = p.observation("pain-location", {"text": "Pain primary location"}, 1 + hours_apart / 24, category="survey",
+                            value={"valueString": where})
+        if same_encounter:
+            enc = p.add({"resourceType": "Encounter", "id": "visit", "status": "finished",
+                         "class": coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "ambulatory"),
+                         "subject": p.subject, "period": {"start": iso(1.1), "end": iso(0.9)}})
+            score["encounter"] = loc["encounter"] = {"reference": f"Encounter/{enc['id']}"}
+        p.safe_labs()
+
+    fx("in-mscc-red-flags-text-misspelt", "tx1",
+       "G-CSF bone pain plus 'Weakeness in both legs, numbess in feet' (one-letter misspellings): critical",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "note", "Weakeness in both legs, numbess in feet")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-lay-phrasing", "tx2",
+       "G-CSF bone pain plus 'Says she can't feel her legs and they gave way on the stairs' (lay phrasing): critical",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "note", "Says she can't feel her legs and they gave way on the stairs")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-bladder-scan-volume", "tx3",
+       "G-CSF bone pain plus 'Bladder scan 650 mL after voiding' (residual volume >= 200 mL): critical",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "bladder", "Bladder scan 650 mL after voiding", code="Bladder")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-neuro-panel-component", "tx4",
+       "G-CSF bone pain plus a neuro exam panel whose component 'Lower limb power' = 'legs weak 4/5 bilaterally': critical",
+       lambda p: (gcsf_bone_pain_base(p), p.observation("neuro-panel", {"text": "Neuro assessment"}, 0.5, category="exam",
+                  value={"component": [{"code": {"text": "Sensation"}, "valueString": "intact"},
+                                       {"code": {"text": "Lower limb power"}, "valueString": "legs weak 4/5 bilaterally"}]})),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-pro-ctcae-numbness", "tx5",
+       "G-CSF bone pain plus a PRO-CTCAE QuestionnaireResponse: numbness/tingling in hands or feet 'Moderate' (above 'None')",
+       lambda p: (gcsf_bone_pain_base(p), pro_ctcae(p, "proctcae", numbness_q, "Moderate")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-pro-ctcae-bowel-control", "tx6",
+       "Supportive-care picture plus PRO-CTCAE 'loss of control of bowel movements' answered 'Occasionally'",
+       lambda p: (supportive_base(p), pro_ctcae(p, "proctcae", bowel_q, "Occasionally")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-weakness-lower-limb-site", "tx7",
+       "Generalised weakness (ICD-10-CM R53.1) with bodySite 'Both lower limbs' yesterday: a limb red flag",
+       lambda p: (gcsf_bone_pain_base(p), p.condition("weakness", weakness, onset=1, recorded=1,
+                                                       body_site={"text": "Both lower limbs"})),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-cord-compression-no-back-pain", "tx8",
+       "Cord compression (ICD-10-CM G95.20) recorded 3 days ago, active breast cancer, no back-pain record: critical",
+       lambda p: (p.breast_cancer(), p.chemo(9), p.condition("cord", cord, onset=3, recorded=3)),
+       [card(MSCC, "critical")])
+    fx("in-back-pain-supportive-care-pain-location-observation", "tx9",
+       "Pain score 3/10 with no body site and a separate 'Pain primary location: Back' Observation in the same encounter",
+       lambda p: located_score(p, "Back"),
+       [card(SUPP, "info")])
+    fx("in-back-pain-supportive-care-pain-panel-location", "tx10",
+       "Pain score 3/10 whose panel component 'Pain location' = 'Lower back' (no body site, no back-pain Condition)",
+       lambda p: (p.breast_cancer(), p.chemo(10), p.safe_labs(), p.score(1, 3).update(
+           {"component": [{"code": {"text": "Pain location"}, "valueCodeableConcept": {"text": "Lower back"}}]})),
+       [card(SUPP, "info")])
+    fx("in-gcsf-bone-pain-text-lbp", "tx11",
+       "Back pain known only as the Condition text 'c/o LBP since yesterday' inside a pegfilgrastim window",
+       lambda p: (p.breast_cancer(), p.chemo(4), p.peg(3), p.safe_labs(), p.score(1, 5),
+                  p.condition("lbp", {"text": "c/o LBP since yesterday"}, onset=1, recorded=1)),
+       [card(GCSF, "info")])
+    fx("out-mscc-red-flags-text-denies-all", "tx12",
+       "G-CSF bone pain with 'No numbness; no weakness in either leg, denies urinary retention or incontinence of faeces'",
+       lambda p: (gcsf_bone_pain_base(p),
+                  note(p, "note", "No numbness; no weakness in either leg, denies urinary retention or incontinence of faeces")),
+       [card(GCSF, "info")])
+    fx("out-mscc-red-flags-text-small-bladder-scan", "tx13",
+       "G-CSF bone pain with 'Bladder scan 80 mL, voiding well' (residual below 200 mL): no red flag",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "bladder", "Bladder scan 80 mL, voiding well", code="Bladder")),
+       [card(GCSF, "info")])
+    fx("out-mscc-red-flags-pro-ctcae-none", "tx14",
+       "G-CSF bone pain with PRO-CTCAE numbness/tingling answered 'None': not a red flag",
+       lambda p: (gcsf_bone_pain_base(p), pro_ctcae(p, "proctcae", numbness_q, "None")),
+       [card(GCSF, "info")])
+    fx("out-mscc-red-flags-generalised-weakness", "tx15",
+       "G-CSF bone pain with generalised weakness (ICD-10-CM R53.1, no limb site) and 'Fatigue and generalised weakness'",
+       lambda p: (gcsf_bone_pain_base(p), p.condition("weakness", weakness, onset=1, recorded=1),
+                  note(p, "note", "Fatigue and generalised weakness")),
+       [card(GCSF, "info")])
+    fx("out-mscc-red-flags-old-cord-compression-no-back-pain", "tx16",
+       "Cord compression (G95.20) recorded 20 days ago, no back-pain record: older than 14 days, no card",
+       lambda p: (p.breast_cancer(), p.chemo(9), p.condition("cord", cord, onset=20, recorded=20)),
+       [])
+    fx("out-back-pain-supportive-care-pain-location-2-hours", "tx17",
+       "Pain score 3/10 and 'Pain primary location: Back' 2 hours apart, no common encounter: not back pain, no card",
+       lambda p: located_score(p, "Back", hours_apart=2, same_encounter=False),
+       [])
+    fx("out-back-pain-supportive-care-pain-location-knee", "tx18",
+       "Pain score 3/10 with 'Pain primary location: Left knee' in the same encounter: not back pain, no card",
+       lambda p: located_score(p, "Left knee"),
+       [])
+    fx("out-mscc-red-flags-text-history-resolved", "tx19",
+       "G-CSF bone pain with 'History of foot drop in 2019, resolved': historical, not a current red flag",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "note", "History of foot drop in 2019, resolved")),
+       [card(GCSF, "info")])
     return out
 
 

@@ -279,3 +279,12 @@ build("platelet-count", "Platelet count", "Platelet counts (normalised to 10*9/L
 build("egfr", "Estimated GFR", "eGFR results (mL/min/{1.73_m2}) gating NSAID advice.",
       [c(LOINC, "98979-8", "GFR/1.73 sq M.predicted by Creatinine-based formula (CKD-EPI 2021)", A),
        c(LOINC, "33914-3", "eGFR MDRD", B), c(LOINC, "62238-1", "eGFR CKD-EPI", B)], (), "§6")
+
+# --- text helper: generalised weakness (issue 11) --------------------------------------------
+# Not a limb red flag by itself (CLINICAL.md *Red flag*); fhir_mapping makes it one only with a
+# lower-limb body site or text naming the legs. Codes VERIFIED-A in CODES_2026-12.md (ICD-10-CM
+# 2026 tabular); 26544005 is the SNOMED concept already in red-flag-neurological.
+build("generalised-weakness", "Generalised weakness (not a limb red flag by itself)",
+      "Generalised weakness: a neurological red flag only with a lower-limb body site or text naming the legs.",
+      [c(ICD, "M62.81", "Muscle weakness (generalized)", A), c(ICD, "R53.1", "Weakness", A),
+       c(SCT, "26544005", "Muscle weakness (finding)", B)], (), "§3.1")

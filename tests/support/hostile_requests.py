@@ -46,14 +46,15 @@ json_values = st.recursive(
 
 _RESOURCE_TYPES = ["Patient", "Condition", "Observation", "Procedure", "MedicationRequest",
                    "MedicationAdministration", "MedicationStatement", "Medication", "ServiceRequest",
-                   "ImagingStudy", "DiagnosticReport", "Encounter", "OperationOutcome", "Bundle", "Basic"]
+                   "ImagingStudy", "DiagnosticReport", "QuestionnaireResponse", "Encounter", "OperationOutcome", "Bundle", "Basic"]
 _FHIR_FIELDS = ["id", "status", "code", "subject", "valueInteger", "valueQuantity", "valueString",
                 "valueCodeableConcept", "effectiveDateTime", "effectivePeriod", "onsetDateTime",
                 "onsetPeriod", "recordedDate", "performedDateTime", "performedPeriod", "authoredOn",
                 "clinicalStatus", "verificationStatus", "category", "medicationCodeableConcept",
                 "medicationReference", "dosageInstruction", "dosage", "intent", "component",
                 "interpretation", "referenceRange", "bodySite", "note", "entry", "link", "issue",
-                "started", "modality", "conclusionCode", "birthDate", "gender"]
+                "started", "modality", "conclusionCode", "birthDate", "gender", "item", "answer", "authored",
+                "encounter"]
 
 
 @st.composite

@@ -144,7 +144,7 @@ UNVERIFIED_OR_REJECTED = [
     (RX, "5640"), (RX, "7258"), (RX, "3355"), (RX, "35827"), (RX, "140587"), (RX, "41493"), (RX, "5781"),  # NSAID INs
     (RX, "11289"), (RX, "1364430"), (RX, "1114195"), (RX, "67108"), (RX, "5224"),  # anticoagulant INs
     (RX, "161"), (RX, "28889"),  # paracetamol, loratadine
-    (ICD, "M62.81"), (ICD, "R20.2"),  # UNVERIFIED weakness / paraesthesia of skin
+    (ICD, "R20.2"),  # UNVERIFIED paraesthesia of skin (M62.81 is VERIFIED-A in CODES_2026-12.md, which supersedes CLINICAL.md)
     (LOINC, "24531-6"), (LOINC, "24532-4"), (LOINC, "24533-2"),  # REJECTED "MR lumbar spine"
     (LOINC, "39638-2"),  # UNVERIFIED NM bone whole body
     (LOINC, "77565-0"),  # BPI interference, not a severity score
