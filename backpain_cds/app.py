@@ -18,6 +18,7 @@ from cds_hooks.auth import AuthPolicy, ClientAuthenticator, TrustedClient
 from cds_hooks.blueprint import create_blueprint, json_response
 from cds_hooks.cards import CardLinks
 from cds_hooks.catalog import ServiceCatalog, load_catalog
+from cds_hooks.ports import FeedbackSaved
 from cds_hooks.prefetch import FetchPolicy
 from cds_hooks.service import CdsService
 from fhir_mapping.fhir_client import FhirClient, FhirClientLimits
@@ -189,7 +190,7 @@ class _CountingFeedbackStore:
         self._store = store
         self._metrics = metrics
 
-    def save_feedback(self, service_id: str, entries: t.Sequence[t.Any]) -> int:
+    def save_feedback(self, service_id: str, entries: t.Sequence[t.Any]) -> FeedbackSaved:
         stored = self._store.save_feedback(service_id, entries)
         self._metrics.feedback(e.outcome for e in entries)
         return stored

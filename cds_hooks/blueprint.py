@@ -21,7 +21,9 @@ Order of checks on a POST (each answer reveals nothing the previous step did not
 
 from __future__ import annotations
 
+import logging
 import typing as t
+from collections import Counter
 
 import orjson
 from flask import Blueprint, Response, g, request
@@ -35,6 +37,11 @@ from cds_hooks.limits import SERVICE_ID
 from cds_hooks.ports import FeedbackStore
 from cds_hooks.schemas import validate_cds_response, validate_discovery
 from cds_hooks.service import CdsService
+
+log = logging.getLogger("backpain_cds.service")
+
+#: at most this many card uuids are named in one feedback log line
+_LOGGED_CARDS = 20
 
 Authenticate = t.Callable[[str | None, str], object]
 
@@ -118,7 +125,22 @@ def create_blueprint(
     def feedback(service_id: str) -> Response:
         check_post(service_id, f"{base}/cds-services/{service_id}/feedback")
         entries = parse_feedback(read_json_body())
-        stored = feedback_store.save_feedback(service_id, entries)
-        return json_response({"received": len(entries), "stored": stored})
+        saved = feedback_store.save_feedback(service_id, entries)
+        # One line per call, like "hook call answered": ids only (card uuids are ours, not
+        # hookInstance or patient identifiers), never a userComment or override text.
+        log.info(
+            "feedback received",
+            extra={
+                "service": service_id,
+                "entries": len(entries),
+                "outcomes": dict(sorted(Counter(e.outcome for e in entries).items())),
+                "stored": saved.stored,
+                "unmatched": saved.unmatched,
+                "cards": sorted({e.card_uuid for e in entries})[:_LOGGED_CARDS],
+            },
+        )
+        return json_response(
+            {"received": len(entries), "stored": saved.stored, "unmatched": saved.unmatched}
+        )
 
     return bp
