@@ -7,6 +7,8 @@ import typing as t
 
 from gunicorn.app.base import BaseApplication
 
+from backpain_cds.gunicorn_worker import BufferingThreadWorker
+
 from flask import Flask
 
 
@@ -34,11 +36,17 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
     gc.collect()
     gc.freeze()
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # Requests are read whole in each worker's event loop before a thread gets them, so slow
+    # clients cost a buffer, not a thread (backpain_cds.gunicorn_worker; README "Serving").
+    limits = app.extensions["backpain_cds"]["settings"].limits
+    BufferingThreadWorker.max_body_bytes = limits.max_body_bytes
+    BufferingThreadWorker.request_read_seconds = limits.request_read_seconds
     options = {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "backpain_cds.gunicorn_worker.BufferingThreadWorker",
         "threads": 4,
+        "worker_connections": 1000,  # per worker, slow ones included; then accept pauses
         "preload_app": True,  # load knowledge once, fail fast on bad config
         "timeout": 30,
         "graceful_timeout": 10,

@@ -94,6 +94,9 @@ class LimitSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_prefetch_resources: int = 100_000
     hook_deadline_seconds: float = 5.0
+    #: time a client has to send a whole request (headers and body) once it has connected or
+    #: a kept-alive connection has become readable; past it 408 (backpain_cds.gunicorn_worker)
+    request_read_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,7 @@ class _Parser:
             max_body_bytes=self._int(data.get("max_body_bytes", d.max_body_bytes), "limits.max_body_bytes", 1024, 1 << 31),
             max_prefetch_resources=self._int(data.get("max_prefetch_resources", d.max_prefetch_resources), "limits.max_prefetch_resources", 1, 10_000_000),
             hook_deadline_seconds=self._float(data.get("hook_deadline_seconds", d.hook_deadline_seconds), "limits.hook_deadline_seconds", 0.05, 300),
+            request_read_seconds=self._float(data.get("request_read_seconds", d.request_read_seconds), "limits.request_read_seconds", 0.5, 600),
         )
 
     # --- scalar checks ---------------------------------------------------------------------
