@@ -8,6 +8,8 @@ import typing as t
 from gunicorn.app.base import BaseApplication
 
 from backpain_cds.gunicorn_worker import BufferingThreadWorker
+from backpain_cds.warm import enabled as warm_start_enabled
+from backpain_cds.warm import warm_up
 
 from flask import Flask
 
@@ -29,6 +31,9 @@ class _GunicornApp(BaseApplication):  # type: ignore[misc]
 
 def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
     """Serve a built app until stopped (gunicorn forks its workers from this process)."""
+    warm = warm_start_enabled()
+    if warm:  # build the lazy lookups once, before the fork, so every worker shares them
+        warm_up(app, where="master")
     # Never share pooled database connections across the fork.
     app.extensions["backpain_cds"]["store"].engine.dispose()
     # Knowledge and indexes are built once before forking; freeze them out of the cyclic
@@ -59,5 +64,9 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
         # host would fight over it, and nothing here uses it.
         "control_socket_disable": True,
     }
+    if warm:
+        # In each worker, before it accepts: its own database connection and one more
+        # synthetic call (per-process state the fork does not carry).
+        options["post_fork"] = lambda _server, _worker: warm_up(app, where="worker")
     _GunicornApp(app, options).run()
     return 0

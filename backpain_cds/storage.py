@@ -99,6 +99,21 @@ class SqlStore:
         except sa.exc.SQLAlchemyError:
             return False
 
+    def warm(self) -> None:
+        """Open a connection and compile the hot statements, writing nothing (warm start).
+
+        Runs the card-audit insert and the feedback lookup in a transaction that is rolled back.
+        """
+        now = datetime.now(UTC)
+        row = {"card_uuid": "warm-up", "service_id": "warm-up", "hook": "warm-up",
+               "hook_instance": "warm-up", "rule_id": "warm-up", "rule_version": "0",
+               "indicator": "info", "patient_id": "warm-up", "created_at": now}
+        with self.engine.connect() as conn:
+            conn.execute(card_audit.insert(), [row])
+            conn.execute(sa.select(card_audit.c.card_uuid).where(
+                card_audit.c.service_id == "warm-up", card_audit.c.card_uuid.in_(["warm-up"])))
+            conn.rollback()
+
     # --- FeedbackStore ---------------------------------------------------------------------
     def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> FeedbackSaved:
         """Store all entries in one transaction; entries for cards never issued go apart."""

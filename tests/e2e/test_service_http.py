@@ -329,3 +329,10 @@ def test_the_service_log_never_contains_patient_clinical_values_or_tokens(live):
     log = live.log()
     assert "Bearer" not in log
     assert "Low back pain" not in log
+
+
+def test_the_service_warms_up_before_the_fork_and_in_each_worker(live):
+    lines = [line for line in live.log().splitlines() if '"warm-up done"' in line]
+    assert any('"reason":"master"' in line for line in lines)
+    assert any('"reason":"worker"' in line for line in lines)
+    assert not [line for line in live.log().splitlines() if "warm-up failed" in line]
