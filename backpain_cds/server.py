@@ -46,8 +46,12 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
     limits = app.extensions["backpain_cds"]["settings"].limits
     BufferingThreadWorker.max_body_bytes = limits.max_body_bytes
     BufferingThreadWorker.request_read_seconds = limits.request_read_seconds
+    binds = [bind]
+    metrics_bind = app.extensions["backpain_cds"]["settings"].metrics.bind
+    if metrics_bind:  # a second listener that serves /metrics only (backpain_cds.app)
+        binds.append(metrics_bind)
     options = {
-        "bind": bind,
+        "bind": binds,
         "workers": workers,
         "worker_class": "backpain_cds.gunicorn_worker.BufferingThreadWorker",
         "threads": 4,
