@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import typing as t
 
 from gunicorn.app.base import BaseApplication
@@ -53,7 +54,11 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
     options = {
         "bind": binds,
         "workers": workers,
-        "worker_class": "backpain_cds.gunicorn_worker.BufferingThreadWorker",
+        # BACKPAIN_CDS_WORKER_CLASS=gthread brings back gunicorn's stock worker (for
+        # bench/slow_clients.py, which compares the two); not a deployment setting.
+        "worker_class": os.environ.get(
+            "BACKPAIN_CDS_WORKER_CLASS", "backpain_cds.gunicorn_worker.BufferingThreadWorker"
+        ),
         "threads": 4,
         "worker_connections": 1000,  # per worker, slow ones included; then accept pauses
         "preload_app": True,  # load knowledge once, fail fast on bad config
