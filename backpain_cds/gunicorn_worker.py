@@ -30,6 +30,7 @@ import errno
 import re
 import selectors
 import socket
+import threading
 import time
 import typing as t
 from collections import deque
@@ -42,6 +43,8 @@ from gunicorn.workers.gthread import ThreadWorker
 MAX_HEADER_BYTES = 64 * 1024
 _RECV_BYTES = 64 * 1024
 _LINGER_SECONDS = 2.0
+_ACCEPT_PAUSE_SECONDS = 0.02
+_SLOW_AFTER_SECONDS = 1.0
 _HEADER_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
@@ -109,6 +112,10 @@ _REFUSALS = {
 }
 
 
+def _noop() -> None:
+    pass
+
+
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     """gthread, but a thread only ever gets a request that has fully arrived."""
 
@@ -119,6 +126,33 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self.buffering: deque[t.Any] = deque()  #: connections whose request is still arriving
+        self._accept_paused_until = 0.0
+
+    # -- sharing connections between workers -------------------------------------------------
+    # All workers accept from one socket, and whichever wakes first takes the connection: a
+    # client that opens a few kept-alive connections at once can land them all on one worker
+    # while the other idles. A worker that holds as many connections as it has threads steps
+    # back from accepting for a moment, so that a less busy worker takes the next one.
+    # Connections that have been sending their request for more than a second (slow clients)
+    # do not count, so an attacker's slow connections do not slow down accepting.
+
+    def accept(self, listener: t.Any) -> None:
+        super().accept(listener)
+        if self.cfg.workers < 2 or self.nr_conns < self.cfg.threads:
+            return
+        old = time.monotonic() - _SLOW_AFTER_SECONDS
+        slow = sum(1 for conn in self.buffering if conn.buffer_started < old)
+        if self.nr_conns - slow >= self.cfg.threads:
+            self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE_SECONDS
+            self.set_accept_enabled(False)
+            timer = threading.Timer(_ACCEPT_PAUSE_SECONDS, self.method_queue.defer, args=(_noop,))
+            timer.daemon = True
+            timer.start()  # wakes the event loop when the pause ends
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        if enabled and time.monotonic() < self._accept_paused_until:
+            return
+        super().set_accept_enabled(enabled)
 
     def enqueue_req(self, conn: t.Any) -> None:
         if self.cfg.is_ssl or conn.is_http2:
@@ -127,28 +161,36 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.inbuf = bytearray()
         if conn.parser is not None:  # kept alive: bytes read ahead belong to this request
             conn.inbuf += conn.parser.unreader.take_buffered()
-        conn.read_deadline = time.monotonic() + self.request_read_seconds
+        conn.buffer_started = time.monotonic()
+        conn.read_deadline = conn.buffer_started + self.request_read_seconds
         conn.sock.setblocking(False)
-        if self._advance(conn) or getattr(conn, "lingering", False):
+        # Usually the whole request is there already (a kept-alive connection that became
+        # readable, a client that sent at once): read it now, without a poller round trip.
+        if self._receive(conn) or getattr(conn, "lingering", False):
             return
         self.buffering.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: t.Any, _sock: t.Any) -> None:
+        if self._receive(conn):
+            self._forget(conn)
+
+    def _receive(self, conn: t.Any) -> bool:
+        """Read what has arrived; True when this connection is done buffering."""
         try:
             data = conn.sock.recv(_RECV_BYTES)
         except (BlockingIOError, InterruptedError):
-            return
+            return bool(conn.inbuf) and self._advance(conn)
         except OSError:
             data = b""
         if not data:
-            self._drop(conn)
-            return
-        if getattr(conn, "lingering", False):
-            return  # refused already: discard what the client still sends, until EOF or deadline
-        conn.inbuf += data
-        if self._advance(conn):
             self._forget(conn)
+            self._close(conn)
+            return True
+        if getattr(conn, "lingering", False):
+            return False  # refused already: discard what the client still sends
+        conn.inbuf += data
+        return self._advance(conn)
 
     def _advance(self, conn: t.Any) -> bool:
         """Dispatch or refuse the buffered request if possible; True when done buffering."""
@@ -215,10 +257,6 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
             pass
-
-    def _drop(self, conn: t.Any) -> None:
-        self._forget(conn)
-        self._close(conn)
 
     def _close(self, conn: t.Any) -> None:
         self.nr_conns -= 1
