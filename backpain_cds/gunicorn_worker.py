@@ -44,7 +44,6 @@ MAX_HEADER_BYTES = 64 * 1024
 _RECV_BYTES = 64 * 1024
 _LINGER_SECONDS = 2.0
 _ACCEPT_PAUSE_SECONDS = 0.02
-_SLOW_AFTER_SECONDS = 1.0
 _HEADER_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
@@ -127,22 +126,24 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.buffering: deque[t.Any] = deque()  #: connections whose request is still arriving
         self._accept_paused_until = 0.0
+        self.active = 0  #: requests handed to a thread and not finished yet
+
+    def finish_request(self, conn: t.Any, fs: t.Any) -> None:
+        self.active -= 1
+        super().finish_request(conn, fs)
 
     # -- sharing connections between workers -------------------------------------------------
     # All workers accept from one socket, and whichever wakes first takes the connection: a
     # client that opens a few kept-alive connections at once can land them all on one worker
     # while the other idles. A worker that holds as many connections as it has threads steps
     # back from accepting for a moment, so that a less busy worker takes the next one.
-    # Connections that have been sending their request for more than a second (slow clients)
-    # do not count, so an attacker's slow connections do not slow down accepting.
+    # Only connections that are being served or kept alive count: connections still sending
+    # their request (slow clients, a flood of new connections) never slow down accepting.
 
     def accept(self, listener: t.Any) -> None:
         super().accept(listener)
-        if self.cfg.workers < 2 or self.nr_conns < self.cfg.threads:
-            return
-        old = time.monotonic() - _SLOW_AFTER_SECONDS
-        slow = sum(1 for conn in self.buffering if conn.buffer_started < old)
-        if self.nr_conns - slow >= self.cfg.threads:
+        established = self.active + len(self.keepalived_conns)
+        if self.cfg.workers > 1 and established >= self.cfg.threads:
             self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE_SECONDS
             self.set_accept_enabled(False)
             timer = threading.Timer(_ACCEPT_PAUSE_SECONDS, self.method_queue.defer, args=(_noop,))
@@ -156,13 +157,13 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def enqueue_req(self, conn: t.Any) -> None:
         if self.cfg.is_ssl or conn.is_http2:
+            self.active += 1
             super().enqueue_req(conn)
             return
         conn.inbuf = bytearray()
         if conn.parser is not None:  # kept alive: bytes read ahead belong to this request
             conn.inbuf += conn.parser.unreader.take_buffered()
-        conn.buffer_started = time.monotonic()
-        conn.read_deadline = conn.buffer_started + self.request_read_seconds
+        conn.read_deadline = time.monotonic() + self.request_read_seconds
         conn.sock.setblocking(False)
         # Usually the whole request is there already (a kept-alive connection that became
         # readable, a client that sent at once): read it now, without a poller round trip.
@@ -213,6 +214,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.parser.unreader.unread(data)
         conn.data_ready = True
         conn.sock.setblocking(True)
+        self.active += 1
         super().enqueue_req(conn)
         return True
 
