@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--steps", default=None, help="comma-separated N (default 0,8,64,256,1000,1500)")
     parser.add_argument("--calls", type=int, default=None, help="normal calls per step (default 40; short 10)")
-    parser.add_argument("--workers-classes", default="buffering,gthread")
+    parser.add_argument("--workers-classes", default=None, help="default buffering,gthread (short: buffering)")
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
              "Content-Length 100000 bodies at 1 byte/s; normal: /healthz + 50-resource hook calls, "
              f"new connection each, {TIMEOUT:g} s timeout counted as {TIMEOUT:g} s; client on the same machine",
              f"{'worker':<10} {'N slow':>7} {'opened':>7} {'p50 ms':>8} {'p99 ms':>8}"]
-    for worker in args.workers_classes.split(","):
+    classes = args.workers_classes or ("buffering" if args.short else "buffering,gthread")
+    for worker in classes.split(","):
         rows = run(worker, steps, calls, raw)
         ok = [n for n, _opened, _p50, p99 in rows if p99 < 1.0]
         for n, opened, p50, p99 in rows:
