@@ -8,7 +8,7 @@ order-select / order-sign run the two order rules on the draft orders in focus.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import ModuleType
 
@@ -50,8 +50,18 @@ class UnsupportedHookError(ValueError):
     """The hook is not one this engine assesses."""
 
 
-def assess(record: PatientRecord, *, now: datetime, config: RuleConfig, hook: str) -> Assessment:
+def assess(
+    record: PatientRecord,
+    *,
+    now: datetime,
+    config: RuleConfig,
+    hook: str,
+    check: Callable[[], None] | None = None,
+) -> Assessment:
     """Run the rules of ``hook`` on ``record`` as of ``now`` (timezone-aware).
+
+    ``check`` is a cancellation point called before each rule (the caller's deadline check
+    raises there; the exception passes through unchanged).
 
     :raises UnsupportedHookError: for a hook other than patient-view, encounter-start,
         order-select or order-sign.
@@ -60,13 +70,15 @@ def assess(record: PatientRecord, *, now: datetime, config: RuleConfig, hook: st
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     if hook in TRIAGE_HOOKS:
-        return _triage(record, now, config)
+        return _triage(record, now, config, check)
     if hook in ORDER_HOOKS:
-        return _orders(record, now, config, selected_only=hook == "order-select")
+        return _orders(record, now, config, selected_only=hook == "order-select", check=check)
     raise UnsupportedHookError(f"unsupported hook {hook!r}")
 
 
-def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessment:
+def _triage(
+    record: PatientRecord, now: datetime, config: RuleConfig, check: Callable[[], None] | None = None
+) -> Assessment:
     settings = config.context
     context = common.oncology_context(record, now, settings)
     episode = common.back_pain_episode(record, now, settings)
@@ -83,7 +95,7 @@ def _triage(record: PatientRecord, now: datetime, config: RuleConfig) -> Assessm
     if notes or episode is None:
         return Assessment(findings=(), differential=(), notes=tuple(notes))
     situation = triage_situation(record, now, config, context, episode)
-    fired, notes = _run(TRIAGE_RULES, situation, config)
+    fired, notes = _run(TRIAGE_RULES, situation, config, check)
     return Assessment(findings=fired[:1], differential=tuple(fired), notes=tuple(notes))
 
 
@@ -113,23 +125,33 @@ def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) 
 
 
 def _orders(
-    record: PatientRecord, now: datetime, config: RuleConfig, *, selected_only: bool
+    record: PatientRecord,
+    now: datetime,
+    config: RuleConfig,
+    *,
+    selected_only: bool,
+    check: Callable[[], None] | None = None,
 ) -> Assessment:
     if not record.draft_orders:
         return Assessment(findings=(), notes=("no draft medication order matched G-CSF or NSAID",))
     situation = order_situation(record, now, config, selected_only=selected_only)
-    fired, notes = _run(ORDER_RULES, situation, config)
+    fired, notes = _run(ORDER_RULES, situation, config, check)
     ranked = tuple(sorted(fired, key=lambda f: -f.indicator.rank))
     return Assessment(findings=ranked, differential=ranked, notes=tuple(notes))
 
 
 def _run(
-    rules: Sequence[ModuleType], situation: TriageSituation | OrderSituation, config: RuleConfig
+    rules: Sequence[ModuleType],
+    situation: TriageSituation | OrderSituation,
+    config: RuleConfig,
+    check: Callable[[], None] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """Run each enabled rule module's ``evaluate``; collect findings and the notes of silence."""
     fired: list[Finding] = []
     notes: list[str] = []
     for rule in rules:
+        if check is not None:
+            check()
         if not config.rule(rule.RULE_ID).enabled:
             notes.append(f"{rule.RULE_ID}: disabled by configuration")
             continue

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import typing as t
 from datetime import UTC, datetime
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_cors import CORS
 
 from backpain_cds.errors import register_error_handlers
@@ -18,6 +19,7 @@ from cds_hooks.auth import AuthPolicy, ClientAuthenticator, TrustedClient
 from cds_hooks.blueprint import create_blueprint, json_response
 from cds_hooks.cards import CardLinks
 from cds_hooks.catalog import ServiceCatalog, load_catalog
+from cds_hooks.ports import FeedbackSaved
 from cds_hooks.prefetch import FetchPolicy
 from cds_hooks.service import CdsService
 from fhir_mapping.fhir_client import FhirClient, FhirClientLimits
@@ -162,9 +164,7 @@ def create_app(
             return json_response({"status": "ready", "database": "ok"})
         return json_response({"status": "not ready", "database": "unreachable"}, status=503)
 
-    @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+    install_metrics_endpoint(app, settings, metrics)
 
     @app.after_request
     def _count_errors(response: Response) -> Response:
@@ -182,6 +182,34 @@ def create_app(
     return app
 
 
+def install_metrics_endpoint(app: Flask, settings: Settings, metrics: Metrics) -> None:
+    """``GET /metrics``: open by default; optionally behind a bearer token and/or only on a
+    separate listener (``[metrics]`` settings, README "Metrics")."""
+    token = settings.metrics.bearer_token
+    bind = settings.metrics.bind
+    metrics_port = bind.rpartition(":")[2] if bind else None
+
+    def on_metrics_listener() -> bool:
+        return metrics_port is not None and request.environ.get("SERVER_PORT") == metrics_port
+
+    if metrics_port is not None:
+
+        @app.before_request
+        def _metrics_listener_serves_only_metrics() -> Response | None:
+            if on_metrics_listener() != (request.path == "/metrics"):
+                return json_response({"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "not-found", "diagnostics": "not found"}]}, status=404)
+            return None
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        if token is not None:
+            sent = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
 class _CountingFeedbackStore:
     """Stores feedback and counts outcomes for /metrics."""
 
@@ -189,7 +217,7 @@ class _CountingFeedbackStore:
         self._store = store
         self._metrics = metrics
 
-    def save_feedback(self, service_id: str, entries: t.Sequence[t.Any]) -> int:
+    def save_feedback(self, service_id: str, entries: t.Sequence[t.Any]) -> FeedbackSaved:
         stored = self._store.save_feedback(service_id, entries)
         self._metrics.feedback(e.outcome for e in entries)
         return stored

@@ -42,13 +42,26 @@ STATUS_TABLE: tuple[tuple[type[CdsHooksError], int, str], ...] = (
 
 
 def operation_outcome(
-    status: int, message: str, *, code: str = "processing", expression: str | None = None
+    status: int,
+    message: str,
+    *,
+    code: str = "processing",
+    expression: str | None = None,
+    expressions: t.Sequence[str] = (),
 ) -> Response:
-    """A FHIR OperationOutcome response with one error issue."""
-    issue: dict[str, t.Any] = {"severity": "error", "code": code, "diagnostics": message}
-    if expression:
-        issue["expression"] = [expression]
-    body = {"resourceType": "OperationOutcome", "issue": [issue]}
+    """A FHIR OperationOutcome response: one error issue, or one per field in ``expressions``.
+
+    Each issue carries the same ``diagnostics`` and its own ``expression`` (a 412 names every
+    missing prefetch key as ``prefetch.<key>`` so that a client can act on each).
+    """
+    paths = list(expressions) or ([expression] if expression else [])
+    issues: list[dict[str, t.Any]] = []
+    for path in paths or [None]:
+        issue: dict[str, t.Any] = {"severity": "error", "code": code, "diagnostics": message}
+        if path:
+            issue["expression"] = [path]
+        issues.append(issue)
+    body = {"resourceType": "OperationOutcome", "issue": issues}
     return Response(orjson.dumps(body), status=status, mimetype="application/fhir+json")
 
 
@@ -82,7 +95,7 @@ def register_error_handlers(app: Flask) -> None:
             "request rejected",
             extra={"status": status, "reason": exc.field or exc.__class__.__name__, **_request_ids()},
         )
-        return operation_outcome(status, exc.message, code=code, expression=exc.field)
+        return operation_outcome(status, exc.message, code=code, expressions=exc.fields)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -25,7 +25,7 @@ import orjson
 #: extra fields a log call may attach; anything else passed as ``extra`` is dropped
 ALLOWED_EXTRAS = (
     "hookInstance", "service", "hook", "cards", "fetched", "ms", "status", "iss", "kid", "jti",
-    "reason", "path", "method", "error", "traceback",
+    "reason", "path", "method", "error", "traceback", "entries", "outcomes", "stored", "unmatched",
 )
 
 _REDACTIONS = (

@@ -17,6 +17,10 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every count (after the warm-up's synthetic calls, backpain_cds.warm)."""
         self._calls: Counter[tuple[str, str]] = Counter()
         self._cards: Counter[str] = Counter()
         self._feedback: Counter[str] = Counter()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import gc
+import os
 import typing as t
 
 from gunicorn.app.base import BaseApplication
+
+from backpain_cds.gunicorn_worker import BufferingThreadWorker
+from backpain_cds.warm import enabled as warm_start_enabled
+from backpain_cds.warm import warm_up
 
 from flask import Flask
 
@@ -27,6 +32,9 @@ class _GunicornApp(BaseApplication):  # type: ignore[misc]
 
 def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
     """Serve a built app until stopped (gunicorn forks its workers from this process)."""
+    warm = warm_start_enabled()
+    if warm:  # build the lazy lookups once, before the fork, so every worker shares them
+        warm_up(app, where="master")
     # Never share pooled database connections across the fork.
     app.extensions["backpain_cds"]["store"].engine.dispose()
     # Knowledge and indexes are built once before forking; freeze them out of the cyclic
@@ -34,11 +42,25 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
     gc.collect()
     gc.freeze()
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # Requests are read whole in each worker's event loop before a thread gets them, so slow
+    # clients cost a buffer, not a thread (backpain_cds.gunicorn_worker; README "Serving").
+    limits = app.extensions["backpain_cds"]["settings"].limits
+    BufferingThreadWorker.max_body_bytes = limits.max_body_bytes
+    BufferingThreadWorker.request_read_seconds = limits.request_read_seconds
+    binds = [bind]
+    metrics_bind = app.extensions["backpain_cds"]["settings"].metrics.bind
+    if metrics_bind:  # a second listener that serves /metrics only (backpain_cds.app)
+        binds.append(metrics_bind)
     options = {
-        "bind": bind,
+        "bind": binds,
         "workers": workers,
-        "worker_class": "gthread",
+        # BACKPAIN_CDS_WORKER_CLASS=gthread brings back gunicorn's stock worker (for
+        # bench/slow_clients.py, which compares the two); not a deployment setting.
+        "worker_class": os.environ.get(
+            "BACKPAIN_CDS_WORKER_CLASS", "backpain_cds.gunicorn_worker.BufferingThreadWorker"
+        ),
         "threads": 4,
+        "worker_connections": 1000,  # per worker, slow ones included; then accept pauses
         "preload_app": True,  # load knowledge once, fail fast on bad config
         "timeout": 30,
         "graceful_timeout": 10,
@@ -51,5 +73,9 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
         # host would fight over it, and nothing here uses it.
         "control_socket_disable": True,
     }
+    if warm:
+        # In each worker, before it accepts: its own database connection and one more
+        # synthetic call (per-process state the fork does not carry).
+        options["post_fork"] = lambda _server, _worker: warm_up(app, where="worker")
     _GunicornApp(app, options).run()
     return 0

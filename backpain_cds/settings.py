@@ -19,6 +19,7 @@ from fhir_mapping.fhir_client import normalise_base_url
 ENV_CONFIG = "BACKPAIN_CDS_CONFIG"
 ENV_PUBLIC_BASE_URL = "BACKPAIN_CDS_PUBLIC_BASE_URL"
 ENV_DATABASE_URL = "BACKPAIN_CDS_DATABASE_URL"
+ENV_METRICS_TOKEN = "BACKPAIN_CDS_METRICS_TOKEN"
 
 _POLICY = AuthPolicy()
 
@@ -94,6 +95,21 @@ class LimitSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_prefetch_resources: int = 100_000
     hook_deadline_seconds: float = 5.0
+    #: time a client has to send a whole request (headers and body) once it has connected or
+    #: a kept-alive connection has become readable; past it 408 (backpain_cds.gunicorn_worker)
+    request_read_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Who may read ``GET /metrics`` (README "Metrics")."""
+
+    #: if set, /metrics needs ``Authorization: Bearer <token>`` (else 401); also from the
+    #: environment variable BACKPAIN_CDS_METRICS_TOKEN, which wins
+    bearer_token: str | None = None
+    #: if set (``host:port``), /metrics is served only on this extra listener, and only
+    #: /metrics is served there; the main address answers 404 for it
+    bind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,7 @@ class Settings:
     smart_ehrs: tuple[SmartEhrSettings, ...] = ()
     knowledge_path: Path | None = None
     limits: LimitSettings = field(default_factory=LimitSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     #: validate every CDS response against the schema before sending (tests turn it on)
     validate_responses: bool = False
 
@@ -151,7 +168,7 @@ class Settings:
 
 _TOP_KEYS = {
     "public_base_url", "database_url", "cors_origins", "auth", "fhir", "smart", "knowledge",
-    "limits", "validate_responses",
+    "limits", "validate_responses", "metrics",
 }
 _AUTH_KEYS = {
     "trusted_clients", "algorithms", "leeway_seconds", "iat_future_leeway_seconds",
@@ -185,6 +202,7 @@ class _Parser:
             smart_ehrs=self._smart(self._table(data, "smart")),
             knowledge_path=knowledge_path,
             limits=self._limits(self._table(data, "limits")),
+            metrics=self._metrics(self._table(data, "metrics"), environ),
             validate_responses=self._bool(
                 data.get("validate_responses", False), "validate_responses"
             ),
@@ -278,6 +296,18 @@ class _Parser:
             )
         return tuple(ehrs)
 
+    def _metrics(self, data: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> MetricsSettings:
+        self._unknown(data, set(MetricsSettings.__dataclass_fields__), "metrics.")
+        token = environ.get(ENV_METRICS_TOKEN) or self._str(data.get("bearer_token"), "metrics.bearer_token")
+        if token is not None and (len(token) < 16 or any(c.isspace() for c in token)):
+            self.problems.append("metrics.bearer_token must be at least 16 characters, without spaces")
+        bind = self._str(data.get("bind"), "metrics.bind")
+        if bind is not None:
+            host, _, port = bind.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                self.problems.append("metrics.bind must be host:port, e.g. 127.0.0.1:9464")
+        return MetricsSettings(bearer_token=token or None, bind=bind)
+
     def _limits(self, data: t.Mapping[str, t.Any]) -> LimitSettings:
         d = LimitSettings()
         self._unknown(data, set(LimitSettings.__dataclass_fields__), "limits.")
@@ -285,6 +315,7 @@ class _Parser:
             max_body_bytes=self._int(data.get("max_body_bytes", d.max_body_bytes), "limits.max_body_bytes", 1024, 1 << 31),
             max_prefetch_resources=self._int(data.get("max_prefetch_resources", d.max_prefetch_resources), "limits.max_prefetch_resources", 1, 10_000_000),
             hook_deadline_seconds=self._float(data.get("hook_deadline_seconds", d.hook_deadline_seconds), "limits.hook_deadline_seconds", 0.05, 300),
+            request_read_seconds=self._float(data.get("request_read_seconds", d.request_read_seconds), "limits.request_read_seconds", 0.5, 600),
         )
 
     # --- scalar checks ---------------------------------------------------------------------

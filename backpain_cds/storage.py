@@ -1,5 +1,9 @@
 """SQL storage through SQLAlchemy Core: feedback, card audit, seen JWT ids.
 
+Feedback naming a card uuid this service never issued (no ``card_audit`` row for that uuid
+and service id) is kept apart in ``feedback_unmatched``, so it cannot poison the governance
+statistics read from ``feedback`` and is still there to investigate.
+
 SQLite file by default; a PostgreSQL URL (``postgresql+psycopg://...``) works the same, which
 is how several instances share replay protection and feedback.
 """
@@ -13,7 +17,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cds_hooks.ports import CardAuditRecord, FeedbackEntry
+from cds_hooks.ports import CardAuditRecord, FeedbackEntry, FeedbackSaved
 
 metadata = sa.MetaData()
 
@@ -31,6 +35,16 @@ feedback = sa.Table(
     sa.Column("override_comment", sa.Text),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("card_uuid", "outcome", name="uq_feedback_card_outcome"),
+)
+
+#: the same columns as ``feedback``, for entries naming a card uuid we never issued
+feedback_unmatched = sa.Table(
+    "feedback_unmatched",
+    metadata,
+    *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable,
+                autoincrement=c.autoincrement, default=c.default)
+      for c in feedback.columns),
+    sa.UniqueConstraint("card_uuid", "outcome", name="uq_feedback_unmatched_card_outcome"),
 )
 
 card_audit = sa.Table(
@@ -85,36 +99,70 @@ class SqlStore:
         except sa.exc.SQLAlchemyError:
             return False
 
-    # --- FeedbackStore ---------------------------------------------------------------------
-    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> int:
+    def warm(self) -> None:
+        """Open a connection and compile the hot statements, writing nothing (warm start).
+
+        Runs the card-audit insert and the feedback lookup in a transaction that is rolled back.
+        """
         now = datetime.now(UTC)
-        rows = [
-            {
-                "service_id": service_id,
-                "card_uuid": e.card_uuid,
-                "outcome": e.outcome,
-                "outcome_timestamp": e.outcome_timestamp,
-                "accepted_suggestions": json.dumps(list(e.accepted_suggestions)),
-                "override_code": e.override_code,
-                "override_system": e.override_system,
-                "override_comment": e.override_comment,
-                "received_at": now,
-            }
-            for e in entries
-        ]
-        if not rows:
-            return 0
-        stmt = self._insert_ignore(feedback, ["card_uuid", "outcome"])
+        row = {"card_uuid": "warm-up", "service_id": "warm-up", "hook": "warm-up",
+               "hook_instance": "warm-up", "rule_id": "warm-up", "rule_version": "0",
+               "indicator": "info", "patient_id": "warm-up", "created_at": now}
+        with self.engine.connect() as conn:
+            conn.execute(card_audit.insert(), [row])
+            conn.execute(sa.select(card_audit.c.card_uuid).where(
+                card_audit.c.service_id == "warm-up", card_audit.c.card_uuid.in_(["warm-up"])))
+            conn.rollback()
+
+    # --- FeedbackStore ---------------------------------------------------------------------
+    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> FeedbackSaved:
+        """Store all entries in one transaction; entries for cards never issued go apart."""
+        now = datetime.now(UTC)
+        if not entries:
+            return FeedbackSaved(0, 0)
+        uuids = sorted({e.card_uuid for e in entries})
         try:
             with self.engine.begin() as conn:
-                return sum(len(conn.execute(stmt, row).all()) for row in rows)
+                issued = set(
+                    conn.execute(
+                        sa.select(card_audit.c.card_uuid).where(
+                            card_audit.c.service_id == service_id, card_audit.c.card_uuid.in_(uuids)
+                        )
+                    ).scalars()
+                )
+                known = self._insert_ignore(feedback, ["card_uuid", "outcome"])
+                unknown = self._insert_ignore(feedback_unmatched, ["card_uuid", "outcome"])
+                stored = unmatched = 0
+                for e in entries:
+                    row = {
+                        "service_id": service_id,
+                        "card_uuid": e.card_uuid,
+                        "outcome": e.outcome,
+                        "outcome_timestamp": e.outcome_timestamp,
+                        "accepted_suggestions": json.dumps(list(e.accepted_suggestions)),
+                        "override_code": e.override_code,
+                        "override_system": e.override_system,
+                        "override_comment": e.override_comment,
+                        "received_at": now,
+                    }
+                    if e.card_uuid in issued:
+                        stored += len(conn.execute(known, row).all())
+                    else:
+                        unmatched += len(conn.execute(unknown, row).all())
+                return FeedbackSaved(stored, unmatched)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot store feedback: {exc.__class__.__name__}") from exc
 
     def feedback_rows(self) -> list[dict[str, t.Any]]:
-        """All stored feedback (for tests and exports), oldest first."""
+        """All stored feedback on cards we issued (for tests and exports), oldest first."""
         with self.engine.connect() as conn:
             result = conn.execute(sa.select(feedback).order_by(feedback.c.id))
+            return [dict(row._mapping) for row in result]
+
+    def unmatched_feedback_rows(self) -> list[dict[str, t.Any]]:
+        """Feedback naming card uuids this service never issued, oldest first."""
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.select(feedback_unmatched).order_by(feedback_unmatched.c.id))
             return [dict(row._mapping) for row in result]
 
     # --- CardAuditLog ----------------------------------------------------------------------

@@ -13,21 +13,23 @@ Order of checks on a POST (each answer reveals nothing the previous step did not
    text/plain bodies also means a browser cannot send a hook call or feedback without a CORS
    preflight, which matters in development mode where unsigned calls are accepted;
 4. the service id must exist (404, without echoing the id);
-5. the body: at most ``MAX_CONTENT_LENGTH`` bytes (413, enforced by Werkzeug, also for
-   chunked bodies), valid JSON (400), nested at most :data:`cds_hooks.limits.MAX_JSON_DEPTH`
+5. the body: at most ``MAX_CONTENT_LENGTH`` bytes (413: Werkzeug refuses a declared length,
+   :func:`read_body_bytes` counts a chunked body while it streams), valid JSON (400), nested at most :data:`cds_hooks.limits.MAX_JSON_DEPTH`
    levels (400); then the protocol validation of ``hook_request`` or ``feedback``. A hook
    call's prefetch Bundles are decoded lazily (:mod:`cds_hooks.json_body`).
 """
 
 from __future__ import annotations
 
+import logging
 import typing as t
+from collections import Counter
 
 import orjson
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from cds_hooks.errors import UnknownService
+from cds_hooks.errors import PayloadTooLarge, UnknownService
 from cds_hooks.feedback import parse_feedback
 from cds_hooks.hook_request import HOOK_INSTANCE
 from cds_hooks.json_body import decode_hook_body, decode_json_body
@@ -35,6 +37,13 @@ from cds_hooks.limits import SERVICE_ID
 from cds_hooks.ports import FeedbackStore
 from cds_hooks.schemas import validate_cds_response, validate_discovery
 from cds_hooks.service import CdsService
+
+log = logging.getLogger("backpain_cds.service")
+
+_READ_BYTES = 64 * 1024
+
+#: at most this many card uuids are named in one feedback log line
+_LOGGED_CARDS = 20
 
 Authenticate = t.Callable[[str | None, str], object]
 
@@ -59,9 +68,31 @@ def check_content_type() -> None:
         )
 
 
+def read_body_bytes() -> bytes:
+    """The request body, refused with 413 past ``MAX_CONTENT_LENGTH`` however it is framed.
+
+    A declared Content-Length over the limit is refused by Werkzeug before anything is read.
+    A chunked body (no Content-Length) is counted while it streams in and refused one byte
+    past the limit: Werkzeug's limited stream would silently cut it there instead.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    environ = request.environ
+    if limit is None or request.content_length is not None or not environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream = environ["wsgi.input"]
+    buf = bytearray()
+    while True:
+        chunk = stream.read(min(_READ_BYTES, limit + 1 - len(buf)))
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")
+
+
 def read_json_body(decode: t.Callable[[bytes], t.Any] = decode_json_body) -> t.Any:
     """Parse the request body as JSON, or raise a 400 naming the problem (413 if too large)."""
-    body = decode(request.get_data(cache=False))
+    body = decode(read_body_bytes())
     if isinstance(body, dict):
         hook_instance = body.get("hookInstance")
         if isinstance(hook_instance, str) and HOOK_INSTANCE.fullmatch(hook_instance):
@@ -118,7 +149,22 @@ def create_blueprint(
     def feedback(service_id: str) -> Response:
         check_post(service_id, f"{base}/cds-services/{service_id}/feedback")
         entries = parse_feedback(read_json_body())
-        stored = feedback_store.save_feedback(service_id, entries)
-        return json_response({"received": len(entries), "stored": stored})
+        saved = feedback_store.save_feedback(service_id, entries)
+        # One line per call, like "hook call answered": ids only (card uuids are ours, not
+        # hookInstance or patient identifiers), never a userComment or override text.
+        log.info(
+            "feedback received",
+            extra={
+                "service": service_id,
+                "entries": len(entries),
+                "outcomes": dict(sorted(Counter(e.outcome for e in entries).items())),
+                "stored": saved.stored,
+                "unmatched": saved.unmatched,
+                "cards": sorted({e.card_uuid for e in entries})[:_LOGGED_CARDS],
+            },
+        )
+        return json_response(
+            {"received": len(entries), "stored": saved.stored, "unmatched": saved.unmatched}
+        )
 
     return bp

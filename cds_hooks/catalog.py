@@ -101,10 +101,11 @@ def load_catalog(dirs: t.Sequence[Path], valuesets: ValueSetIndex) -> tuple[Serv
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return ServiceCatalog([]), [f"{files[-1]}: {exc}"]
     templates = _templates(data.get("templates", {}), valuesets, problems)
+    raw_services = _resolve_same_as(data.get("services", []), problems)
     services = []
     seen: set[tuple[str, str]] = set()
     published: set[str] = set()
-    for i, raw in enumerate(data.get("services", [])):
+    for i, raw in enumerate(raw_services):
         where = f"services.toml: services[{i}]"
         missing = [k for k in ("id", "hook", "title", "description") if not raw.get(k)]
         if missing:
@@ -138,7 +139,54 @@ def load_catalog(dirs: t.Sequence[Path], valuesets: ValueSetIndex) -> tuple[Serv
                 deprecated=bool(raw.get("deprecated", False)),
             )
         )
+    _check_deprecated_prefetch(services, problems)
     return ServiceCatalog(services), problems
+
+
+#: what a deprecated entry takes from the published entry it names in ``same_as``
+_INHERITED = ("title", "description", "usageRequirements", "prefetch")
+
+
+def _resolve_same_as(raw_services: t.Any, problems: list[str]) -> list[t.Any]:
+    """Fill a deprecated entry's ``same_as = "<published id>"`` from that entry (same hook).
+
+    Old id/hook pairs are the same service under a former id: they take its title,
+    description, usage requirements and prefetch instead of repeating them.
+    """
+    if not isinstance(raw_services, list):
+        return []
+    published = {
+        (r.get("id"), r.get("hook")): r
+        for r in raw_services
+        if isinstance(r, dict) and not r.get("deprecated")
+    }
+    out = []
+    for i, raw in enumerate(raw_services):
+        if isinstance(raw, dict) and "same_as" in raw:
+            target = published.get((raw["same_as"], raw.get("hook")))
+            if not raw.get("deprecated"):
+                problems.append(f"services.toml: services[{i}]: same_as is only for deprecated entries")
+            elif target is None:
+                problems.append(
+                    f"services.toml: services[{i}]: same_as {raw['same_as']!r} names no published "
+                    f"service on {raw.get('hook')!r}"
+                )
+            else:
+                raw = {**{k: target[k] for k in _INHERITED if k in target}, **raw}
+        out.append(raw)
+    return out
+
+
+def _check_deprecated_prefetch(services: t.Sequence[ServiceDefinition], problems: list[str]) -> None:
+    """A deprecated pair must ask for the same prefetch as the published service on its hook."""
+    published = {s.hook: s for s in services if not s.deprecated}
+    for s in services:
+        current = published.get(s.hook)
+        if s.deprecated and current is not None and dict(s.prefetch) != dict(current.prefetch):
+            problems.append(
+                f"services.toml: deprecated {s.id} on {s.hook} asks for another prefetch than "
+                f"{current.id} on {s.hook}; use same_as = {current.id!r}"
+            )
 
 
 def _templates(raw: t.Mapping[str, t.Any], valuesets: ValueSetIndex, problems: list[str]) -> dict[str, str]:

@@ -17,11 +17,16 @@ from __future__ import annotations
 class CdsHooksError(Exception):
     """Base of the protocol errors; ``message`` is safe to show to the caller."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, fields: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         #: the JSON path of the offending field, e.g. ``context.patientId``
-        self.field = field
+        self.field = field or (fields[0] if fields else None)
+        #: every offending field when there are several (one OperationOutcome issue each),
+        #: e.g. each missing prefetch key of a 412 as ``prefetch.<key>``
+        self.fields = fields or ((field,) if field else ())
 
 
 class InvalidRequest(CdsHooksError):

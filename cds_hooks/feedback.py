@@ -3,6 +3,11 @@
 All entries are validated before anything is stored, so an invalid body stores nothing.
 The sandbox's shape is accepted: an override ``reason`` without ``display`` or ``system``
 (``display`` is required on the card's overrideReasons, not in feedback).
+
+Every string is refused (400 naming the field) when a supported database would refuse it:
+longer than its column (``card`` 128 characters, ``reason.code`` 256, ``reason.system`` 512,
+suggestion ids 128, ``userComment`` 4096) or containing U+0000, which PostgreSQL text cannot
+hold and SQLite would store. The check comes before storage, whatever the engine.
 """
 
 from __future__ import annotations
@@ -107,6 +112,8 @@ def _text(value: t.Any, path: str, *, required: bool, limit: int) -> str | None:
         raise InvalidRequest(f"{path} must be a non-empty string", field=path)
     if len(value) > limit:
         raise InvalidRequest(f"{path} is longer than {limit} characters", field=path)
+    if "\x00" in value:
+        raise InvalidRequest(f"{path} must not contain U+0000", field=path)
     return value
 
 

@@ -38,11 +38,22 @@ class CardAuditRecord:
     created_at: datetime
 
 
-class FeedbackStore(t.Protocol):
-    """Stores feedback idempotently: the same card uuid + outcome is kept once."""
+class FeedbackSaved(t.NamedTuple):
+    """What one feedback call stored (new rows only: repeats are kept once)."""
 
-    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> int:
-        """Store all entries in one transaction; return how many were new."""
+    stored: int  #: new rows about cards this service issued
+    unmatched: int  #: new rows naming card uuids it never issued (kept apart)
+
+
+class FeedbackStore(t.Protocol):
+    """Stores feedback idempotently: the same card uuid + outcome is kept once.
+
+    Feedback naming a card uuid the service never issued is kept apart (``unmatched``), never
+    mixed with feedback on real cards.
+    """
+
+    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> FeedbackSaved:
+        """Store all entries in one transaction; say how many were new, and where."""
         ...
 
 

@@ -178,7 +178,8 @@ def _relative_query(key: str, next_url: str, fhir_server: str) -> str:
     if query.startswith(base):
         return query[len(base):]
     raise PrefetchUnavailable(
-        f"the prefetch Bundle for {key} has a next link outside fhirServer; it was not followed"
+        f"the prefetch Bundle for {key} has a next link outside fhirServer; it was not followed",
+        field=f"prefetch.{key}",
     )
 
 
@@ -190,10 +191,13 @@ def _fetch(
     client_factory: t.Callable[..., FhirClient],
 ) -> dict[str, dict[str, t.Any] | None]:
     keys = ", ".join(sorted(queries))
+    #: one OperationOutcome issue per key that is still missing (``prefetch.<key>``)
+    missing = tuple(f"prefetch.{key}" for key in sorted(queries))
     if request.fhir_server is None:
         raise PrefetchUnavailable(
             f"prefetch is missing or incomplete for {keys} and the request has no fhirServer "
-            "to fetch it from"
+            "to fetch it from",
+            fields=missing,
         )
     queries = {
         key: _relative_query(key, q, request.fhir_server)
@@ -216,7 +220,8 @@ def _fetch(
         )
         raise PrefetchUnavailable(
             f"prefetch is missing or incomplete for {keys} and fhirServer is not on this "
-            "service's allow-list (fhir.allowed_servers), so it was not contacted"
+            "service's allow-list (fhir.allowed_servers), so it was not contacted",
+            fields=missing,
         ) from None
     try:
         with client:
@@ -233,5 +238,6 @@ def _fetch(
         )
         raise PrefetchUnavailable(
             f"data for {keys} could not be obtained from fhirServer: "
-            f"{getattr(exc, 'reason', None) or exc.__class__.__name__}"
+            f"{getattr(exc, 'reason', None) or exc.__class__.__name__}",
+            fields=missing,
         ) from None

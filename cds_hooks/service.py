@@ -93,8 +93,9 @@ class CdsService:
 
         When the call's time budget (``deadline_seconds``) runs out, the answer is 200 with no
         cards: a late card is worse than none, as clients drop late answers anyway. Work is
-        never left running: FHIR queries get at most the remaining time, and the other stages
-        are checked between steps.
+        never left running: FHIR queries get at most the remaining time (their threads are
+        bounded by it too), the mapping checks the deadline before each resource, the
+        assessment before each rule, and every stage is checked when it ends.
         """
         started = time.perf_counter()
         deadline = None if self.deadline_seconds is None else started + self.deadline_seconds
@@ -108,6 +109,19 @@ class CdsService:
             mark = current
             if deadline is not None and current > deadline:
                 raise _DeadlinePassed(stage)
+
+        def checkpoint(stage: str) -> t.Callable[[], None] | None:
+            """A cancellation point for a stage's inner loop (per resource, per rule)."""
+            if deadline is None:
+                return None
+            clock = time.perf_counter
+
+            def check() -> None:
+                if clock() > deadline:
+                    timings[stage] = clock() - mark
+                    raise _DeadlinePassed(stage)
+
+            return check
 
         self.check_service_id(service_id)
         request = parse_hook_request(body)
@@ -126,7 +140,7 @@ class CdsService:
                     raise _DeadlinePassed("prefetch") from None
                 raise
             lap("prefetch")
-            return self._evaluate(service_id, request, data, now, timings, lap)
+            return self._evaluate(service_id, request, data, now, timings, lap, checkpoint)
         except _DeadlinePassed as passed:
             return self._too_late(service_id, request, str(passed), timings)
 
@@ -138,6 +152,7 @@ class CdsService:
         now: datetime | None,
         timings: dict[str, float],
         lap: t.Callable[[str], None],
+        checkpoint: t.Callable[[str], t.Callable[[], None] | None] = lambda stage: None,
     ) -> HookOutcome:
         knowledge = self.knowledge
         try:
@@ -148,6 +163,7 @@ class CdsService:
                 patient_id=request.patient_id,
                 draft_orders=request.draft_orders,
                 selections=request.selections,
+                check=checkpoint("mapping"),
             )
         except MalformedResource as exc:
             # From the request: the caller's fault (400). Fetched from fhirServer: the data
@@ -157,7 +173,9 @@ class CdsService:
             raise InvalidRequest(str(exc), field=f"resource {exc.ref}") from None
         lap("mapping")
         now = now or self.clock()
-        assessment = assess(record, now=now, config=knowledge.rules, hook=request.hook)
+        assessment = assess(
+            record, now=now, config=knowledge.rules, hook=request.hook, check=checkpoint("assessment")
+        )
         lap("assessment")
         cards = render_cards(
             assessment, knowledge, patient_id=request.patient_id, now=now, links=self.links

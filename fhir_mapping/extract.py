@@ -79,6 +79,7 @@ def extract_record(
     patient_id: str,
     draft_orders: Iterable[dict[str, t.Any]] = (),
     selections: Collection[str] = (),
+    check: t.Callable[[], None] | None = None,
 ) -> PatientRecord:
     """Return the typed facts of one patient's FHIR resources.
 
@@ -90,6 +91,8 @@ def extract_record(
         ``unrecognised_draft_orders`` refs. A resource that is also a draft order is not
         reported again as an existing medication.
     :param selections: ``Type/id`` refs of the order-select ``selections``.
+    :param check: a cancellation point, called before each resource; the caller's deadline
+        check raises there to abandon the mapping (the exception passes through unchanged).
     """
     matcher = matcher_for(valuesets, matching)
     # Draft orders first (few): a prefetch resource that is also a draft is reported once.
@@ -106,6 +109,8 @@ def extract_record(
     add = facts.add
     waiting: list[tuple[int, str, Json]] = []
     for ref, resource in _relevant(resources, patient_id, medications):
+        if check is not None:
+            check()
         rtype = resource["resourceType"]
         # what _shape_errors_as_malformed does, inlined: this loop runs once per resource
         try:
@@ -128,6 +133,8 @@ def extract_record(
     for rid, medication in draft_medications.items():
         medications.setdefault(rid, medication)
     for slot, ref, resource in waiting:
+        if check is not None:
+            check()
         with _shape_errors_as_malformed(ref, resource):
             facts.meds[slot] = medication_fact(
                 resource, ref, MEDICATION_SOURCES[resource["resourceType"]], matcher, medications

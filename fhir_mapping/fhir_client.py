@@ -26,7 +26,10 @@ Decisions (documented here because the resolver relies on them):
   body download is also checked against ``timeout_seconds`` in total. In ``fetch_many`` every
   request's timeout is further capped by the time left to the deadline, and a cancel flag stops
   workers between pages and between body chunks, so no thread outlives the deadline by more
-  than one socket timeout.
+  than one socket timeout. The body download has a total-time limit (each read waits at most
+  the time left), and a watchdog shuts down a connection still reading when its request's
+  limit passes (a server dripping its status line or headers), see
+  :mod:`fhir_mapping.fhir_watchdog`.
 * **Sizes.** Each response body is streamed and aborted past ``max_response_bytes`` (decoded
   bytes, so a gzip bomb is caught too). A search is aborted past ``max_pages`` pages or
   ``max_resources`` entries — never silently truncated.
@@ -55,6 +58,7 @@ from requests.auth import AuthBase
 
 from fhir_mapping.fhir_errors import FhirAccessError, FhirFetchError, ServerNotAllowed, _Cancelled, _CancelledFetch
 from fhir_mapping.fhir_fetch import FhirClientLimits, check_resource, collect_pages, request_json
+from fhir_mapping.fhir_watchdog import install_tracking
 from fhir_mapping.fhir_urls import _check_query, _is_read, _origin, normalise_base_url
 
 # Private names that lived in this module before it was split; still importable from here.
@@ -131,6 +135,7 @@ class FhirClient:
         s = requests.Session()
         s.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # stateless: no cookies
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=32, max_retries=0)
+        install_tracking(adapter)  # hard per-request time limits (fhir_watchdog)
         s.mount("http://", adapter)
         s.mount("https://", adapter)
         return s

@@ -20,9 +20,11 @@ from urllib.parse import urljoin
 import orjson
 import requests
 from requests.auth import AuthBase
+from urllib3 import exceptions as urllib3_exceptions
 
 from fhir_mapping.fhir_errors import FhirFetchError, _Cancelled
 from fhir_mapping.fhir_urls import _origin
+from fhir_mapping.fhir_watchdog import time_limit
 
 __all__ = [
     "FhirClientLimits",
@@ -190,6 +192,22 @@ def request_json(
     def fail(reason: str, status: int | None = None) -> FhirFetchError:
         return FhirFetchError(reason, key=key, query=query, status_code=status)
 
+    with time_limit(stop_at):
+        return _get_and_read(session, url, auth, limits, key, page, timeout, stop_at, cancel, fail)
+
+
+def _get_and_read(
+    session: requests.Session,
+    url: str,
+    auth: AuthBase | None,
+    limits: FhirClientLimits,
+    key: str | None,
+    page: int,
+    timeout: float,
+    stop_at: float,
+    cancel: threading.Event | None,
+    fail: Callable[..., FhirFetchError],
+) -> tuple[int, Any]:
     try:
         response = session.get(
             url,
@@ -202,6 +220,8 @@ def request_json(
     except requests.Timeout:
         raise fail(f"timed out after {timeout:.3g} s") from None
     except requests.RequestException as exc:
+        if time.monotonic() >= stop_at:
+            raise fail(f"timed out after {timeout:.3g} s") from None
         raise fail(f"connection failed: {type(exc).__name__}") from None
 
     with response:
@@ -227,23 +247,59 @@ def read_body(
     cancel: threading.Event | None,
     fail: Callable[[str, int | None], FhirFetchError],
 ) -> bytes:
-    """Stream the body, aborting past ``cap`` decoded bytes, past ``stop_at`` or on cancel."""
+    """Stream the body, aborting past ``cap`` decoded bytes, past ``stop_at`` or on cancel.
+
+    ``stop_at`` is a limit on the whole download, not per read: each read takes what has
+    arrived (``read1``, one socket receive, not a full 64 KiB chunk that a server dripping one
+    byte at a time would never complete), and the socket's timeout is lowered to the time
+    left before every read, so a read can never wait past ``stop_at``.
+    """
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise fail(f"response larger than {cap} bytes", response.status_code)
+    raw = response.raw
     buf = bytearray()
     try:
-        for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
-            buf += chunk
-            if len(buf) > cap:
-                raise fail(f"response larger than {cap} bytes", response.status_code)
-            if time.monotonic() > stop_at:
+        while True:
+            left = stop_at - time.monotonic()
+            if left <= 0:
                 raise fail("timed out reading the response body", response.status_code)
             if cancel is not None and cancel.is_set():
                 raise _Cancelled
-    except requests.Timeout:
+            _limit_socket_wait(raw, left)
+            chunk = raw.read1(_CHUNK_BYTES, decode_content=True)
+            if not chunk:  # end of the body, or the watchdog shut the socket at stop_at
+                if time.monotonic() >= stop_at:
+                    raise fail("timed out reading the response body", response.status_code)
+                break
+            buf += chunk
+            if len(buf) > cap:
+                raise fail(f"response larger than {cap} bytes", response.status_code)
+    except _Cancelled:
+        raise
+    except FhirFetchError:
+        raise
+    except (requests.Timeout, TimeoutError, urllib3_exceptions.TimeoutError):
         raise fail("timed out reading the response body", response.status_code) from None
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3_exceptions.HTTPError, OSError) as exc:
+        if time.monotonic() >= stop_at:  # the watchdog shut the socket at the time limit
+            raise fail("timed out reading the response body", response.status_code) from None
         raise fail(f"reading the response failed: {type(exc).__name__}",
                    response.status_code) from None
     return bytes(buf)
+
+
+def _limit_socket_wait(raw: Any, seconds: float) -> None:
+    """Lower the response socket's timeout to ``seconds`` (best effort: urllib3 internals)."""
+    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        fp = getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None)
+        sock = getattr(fp, "_sock", None)
+    if sock is not None:
+        try:
+            current = sock.gettimeout()
+            if current is None or current > seconds:
+                sock.settimeout(max(seconds, 0.001))
+        except OSError:
+            pass

@@ -276,15 +276,27 @@ def test_a_fallback_query_that_fails_is_412(live, recorder):
 
 
 # --- feedback -------------------------------------------------------------------------------
-def test_feedback_is_stored_once_per_card_and_outcome(live):
-    card = str(uuid.uuid4())
+def test_feedback_is_stored_once_per_card_and_outcome(live, catalog):
+    now = datetime.now(UTC)
+    call = hr.patient_view("fb1", prefetch=_prefetch(catalog, "back-pain-after-chemo", "patient-view", scenarios.gcsf_bone_pain("fb1", now)))
+    card = _post(live, "back-pain-after-chemo", call).json()["cards"][0]["uuid"]
     body = {"feedback": [{"card": card, "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
                           "outcomeTimestamp": "2026-01-02T03:04:05Z"}]}
     url = live.url("/cds-services/back-pain-after-chemo/feedback")
-    assert requests.post(url, json=body, timeout=10).status_code == 200
-    assert requests.post(url, json=body, timeout=10).status_code == 200
+    assert requests.post(url, json=body, timeout=10).json() == {"received": 1, "stored": 1, "unmatched": 0}
+    assert requests.post(url, json=body, timeout=10).json() == {"received": 1, "stored": 0, "unmatched": 0}
     rows = [r for r in SqlStore(live.db_url).feedback_rows() if r["card_uuid"] == card]
     assert len(rows) == 1
+
+
+def test_feedback_on_a_card_never_issued_is_kept_apart(live):
+    card = str(uuid.uuid4())
+    body = {"feedback": [{"card": card, "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
+                          "outcomeTimestamp": "2026-01-02T03:04:05Z"}]}
+    response = requests.post(live.url("/cds-services/back-pain-after-chemo/feedback"), json=body, timeout=10)
+    assert response.json() == {"received": 1, "stored": 0, "unmatched": 1}
+    assert not [r for r in SqlStore(live.db_url).feedback_rows() if r["card_uuid"] == card]
+    assert [r["card_uuid"] for r in SqlStore(live.db_url).unmatched_feedback_rows() if r["card_uuid"] == card] == [card]
 
 
 def test_invalid_feedback_is_400_and_nothing_is_stored(live):
@@ -317,3 +329,10 @@ def test_the_service_log_never_contains_patient_clinical_values_or_tokens(live):
     log = live.log()
     assert "Bearer" not in log
     assert "Low back pain" not in log
+
+
+def test_the_service_warms_up_before_the_fork_and_in_each_worker(live):
+    lines = [line for line in live.log().splitlines() if '"warm-up done"' in line]
+    assert any('"reason":"master"' in line for line in lines)
+    assert any('"reason":"worker"' in line for line in lines)
+    assert not [line for line in live.log().splitlines() if "warm-up failed" in line]

@@ -125,7 +125,8 @@ def catalog():
 
 
 def _feedback_count(app) -> int:
-    return len(app.extensions["backpain_cds"]["store"].feedback_rows())
+    store = app.extensions["backpain_cds"]["store"]
+    return len(store.feedback_rows()) + len(store.unmatched_feedback_rows())
 
 
 def _check_status(response, log_capture: _Capture) -> None:
@@ -242,7 +243,8 @@ def test_feedback_is_all_or_nothing(dev_app, log_capture):
         after = _feedback_count(dev_app)
         assert response.status_code in {200, 400}, response.get_data(as_text=True)
         if response.status_code == 200:
-            assert after - before == response.get_json()["stored"]
+            answer = response.get_json()
+            assert after - before == answer["stored"] + answer["unmatched"]
             assert response.get_json()["received"] == len(body["feedback"])
         else:
             assert after == before, "a rejected feedback body stored something"
@@ -522,3 +524,52 @@ def test_unparseable_fhir_server_is_400(secured_app, signer, catalog, server):
     response, _ = _post_hook(client, signer, service_id, body)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+# --- chunked bodies are counted while they stream (issue 9, Found 5) --------------------------
+class _Stream:
+    """A chunked request body as a WSGI server hands it over: no length, read until empty."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        size = len(self.data) - self.pos if size is None or size < 0 else size
+        chunk = self.data[self.pos:self.pos + min(size, 8192)]
+        self.pos += len(chunk)
+        self.read_bytes += len(chunk)
+        return chunk
+
+
+def _post_chunked(app, path: str, data: bytes):
+    from werkzeug.test import EnvironBuilder
+
+    stream = _Stream(data)
+    environ = EnvironBuilder(path=path, method="POST", headers={"Content-Type": "application/json",
+                                                                "Transfer-Encoding": "chunked"}).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = stream
+    environ["wsgi.input_terminated"] = True
+    with app.request_context(environ):
+        response = app.full_dispatch_request()
+    return response, stream
+
+
+@pytest.mark.parametrize("path", [f"/cds-services/{PV}", f"/cds-services/{PV}/feedback"])
+def test_a_chunked_body_over_the_limit_is_413_and_not_read_past_it(dev_app, path):
+    limit = dev_app.config["MAX_CONTENT_LENGTH"]
+    data = orjson.dumps({"feedback": []}) + b" " * (limit + 10_000) + b"garbage"
+    response, stream = _post_chunked(dev_app, path, data)
+    assert response.status_code == 413
+    assert response.get_json()["issue"][0]["code"] == "too-costly"
+    assert stream.read_bytes <= limit + 1 + 8192  # counted while streaming, stopped at the limit
+
+
+def test_a_chunked_body_under_the_limit_is_read_whole(dev_app):
+    entry = {"card": str(uuid.uuid4()), "outcome": "overridden",
+             "overrideReason": {"userComment": "fine"}, "outcomeTimestamp": "2026-01-02T03:04:05Z"}
+    response, _ = _post_chunked(dev_app, f"/cds-services/{PV}/feedback",
+                                orjson.dumps({"feedback": [entry]}) + b" " * 500_000)
+    assert response.status_code == 200

@@ -36,18 +36,40 @@ def _entry(card: str, outcome: str = "accepted") -> FeedbackEntry:
                          accepted_suggestions=("s1",) if outcome == "accepted" else ())
 
 
-def test_the_same_card_and_outcome_twice_is_one_row(sql_store):
+def _issued(store: SqlStore, service_id: str) -> str:
+    """A card uuid the store has in its audit trail for ``service_id``."""
     card = str(uuid.uuid4())
-    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card)]) == 1
-    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card)]) == 0
-    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card, "overridden")]) == 1
+    store.record_cards([CardAuditRecord(card, service_id, "patient-view", str(uuid.uuid4()),
+                                        "gcsf-bone-pain", "1", "info", "p1",
+                                        datetime(2026, 1, 2, tzinfo=UTC))])
+    return card
+
+
+def test_the_same_card_and_outcome_twice_is_one_row(sql_store):
+    card = _issued(sql_store, "back-pain-after-chemo")
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card)]).stored == 1
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card)]).stored == 0
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(card, "overridden")]).stored == 1
     rows = [r for r in sql_store.feedback_rows() if r["card_uuid"] == card]
     assert sorted(r["outcome"] for r in rows) == ["accepted", "overridden"]
 
 
 def test_a_duplicate_inside_one_body_is_stored_once(sql_store):
-    card = str(uuid.uuid4())
-    assert sql_store.save_feedback("gcsf-order-review", [_entry(card), _entry(card)]) == 1
+    card = _issued(sql_store, "gcsf-order-review")
+    assert sql_store.save_feedback("gcsf-order-review", [_entry(card), _entry(card)]) == (1, 0)
+
+
+def test_feedback_on_a_card_never_issued_is_kept_apart(sql_store):
+    issued = _issued(sql_store, "back-pain-after-chemo")
+    forged = str(uuid.uuid4())
+    elsewhere = _issued(sql_store, "gcsf-order-review")  # issued, but by another service
+    saved = sql_store.save_feedback(
+        "back-pain-after-chemo", [_entry(issued), _entry(forged), _entry(elsewhere)]
+    )
+    assert saved == (1, 2)
+    assert [r["card_uuid"] for r in sql_store.feedback_rows()] == [issued]
+    assert sorted(r["card_uuid"] for r in sql_store.unmatched_feedback_rows()) == sorted([forged, elsewhere])
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(forged)]) == (0, 0)
 
 
 def test_jti_is_accepted_once_until_it_expires(sql_store):

@@ -236,7 +236,8 @@ class JwksServer:
     Every path is answered from the same document; :attr:`hits` counts by path.
     """
 
-    def __init__(self, jwks: dict[str, t.Any] | None = None, path: str = "/jwks.json") -> None:
+    def __init__(self, jwks: dict[str, t.Any] | None = None, path: str = "/jwks.json", port: int = 0) -> None:
+        self.port = port  #: 0: any free port
         self.jwks: dict[str, t.Any] | None = jwks if jwks is not None else {"keys": []}
         self.path = path
         self.status = 200
@@ -283,7 +284,7 @@ class JwksServer:
             def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()

@@ -27,12 +27,16 @@ class LiveService:
         return self.log_path.read_text(errors="replace")
 
 
-def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> LiveService:
-    """Write the config, start gunicorn, wait for /healthz (30 s at most)."""
+def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
+                  public_base_url: str | None = None) -> LiveService:
+    """Write the config, start gunicorn, wait for /healthz (30 s at most).
+
+    ``public_base_url`` defaults to the service's own URL (set it to a proxy's URL).
+    """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     config = workdir / "config.toml"
-    config.write_text(f'public_base_url = "{base_url}"\n' + config_text)
+    config.write_text(f'public_base_url = "{public_base_url or base_url}"\n' + config_text)
     log_path = workdir / "service.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -1,0 +1,116 @@
+"""The documented reverse-proxy deployment (deploy/nginx/backpain-cds.conf) in front of gunicorn.
+
+nginx comes from Debian's ``nginx`` package (``.ci/run`` installs it). Without it these tests
+are skipped, or fail when ``BACKPAIN_CDS_REQUIRE_SERVERS=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.test_slow_clients import SlowClients
+from tests.support import hook_requests as hr
+from tests.support import scenarios
+from tests.support.live_service import start_service, stop_service
+from tests.support.servers import free_port, unavailable
+
+pytestmark = pytest.mark.e2e
+
+CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "backpain-cds.conf"
+NGINX_PORTS = range(18460, 18480)  # this helper's loopback range
+
+
+def _proxy_port() -> int:
+    for port in NGINX_PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        unavailable("nginx not installed (Debian package nginx; .ci/run installs it)")
+    workdir = tmp_path_factory.mktemp("proxy")
+    proxy_port = _proxy_port()
+    public = f"http://127.0.0.1:{proxy_port}"
+    # the service, told the URL its clients use (the proxy's): the JWT aud is built from it
+    service = start_service(f'database_url = "sqlite:///{workdir / "cds.sqlite3"}"\n'
+                            "[limits]\nmax_body_bytes = 200000\n", workdir, workers=1,
+                            public_base_url=public)
+    upstream_port = int(service.base_url.rsplit(":", 1)[1])
+    site = CONF.read_text()
+    site = site.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};", 1)
+    site = site.replace("listen 127.0.0.1:8443;", f"listen 127.0.0.1:{proxy_port};", 1)
+    site = site.replace("client_max_body_size 16m;", "client_max_body_size 195k;", 1)
+    prefix = workdir / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    (prefix / "site.conf").write_text(site)
+    (prefix / "nginx.conf").write_text(
+        "daemon off;\nworker_processes 1;\nerror_log logs/error.log warn;\npid logs/nginx.pid;\n"
+        "user root;\nevents { worker_connections 1024; }\n"
+        "http {\n  access_log off;\n"
+        f"  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;\n"
+        f"  fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;\n"
+        f"  include {prefix}/site.conf;\n}}\n")
+    with (prefix / "logs" / "stderr.log").open("wb") as stderr:
+        process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    limit = time.monotonic() + 15
+    while time.monotonic() < limit:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited: {(prefix / 'logs' / 'stderr.log').read_text(errors='replace')}")
+        try:
+            if requests.get(public + "/healthz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    yield public, service, proxy_port
+    process.terminate()
+    process.wait(timeout=10)
+    stop_service(service)
+
+
+def test_calls_through_the_proxy_reach_the_service_with_the_public_url(proxied):
+    public, _service, _port = proxied
+    discovery = requests.get(public + "/cds-services", timeout=10)
+    assert discovery.status_code == 200 and len(discovery.json()["services"]) == 4
+    body = hr.patient_view("px1", prefetch=hr.nothing_found_prefetch(scenarios.patient("px1")))
+    response = requests.post(public + "/cds-services/back-pain-after-chemo", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def test_the_proxy_refuses_an_oversized_body_with_an_operation_outcome(proxied):
+    public, _service, _port = proxied
+    body = json.dumps({"feedback": []}).encode() + b" " * 300_000
+    response = requests.post(public + "/cds-services/back-pain-after-chemo/feedback", data=body,
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 413
+    assert response.json()["issue"][0]["code"] == "too-costly"
+
+
+def test_slow_clients_at_the_proxy_never_reach_the_service(proxied):
+    public, _service, port = proxied
+    slow = SlowClients(port)
+    try:
+        slow.start(64, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100 + b"\r\n\r\n")
+        time.sleep(1.5)
+        for _ in range(3):
+            assert requests.get(public + "/healthz", timeout=5).status_code == 200
+            body = hr.patient_view("px2", prefetch=hr.nothing_found_prefetch(scenarios.patient("px2")))
+            assert requests.post(public + "/cds-services/back-pain-after-chemo", json=body, timeout=5).status_code == 200
+    finally:
+        slow.close()
