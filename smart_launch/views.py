@@ -153,7 +153,7 @@ class DetailViewBuilder:
         card_rules = {f.rule_id for f in assessment.findings}
         wanted = handle.context.rule if handle.context else None
         shown = []
-        for finding in assessment.findings + tuple(
+        for finding in tuple(assessment.findings) + tuple(
             f for f in assessment.differential if f.rule_id not in card_rules
         ):
             rule = knowledge.rules.rules[finding.rule_id]
