@@ -49,13 +49,13 @@ def ehr(loaded_fhir: FhirTestServer) -> t.Iterator[TestEhr]:
         yield server
 
 
-def smart_settings(tmp_path: Path, iss: str, **smart: t.Any) -> Settings:
+def smart_settings(tmp_path: Path, iss: str, *, allowed: t.Sequence[str] = (), **smart: t.Any) -> Settings:
     return Settings.from_mapping(
         {
             "public_base_url": PUBLIC_BASE,
             "database_url": f"sqlite:///{tmp_path / 'smart.sqlite3'}",
             "validate_responses": True,
-            "fhir": {"allowed_servers": [iss], "timeout_seconds": 5},
+            "fhir": {"allowed_servers": [iss, *allowed], "timeout_seconds": 5},
             "smart": {"secret": SECRET, "client_id": CLIENT_ID, "ehrs": [{"iss": iss}], **smart},
         }
     )
@@ -65,7 +65,9 @@ def smart_settings(tmp_path: Path, iss: str, **smart: t.Any) -> Settings:
 def smart_app(tmp_path: Path, ehr: TestEhr):
     from backpain_cds.app import create_app
 
-    return create_app(smart_settings(tmp_path, ehr.fhir_url), clock=lambda: NOW)
+    # the hooks may read sekmet directly (the cards' appContext tests call them)
+    settings = smart_settings(tmp_path, ehr.fhir_url, allowed=[ehr.fhir_upstream])
+    return create_app(settings, clock=lambda: NOW)
 
 
 @pytest.fixture
@@ -104,3 +106,17 @@ def run_launch(browser: t.Any, ehr: TestEhr, launch: str, *, iss: str | None = N
     if callback.status_code == 303:
         view = browser.get(local_path(callback.headers["Location"]))
     return Flow(first, authorize_url, callback_url, callback, view)
+
+
+def card_app_context(browser: t.Any, ehr: TestEhr, patient_id: str) -> tuple[str, dict[str, t.Any]]:
+    """Call the patient-view hook (data from sekmet) and return the card's smart appContext."""
+    from tests.support import hook_requests as hr
+
+    body = hr.patient_view(patient_id, fhir_server=ehr.fhir_upstream)
+    answer = browser.post("/cds-services/back-pain-after-chemo", json=body)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    cards = answer.get_json()["cards"]
+    assert len(cards) == 1
+    smart = [link for link in cards[0]["links"] if link["type"] == "smart"]
+    assert smart and smart[0]["url"] == f"{PUBLIC_BASE}/smart/launch"
+    return smart[0]["appContext"], cards[0]
