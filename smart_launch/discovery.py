@@ -76,7 +76,7 @@ def parse_smart_configuration(document: t.Any, iss: str) -> SmartConfiguration:
     """Check the required fields; relative endpoint URLs resolve against the FHIR base."""
     if not isinstance(document, dict):
         raise DiscoveryError("the EHR's SMART configuration is not a JSON object")
-    methods = _str_list(document, "code_challenge_methods_supported")
+    methods = _str_list(document, "code_challenge_methods_supported", required=False)
     if "S256" not in methods:
         raise DiscoveryError(
             "the EHR does not offer PKCE with S256 (code_challenge_methods_supported); "

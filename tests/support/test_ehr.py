@@ -253,7 +253,7 @@ class TestEhr:
             launch = ehr.launches.get(request.args.get("launch", ""))
             if launch is None:
                 return jsonify(error="invalid_request", error_description="unknown launch"), 400
-            if request.args.get("aud") != ehr.fhir_url:
+            if (request.args.get("aud") or "").rstrip("/") != ehr.fhir_url:
                 return jsonify(error="invalid_request", error_description="aud is not this FHIR base"), 400
             if request.args.get("code_challenge_method") != "S256":
                 return jsonify(error="invalid_request", error_description="PKCE S256 required"), 400
