@@ -89,6 +89,14 @@ def create_smart_blueprint(
             503, "Temporarily unavailable", "The app's database cannot be reached. Try again shortly.",
             "store unavailable"))
 
+    @bp.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # class name only: a message may quote a token or clinical content
+        log.error("SMART page failed: %s", exc.__class__.__name__)
+        return render_page("smart_error.html", config, status=500, error=SmartError(
+            500, "Something went wrong", "The detail view could not be shown. Use the record in "
+            "the EHR; the service log has the details.", "unexpected"))
+
     @bp.after_request
     def _headers(response: Response) -> Response:
         return apply_headers(response, config)
