@@ -153,6 +153,8 @@ def create_app(
         queries = service.catalog.resolve("back-pain-after-chemo", "patient-view").prefetch
         install_smart_app(app, smart_app_config(settings), engine=store.engine, knowledge=knowledge,
                           queries=queries, clock=clock, client_factory=client_factory)
+        if settings.smart.secret is None:
+            log.warning("DEVELOPMENT MODE: no [smart] secret; a random one is used until restart")
     if settings.cors_origins:
         CORS(
             app,
