@@ -230,7 +230,8 @@ def create_smart_blueprint(
             raise SmartError(502, "The patient's record cannot be read",
                              "The EHR returned a resource that is not valid FHIR R4.",
                              "malformed resource") from None
-        return render_page("smart_view.html", config, status=200, view=detail, session=session)
+        return render_page("smart_view.html", config, status=200, view=detail, session=session,
+                           style_hashes=detail.timeline.style_hashes)
 
     return bp
 

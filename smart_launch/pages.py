@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing as t
 
-from flask import Response, render_template
+from flask import Response, g, render_template
 from werkzeug.http import dump_cookie
 
 from smart_launch.config import SmartConfig
@@ -27,16 +27,20 @@ class SmartError(Exception):
         self.log_reason = log_reason  #: for the log only (never shown, never with secrets)
 
 
-def render_page(template: str, config: SmartConfig, *, status: int, **context: t.Any) -> Response:
+def render_page(
+    template: str, config: SmartConfig, *, status: int, style_hashes: t.Sequence[str] = (), **context: t.Any
+) -> Response:
+    """Render a page; ``style_hashes`` allow its inline SVG styles (CSP ``'sha256-…'``)."""
+    g.smart_style_hashes = tuple(style_hashes)
     body = render_template(template, **context)
     return Response(body, status=status, mimetype="text/html")
 
 
-def content_security_policy(config: SmartConfig) -> str:
+def content_security_policy(config: SmartConfig, style_hashes: t.Sequence[str] = ()) -> str:
     return "; ".join(
         [
             "default-src 'none'",
-            "style-src 'self'",
+            " ".join(["style-src 'self'", *style_hashes]),
             "img-src 'self' data:",
             "form-action 'none'",
             "base-uri 'none'",
@@ -46,7 +50,8 @@ def content_security_policy(config: SmartConfig) -> str:
 
 
 def apply_headers(response: Response, config: SmartConfig) -> Response:
-    response.headers["Content-Security-Policy"] = content_security_policy(config)
+    hashes = g.get("smart_style_hashes", ())
+    response.headers["Content-Security-Policy"] = content_security_policy(config, hashes)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Content-Type-Options"] = "nosniff"

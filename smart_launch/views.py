@@ -23,6 +23,7 @@ from fhir_mapping.knowledge import Knowledge
 from smart_launch.app_context import AppContext, HandleCheck
 from smart_launch.config import SmartConfig
 from smart_launch.session_store import ViewSession
+from smart_launch.timeline import Timeline, build_timeline
 from smart_launch.view_text import ViewText
 
 _PATIENT_TOKEN = re.compile(r"\{\{\s*context\.patientId\s*\}\}")
@@ -63,6 +64,7 @@ class DetailView:
     text: ViewText
     app_context: AppContext | None
     resources_read: int
+    timeline: Timeline
 
 
 def granted_types(scope: str) -> set[str] | None:
@@ -148,7 +150,8 @@ class DetailViewBuilder:
         record = extract_record(
             resources, knowledge.valuesets, knowledge.matching, patient_id=patient_id
         )
-        assessment = assess(record, now=self.clock(), config=knowledge.rules, hook="patient-view")
+        now = self.clock()
+        assessment = assess(record, now=now, config=knowledge.rules, hook="patient-view")
         notes.extend(assessment.notes)
         card_rules = {f.rule_id for f in assessment.findings}
         wanted = handle.context.rule if handle.context else None
@@ -179,6 +182,7 @@ class DetailViewBuilder:
             text=self.text,
             app_context=handle.context,
             resources_read=len(resources),
+            timeline=build_timeline(record, knowledge.rules, now),
         )
 
     def _action_labels(self, finding: Finding) -> tuple[str, ...]:
