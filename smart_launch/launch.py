@@ -203,8 +203,7 @@ def create_smart_blueprint(
         log.info("SMART launch completed", extra={"scope": token.get("scope", "")})
         return redirect(f"{config.public_base_url.rstrip('/')}/smart/view/{view_id}", code=303)
 
-    @bp.get("/view/<view_id>")
-    def view(view_id: str) -> Response:
+    def load_detail(view_id: str) -> t.Any:
         session, reason = store.load_session(view_id=view_id[:_MAX_PARAM], browser_id=_browser_id(),
                                              now=int(time.time()))
         if session is None:
@@ -212,7 +211,7 @@ def create_smart_blueprint(
                              "Open the app again from the EHR.", reason)
         handle = signer.verify(session.app_context, patient_id=session.patient)
         try:
-            detail = builder.build(session, handle)
+            return builder.build(session, handle)
         except PatientMissing:
             raise SmartError(400, "No patient in context", "Open the app from a patient's chart.",
                              "no patient") from None
@@ -230,8 +229,19 @@ def create_smart_blueprint(
             raise SmartError(502, "The patient's record cannot be read",
                              "The EHR returned a resource that is not valid FHIR R4.",
                              "malformed resource") from None
-        return render_page("smart_view.html", config, status=200, view=detail, session=session,
+
+    @bp.get("/view/<view_id>")
+    def view(view_id: str) -> Response:
+        detail = load_detail(view_id)
+        return render_page("smart_view.html", config, status=200, view=detail, view_id=view_id,
                            style_hashes=detail.timeline.style_hashes)
+
+    @bp.get("/view/<view_id>/handout")
+    def handout(view_id: str) -> Response:
+        detail = load_detail(view_id)
+        dates = [e for e in detail.timeline.events if e.kind.startswith("gcsf-") or e.kind == "chemotherapy"]
+        return render_page("smart_handout.html", config, status=200, view=detail, view_id=view_id,
+                           dates=dates)
 
     return bp
 

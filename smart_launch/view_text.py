@@ -26,8 +26,22 @@ class SafetyNetting:
 
 
 @dataclass(frozen=True)
+class Handout:
+    """The printable patient handout's texts (plain language)."""
+
+    title: str
+    intro: str
+    sections: tuple[tuple[str, str, tuple[str, ...]], ...]  #: (key, title, items), in order
+    your_dates_title: str
+    no_dates: str
+    footer: str
+    citation: Citation
+
+
+@dataclass(frozen=True)
 class ViewText:
     safety_netting: SafetyNetting
+    handout: Handout
 
 
 def load_view_text(directories: t.Sequence[Path]) -> ViewText:
@@ -39,22 +53,39 @@ def load_view_text(directories: t.Sequence[Path]) -> ViewText:
         data = tomllib.loads(files[-1].read_text(encoding="utf-8"))
         raw = data["safety_netting"]
         cite = raw["citation"]
+        hand = data["handout"]
         return ViewText(
+            handout=Handout(
+                title=_str(hand["title"]),
+                intro=_str(hand["intro"]),
+                sections=tuple(
+                    (key, _str(hand[f"{key}_title"]), tuple(_str(i) for i in hand[key]))
+                    for key in ("causes", "self_care", "gcsf", "seek_help")
+                ),
+                your_dates_title=_str(hand["your_dates_title"]),
+                no_dates=_str(hand["no_dates"]),
+                footer=_str(hand["footer"]),
+                citation=_citation(hand["citation"]),
+            ),
             safety_netting=SafetyNetting(
                 title=_str(raw["title"]),
                 intro=_str(raw["intro"]),
                 items=tuple(_str(i) for i in raw["items"]),
                 advice=_str(raw.get("advice", "")),
-                citation=Citation(
-                    title=_str(cite["title"]),
-                    url=_str(cite["url"]),
-                    recommendation=_str(cite.get("recommendation", "")),
-                    grade=_str(cite.get("grade", "")),
-                ),
-            )
+                citation=_citation(cite),
+            ),
         )
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ViewTextError(f"{files[-1]}: {exc.__class__.__name__}: {exc}") from None
+
+
+def _citation(cite: t.Any) -> Citation:
+    return Citation(
+        title=_str(cite["title"]),
+        url=_str(cite["url"]),
+        recommendation=_str(cite.get("recommendation", "")),
+        grade=_str(cite.get("grade", "")),
+    )
 
 
 def _str(value: t.Any) -> str:
