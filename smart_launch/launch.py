@@ -198,8 +198,12 @@ def create_smart_blueprint(
         browser_id = _browser_id()
         assert browser_id is not None  # claim_launch checked it
         now = int(time.time())
+        lifetime = config.session_seconds
+        expires_in = token.get("expires_in")
+        if isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in > 0:
+            lifetime = min(lifetime, expires_in)  # no view outlives its access token
         store.save_session(view_id=view_id, browser_id=browser_id, iss=pending.iss, token=token,
-                           now=now, expires_at=now + config.session_seconds)
+                           now=now, expires_at=now + lifetime)
         log.info("SMART launch completed", extra={"scope": token.get("scope", "")})
         return redirect(f"{config.public_base_url.rstrip('/')}/smart/view/{view_id}", code=303)
 

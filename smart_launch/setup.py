@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from flask import Flask
 
 from fhir_mapping.fhir_client import FhirClient
-from fhir_mapping.knowledge import Knowledge
+from fhir_mapping.knowledge import Knowledge, KnowledgeError
 from smart_launch.app_context import AppContextSigner
 from smart_launch.config import SmartConfig
 from smart_launch.launch import create_smart_blueprint
 from smart_launch.session_store import SmartStore
-from smart_launch.view_text import load_view_text
+from smart_launch.view_text import ViewTextError, load_view_text
 from smart_launch.views import DetailViewBuilder
 
 
@@ -31,13 +31,17 @@ def install_smart_app(
     http_session_factory: t.Callable[[], requests.Session] = requests.Session,
 ) -> SmartStore:
     """Create the SMART tables and register ``/smart/*``; returns the store (for tests)."""
+    try:
+        text = load_view_text(knowledge.directories)
+    except ViewTextError as exc:
+        raise KnowledgeError([str(exc)]) from None
     store = SmartStore(engine, config.secret)
     store.create_schema()
     builder = DetailViewBuilder(
         knowledge=knowledge,
         queries=queries,
         config=config,
-        text=load_view_text(knowledge.directories),
+        text=text,
         client_factory=client_factory,
         **({"clock": clock} if clock is not None else {}),
     )

@@ -226,3 +226,9 @@ def test_a_narrower_granted_scope_is_honoured_and_said(browser, ehr) -> None:
     assert flow.view.status_code == 200
     assert "did not grant read access to Observation" in html
     assert not any(path.startswith("/fhir/Observation") for _, path in ehr.hits)
+
+
+def test_the_view_does_not_outlive_the_access_token(browser, ehr) -> None:
+    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC)))
+    (row,) = _store(browser).raw_rows()["smart_session"]
+    assert row["expires_at"] - row["created_at"] <= 3600  # authlib's default expires_in (1 h)

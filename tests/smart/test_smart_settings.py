@@ -79,3 +79,17 @@ def test_frame_ancestors_default_to_self_and_the_ehr_origins() -> None:
 
 def test_without_smart_ehrs_cards_have_no_smart_link_and_no_route(client) -> None:
     assert client.get("/smart/launch?iss=x&launch=y").status_code == 404
+
+
+def test_a_broken_detail_view_overlay_is_a_knowledge_error(tmp_path) -> None:
+    from backpain_cds.app import create_app
+    from fhir_mapping.knowledge import KnowledgeError
+
+    (tmp_path / "detail_view.toml").write_text("[safety_netting]\ntitle = 1\n")
+    settings = Settings.from_mapping({
+        "database_url": f"sqlite:///{tmp_path / 'x.sqlite3'}",
+        "knowledge": {"path": str(tmp_path)},
+        "smart": {"client_id": "c", "ehrs": [{"iss": ISS}]},
+    })
+    with pytest.raises(KnowledgeError, match="detail_view.toml"):
+        create_app(settings)
