@@ -60,7 +60,8 @@ class DetailView:
     patient_id: str
     banner: Banner | None
     findings: tuple[ShownFinding, ...]
-    notes: tuple[str, ...]
+    notes: tuple[str, ...]  #: warnings the clinician must see (context ignored, scope narrowed)
+    silence: tuple[str, ...]  #: the assessment's notes on why rules did not fire
     text: ViewText
     app_context: AppContext | None
     resources_read: int
@@ -152,7 +153,6 @@ class DetailViewBuilder:
         )
         now = self.clock()
         assessment = assess(record, now=now, config=knowledge.rules, hook="patient-view")
-        notes.extend(assessment.notes)
         card_rules = {f.rule_id for f in assessment.findings}
         wanted = handle.context.rule if handle.context else None
         shown = []
@@ -179,6 +179,7 @@ class DetailViewBuilder:
             banner=banner,
             findings=tuple(shown),
             notes=tuple(notes),
+            silence=tuple(assessment.notes),
             text=self.text,
             app_context=handle.context,
             resources_read=len(resources),

@@ -22,6 +22,7 @@ def test_full_launch_shows_the_cards_finding_with_its_evidence(browser, ehr) -> 
     assert 'data-banner="patient"' in html
     assert 'data-section="safety-netting"' in html
     assert "NICE QS56" in html  # the rule's citation
+    assert 'class="note"' not in html  # the rules' notes on silence are not warnings
 
 
 def test_the_authorization_request_has_every_smart_parameter(browser, ehr) -> None:

@@ -45,6 +45,7 @@ def test_view_findings_equal_card_findings(name, all_loaded, browser, ehr) -> No
     html = flow.view.get_data(as_text=True)
     view_rules = sorted(re.findall(r'data-rule="([^"]+)"', html))
     assert view_rules == card_rules
+    assert ('data-findings="none"' in html) == (not cards)
     indicators = dict(re.findall(r'data-rule="([^"]+)"\s+data-indicator="([^"]+)"', html))
     assert indicators == {c["extension"]["backpain-cds"]["rule"]: c["indicator"] for c in cards}
     for card in cards:

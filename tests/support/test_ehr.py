@@ -115,7 +115,10 @@ class TestEhr:
         redirect_uri: str,
         client_id: str = "backpain-cds",
         client_secret: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        """``host`` is the name in the EHR's URLs (``localhost`` makes the EHR another *site* than an
+        app on 127.0.0.1, as a real EHR embedding the app is); the server binds 127.0.0.1."""
         self.fhir_upstream = fhir_upstream.rstrip("/")
         self.client = _Client(client_id, client_secret, [redirect_uri])
         self.launches: dict[str, Launch] = {}
@@ -131,7 +134,7 @@ class TestEhr:
         self._lock = threading.Lock()
         self.app = self._build_app()
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.base_url = f"http://127.0.0.1:{self._server.server_port}"
+        self.base_url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -242,6 +245,22 @@ class TestEhr:
         def _record() -> None:
             with ehr._lock:
                 ehr.hits.append((request.method, request.path))
+
+        @app.get("/ehr/chart")
+        def chart() -> Response:
+            """An EHR page that embeds the app's launch URL in an iframe (as an EHR sidebar does)."""
+            from html import escape
+            from urllib.parse import urlencode
+
+            launch_url = request.args["app"] + "?" + urlencode(
+                {"iss": ehr.fhir_url, "launch": request.args["launch"]})
+            page = (
+                "<!doctype html><html><head><title>Test EHR chart</title></head><body>"
+                "<h1>Test EHR</h1>"
+                f'<iframe id="app" name="app" src="{escape(launch_url)}" width="420" height="1400"></iframe>'
+                "</body></html>"
+            )
+            return Response(page, mimetype="text/html")
 
         @app.get("/fhir/.well-known/smart-configuration")
         def smart_configuration() -> Response:
