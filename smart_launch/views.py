@@ -28,7 +28,7 @@ from smart_launch.view_text import ViewText
 
 _PATIENT_TOKEN = re.compile(r"\{\{\s*context\.patientId\s*\}\}")
 _ANY_TOKEN = re.compile(r"\{\{[^{}]*\}\}")
-_SCOPE = re.compile(r"^(patient|user)/([A-Za-z*]+)\.(read|\*|[cruds]+)(\?.*)?$")
+_SCOPE = re.compile(r"^(patient|user)/([A-Za-z*]+)\.(read|\*|c?r?u?d?s?)(\?.*)?$")
 
 
 class PatientMissing(Exception):
