@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 import sys
 from dataclasses import dataclass
@@ -89,13 +90,14 @@ def build_timeline(record: PatientRecord, rules: RuleConfig, now: datetime) -> T
 
 def _chart(events: tuple[TimelineEvent, ...], windows: tuple[tuple[datetime, datetime, str, str], ...]) -> tuple[str, tuple[str, ...]]:
     style = Style(background="white", plot_background="white", font_family="system-ui, sans-serif",
+                  title_font_size=20, label_font_size=15, major_label_font_size=15, legend_font_size=15,
                   colors=("#2a6db0", "#7b3fa0", "#c96a00", "#b00020", "#1f7a3a", "#555555", "#7b3fa0"))
     chart = pygal.DateTimeLine(
         js=[], disable_xml_declaration=True, no_prefix=True, allow_interruptions=True,
         width=640, height=300, style=style, show_legend=True, legend_at_bottom=True,
-        legend_at_bottom_columns=3, x_label_rotation=30, range=(-1.5, 12), show_y_guides=True,
+        x_label_rotation=30, range=(-1.5, 12), show_y_guides=True,
         x_value_formatter=lambda d: d.strftime("%d %b"), title="Pain scores, G-CSF, chemotherapy",
-        truncate_legend=-1, explicit_size=False,
+        truncate_legend=-1, explicit_size=False, y_labels=list(range(0, 11, 2)), legend_at_bottom_columns=2,
     )
     scores = [(e.time, float(e.value.split("/")[0])) for e in events if e.kind == "pain-score"]
     chart.add("Pain score (0-10)", scores or [None])
@@ -112,8 +114,16 @@ def _chart(events: tuple[TimelineEvent, ...], windows: tuple[tuple[datetime, dat
         points = [(e.time, row) for e in events if e.kind == kind]
         chart.add(title, points or [None], stroke=False, dots_size=5)
     svg = _COMMENT.sub("", _SCRIPT.sub("", chart.render(is_unicode=True)))
-    hashes = tuple(
-        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
-        for css in _STYLE.findall(svg)
-    )
-    return svg, hashes
+    # CSP blocks style attributes (only the <style> elements are hashed): the one pygal writes
+    # (the hidden tooltip group) becomes the equivalent SVG presentation attribute
+    svg = svg.replace('style="opacity: 0"', 'opacity="0"')
+    # The CSP hash covers the style element's text as the browser's HTML parser sees it, with
+    # character references decoded: write the CSS unescaped (it has no "<"), then hash that.
+    hashes = []
+    for css in _STYLE.findall(svg):
+        text = html.unescape(css)
+        if "<" in text:
+            raise ValueError("unexpected '<' in the chart's CSS")
+        svg = svg.replace(css, text)
+        hashes.append("'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'")
+    return svg, tuple(hashes)

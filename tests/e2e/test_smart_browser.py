@@ -88,6 +88,7 @@ def test_the_view_works_in_an_iframe_of_another_site(browser_setup) -> None:
         assert frame.locator('[data-section="safety-netting"]').count() == 1
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "smart-view.png"), full_page=True)
+        frame.locator('[data-section="timeline"]').screenshot(path=str(ARTIFACTS / "smart-timeline.png"))
         frame.locator('[data-link="handout"]').click()
         frame.locator('[data-page="handout"]').wait_for(timeout=30_000)
         assert frame.locator('[data-handout="seek_help"] li').count() >= 3

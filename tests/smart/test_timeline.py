@@ -44,6 +44,7 @@ def test_events_windows_and_chart_from_the_record() -> None:
     svg = timeline.svg
     assert svg.startswith("<svg") and "<script" not in svg and "<!--" not in svg
     assert not re.search(r'(href|src)="https?:', svg)
+    assert 'style="' not in svg  # CSP would block style attributes
     styles = re.findall(r"<style[^>]*>(.*?)</style>", svg, re.S)
     assert timeline.style_hashes == tuple(
         "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'" for s in styles
