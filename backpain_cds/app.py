@@ -14,6 +14,7 @@ from backpain_cds.errors import register_error_handlers
 from backpain_cds.gc_pause import GcPauseMiddleware
 from backpain_cds.metrics import Metrics
 from backpain_cds.settings import ConfigError, Settings, config_warnings
+from backpain_cds.smart_settings import smart_app_config, smart_secret
 from backpain_cds.storage import SqlStore
 from cds_hooks.auth import AuthPolicy, ClientAuthenticator, TrustedClient
 from cds_hooks.blueprint import create_blueprint, json_response
@@ -24,6 +25,8 @@ from cds_hooks.prefetch import FetchPolicy
 from cds_hooks.service import CdsService
 from fhir_mapping.fhir_client import FhirClient, FhirClientLimits
 from fhir_mapping.knowledge import Knowledge, KnowledgeError, load_knowledge
+from smart_launch.app_context import AppContextSigner
+from smart_launch.setup import install_smart_app
 
 log = logging.getLogger("backpain_cds.app")
 
@@ -71,7 +74,10 @@ def build_service(
         catalog=load_service_catalog(knowledge),
         fetch_policy=fetch_policy(settings),
         audit=audit,
-        links=CardLinks(smart_launch_url=smart_url),
+        links=CardLinks(
+            smart_launch_url=smart_url,
+            app_context=AppContextSigner(smart_secret(settings)).sign if smart_url else None,
+        ),
         observer=observer,
         client_factory=client_factory,
         clock=clock or (lambda: datetime.now(UTC)),
@@ -145,6 +151,12 @@ def create_app(
             validate_responses=settings.validate_responses,
         )
     )
+    if settings.smart_ehrs:  # the SMART detail view reads what the patient-view hook reads
+        queries = service.catalog.resolve("back-pain-after-chemo", "patient-view").prefetch
+        install_smart_app(app, smart_app_config(settings), engine=store.engine, knowledge=knowledge,
+                          queries=queries, clock=clock, client_factory=client_factory)
+        if settings.smart.secret is None:
+            log.warning("DEVELOPMENT MODE: no [smart] secret; a random one is used until restart")
     if settings.cors_origins:
         CORS(
             app,

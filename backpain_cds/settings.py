@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from backpain_cds.smart_settings import SmartEhrSettings, SmartSettings, check_smart, parse_smart
 from cds_hooks.auth import AuthPolicy
 from fhir_mapping.fhir_client import normalise_base_url
 
@@ -80,15 +81,6 @@ class FhirSettings:
 
 
 @dataclass(frozen=True)
-class SmartEhrSettings:
-    """An EHR that may launch the SMART detail view."""
-
-    iss: str
-    client_id: str
-    client_secret: str | None = None
-
-
-@dataclass(frozen=True)
 class LimitSettings:
     """Bounds on what one request may contain."""
 
@@ -121,12 +113,17 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     auth: AuthSettings = field(default_factory=AuthSettings)
     fhir: FhirSettings = field(default_factory=FhirSettings)
-    smart_ehrs: tuple[SmartEhrSettings, ...] = ()
+    smart: SmartSettings = field(default_factory=SmartSettings)
     knowledge_path: Path | None = None
     limits: LimitSettings = field(default_factory=LimitSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     #: validate every CDS response against the schema before sending (tests turn it on)
     validate_responses: bool = False
+
+    @property
+    def smart_ehrs(self) -> tuple[SmartEhrSettings, ...]:
+        """The EHRs that may launch the SMART detail view (``[[smart.ehrs]]``)."""
+        return self.smart.ehrs
 
     @classmethod
     def load(
@@ -193,13 +190,13 @@ class _Parser:
         knowledge = self._table(data, "knowledge")
         self._unknown(knowledge, {"path"}, "knowledge.")
         knowledge_path = self._path(knowledge.get("path"), "knowledge.path", must_be_dir=True)
-        return Settings(
+        settings = Settings(
             public_base_url=self._url(base_url, "public_base_url") or defaults.public_base_url,
             database_url=self._str(db_url, "database_url") or defaults.database_url,
             cors_origins=self._str_list(data.get("cors_origins", []), "cors_origins"),
             auth=self._auth(self._table(data, "auth")),
             fhir=self._fhir(self._table(data, "fhir")),
-            smart_ehrs=self._smart(self._table(data, "smart")),
+            smart=parse_smart(self, self._table(data, "smart")),
             knowledge_path=knowledge_path,
             limits=self._limits(self._table(data, "limits")),
             metrics=self._metrics(self._table(data, "metrics"), environ),
@@ -207,6 +204,8 @@ class _Parser:
                 data.get("validate_responses", False), "validate_responses"
             ),
         )
+        check_smart(settings, self.problems, development_mode=settings.auth.development_mode)
+        return settings
 
     # --- sections -------------------------------------------------------------------------
     def _auth(self, data: t.Mapping[str, t.Any]) -> AuthSettings:
@@ -273,28 +272,6 @@ class _Parser:
             page_size=self._int(data.get("page_size", d.page_size), "fhir.page_size", 0, 10_000),
             max_response_bytes=self._int(data.get("max_response_bytes", d.max_response_bytes), "fhir.max_response_bytes", 1024, 1 << 31),
         )
-
-    def _smart(self, data: t.Mapping[str, t.Any]) -> tuple[SmartEhrSettings, ...]:
-        self._unknown(data, {"ehrs"}, "smart.")
-        ehrs = []
-        raw_ehrs = data.get("ehrs", [])
-        if not isinstance(raw_ehrs, list):
-            self.problems.append("smart.ehrs must be an array of tables")
-            return ()
-        for i, raw in enumerate(raw_ehrs):
-            key = f"smart.ehrs[{i}]"
-            if not isinstance(raw, dict):
-                self.problems.append(f"{key} must be a table")
-                continue
-            self._unknown(raw, {"iss", "client_id", "client_secret"}, f"{key}.")
-            ehrs.append(
-                SmartEhrSettings(
-                    iss=self._url(raw.get("iss"), f"{key}.iss", required=True) or "",
-                    client_id=self._str(raw.get("client_id"), f"{key}.client_id", required=True) or "",
-                    client_secret=self._str(raw.get("client_secret"), f"{key}.client_secret"),
-                )
-            )
-        return tuple(ehrs)
 
     def _metrics(self, data: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> MetricsSettings:
         self._unknown(data, set(MetricsSettings.__dataclass_fields__), "metrics.")

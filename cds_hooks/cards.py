@@ -29,6 +29,9 @@ class CardLinks:
     """Where cards link to."""
 
     smart_launch_url: str | None = None  #: set when the SMART detail view is configured
+    #: signs the smart link's appContext handle (keyword arguments: hook_instance, rule, card,
+    #: evidence, patient_id); set by the composition root with the SMART app's signer
+    app_context: t.Callable[..., str] | None = None
 
 
 def render_cards(
@@ -38,10 +41,11 @@ def render_cards(
     patient_id: str,
     now: datetime,
     links: CardLinks = CardLinks(),
+    hook_instance: str = "",
 ) -> list[dict[str, t.Any]]:
     """One card per finding, in the assessment's order."""
     return [
-        render_card(f, knowledge, patient_id=patient_id, now=now, links=links)
+        render_card(f, knowledge, patient_id=patient_id, now=now, links=links, hook_instance=hook_instance)
         for f in assessment.findings
     ]
 
@@ -53,6 +57,7 @@ def render_card(
     patient_id: str,
     now: datetime,
     links: CardLinks = CardLinks(),
+    hook_instance: str = "",
 ) -> dict[str, t.Any]:
     """The CDS Hooks card for one finding."""
     rule = knowledge.rules.rules[finding.rule_id]
@@ -81,7 +86,12 @@ def render_card(
                 "label": "Open the back-pain timeline and evidence",
                 "url": links.smart_launch_url,
                 "type": "smart",
-                "appContext": json.dumps({"rule": finding.rule_id, "card": card_uuid}),
+                "appContext": links.app_context(
+                    hook_instance=hook_instance, rule=finding.rule_id, card=card_uuid,
+                    evidence=finding.evidence, patient_id=patient_id,
+                )
+                if links.app_context
+                else json.dumps({"rule": finding.rule_id, "card": card_uuid}),
             }
         )
     if card_links:

@@ -178,7 +178,8 @@ class CdsService:
         )
         lap("assessment")
         cards = render_cards(
-            assessment, knowledge, patient_id=request.patient_id, now=now, links=self.links
+            assessment, knowledge, patient_id=request.patient_id, now=now, links=self.links,
+            hook_instance=request.hook_instance,
         )
         lap("cards")
         if self.audit is not None and cards:

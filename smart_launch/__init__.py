@@ -1,6 +1,8 @@
-"""SMART App Launch 2.x detail view (EHR launch with PKCE, iss allow-list, appContext).
+"""SMART App Launch 2.x detail view: EHR launch with PKCE, iss allow-list, signed appContext.
 
-Not built yet: it lands with its own issue. Until then cards carry ``smart`` links only when
-``[[smart.ehrs]]`` is configured, and no route answers ``/smart/launch``.
-Import rule: may import fhir_mapping and assessment; never cds_hooks.
+``setup.install_smart_app`` registers ``/smart/*`` (``launch.py``) when ``[[smart.ehrs]]`` is
+configured: discovery checks (``discovery.py``), launch state and view sessions in SQL
+(``session_store.py``), the card's signed handle (``app_context.py``), the view's data
+(``views.py``, ``timeline.py``, ``view_text.py``) and its pages (``pages.py``, ``templates/``).
+Import rule: may import fhir_mapping and assessment; never cds_hooks or backpain_cds.
 """

@@ -1,0 +1,81 @@
+"""The SMART store on SQLite and PostgreSQL: single-use states, browser binding, encryption."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from smart_launch.session_store import SmartStore
+
+SECRET = "store-secret-0123456789-0123456789-abcdef"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    else:
+        engine = sa.create_engine(request.getfixturevalue("postgres_url"))
+    smart = SmartStore(engine, SECRET)
+    smart.create_schema()
+    smart.create_schema()  # idempotent
+    yield smart
+    engine.dispose()
+
+
+def _launch(store: SmartStore, **overrides) -> tuple[str, str]:
+    state, browser = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    values = dict(state=state, browser_id=browser, iss="https://ehr/fhir", launch="launch-value",
+                  code_verifier="verifier-value-" + state, issuer=None, token_endpoint="https://ehr/token",
+                  now=1000, expires_at=1600)
+    values.update(overrides)
+    store.save_launch(**values)
+    return state, browser
+
+
+def test_a_state_is_claimed_once_in_its_browser_before_expiry(store) -> None:
+    state, browser = _launch(store)
+    assert store.claim_launch(state=state, browser_id="other" * 5, now=1001) == (None, "state not bound to this browser")
+    assert store.claim_launch(state=state, browser_id=None, now=1001)[1] == "state not bound to this browser"
+    pending, reason = store.claim_launch(state=state, browser_id=browser, now=1001)
+    assert reason == "" and pending.code_verifier == "verifier-value-" + state and pending.launch == "launch-value"
+    assert store.claim_launch(state=state, browser_id=browser, now=1002) == (None, "state already used")
+    expired_state, expired_browser = _launch(store)
+    assert store.claim_launch(state=expired_state, browser_id=expired_browser, now=1600) == (None, "state expired")
+    assert store.claim_launch(state="nope", browser_id=browser, now=1001) == (None, "unknown state")
+
+
+def test_concurrent_claims_of_one_state_let_exactly_one_win(store) -> None:
+    state, browser = _launch(store)
+    wins = []
+
+    def claim() -> None:
+        pending, _ = store.claim_launch(state=state, browser_id=browser, now=1001)
+        if pending is not None:
+            wins.append(pending)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wins) == 1
+
+
+def test_sessions_keep_the_token_encrypted_and_bound_to_the_browser(store) -> None:
+    view, browser = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    token = {"access_token": "AT-" + view, "patient": "p1", "scope": "launch patient/*.rs",
+             "need_patient_banner": True, "fhirContext": [{"reference": "Encounter/1"}], "appContext": "h"}
+    store.save_session(view_id=view, browser_id=browser, iss="https://ehr/fhir", token=token, now=1000, expires_at=2000)
+    session, reason = store.load_session(view_id=view, browser_id=browser, now=1500)
+    assert reason == "" and session.access_token == "AT-" + view and session.patient == "p1"
+    assert session.need_patient_banner and session.fhir_context == [{"reference": "Encounter/1"}]
+    assert store.load_session(view_id=view, browser_id="x" * 30, now=1500)[0] is None
+    assert store.load_session(view_id=view, browser_id=browser, now=2000) == (None, "session expired")
+    dump = repr(store.raw_rows())
+    assert "AT-" + view not in dump and view not in dump and browser not in dump
+    other = SmartStore(store.engine, "another-secret-0123456789-0123456789-xyz")
+    assert other.load_session(view_id=view, browser_id=browser, now=1500)[0] is None
