@@ -15,7 +15,7 @@ Sources (``--source``):
 * ``auto`` (default): synthea if its executable exists, else synthetic. The chosen source is
   always printed by the benchmarks.
 
-Both sources get the clinical scenario of ``tests/support/scenarios.py`` mixed in (cancer,
+Both sources get the clinical scenario of ``tools/harness/scenarios.py`` mixed in (cancer,
 chemotherapy, pegfilgrastim, back pain, pain score), plus extra chemo cycles, G-CSF doses, pain
 scores and labs, so the rules really run and cards fire. The record is trimmed (seeded sample,
 original order kept) to exactly N resources of the types the prefetch templates ask for
@@ -57,7 +57,7 @@ if str(ROOT) not in sys.path:
 
 from backpain_cds.replay import prefetch_from_resources  # noqa: E402
 from fhir_mapping.bundles import bundle_to_resources  # noqa: E402
-from tests.support import scenarios  # noqa: E402
+from tools.harness import scenarios  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 PATIENT_ID = "bench-patient"

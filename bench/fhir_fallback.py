@@ -3,7 +3,7 @@
     python bench/fhir_fallback.py                 # 100 ms per request; small + paged records
     python bench/fhir_fallback.py --short         # CI smoke mode (small record, 3 runs)
 
-A sekmet-fhir server is started (``tests/support/sekmet.start_sekmet``: ``$SEKMET_BIN``, else
+A sekmet-fhir server is started (``tools/harness/sekmet.start_sekmet``: ``$SEKMET_BIN``, else
 ``/opt/sekmet/bin/sekmet``, else PATH) and a one-patient record is loaded into it. In front of
 it runs a small threaded HTTP proxy on 127.0.0.1 that sleeps ``--delay-ms`` before forwarding
 each request (path and query passed through unchanged). sekmet writes absolute ``next`` links
@@ -52,8 +52,8 @@ from hook_latency import machine  # noqa: E402
 from backpain_cds.app import build_service  # noqa: E402
 from backpain_cds.settings import Settings  # noqa: E402
 from fhir_mapping.knowledge import load_knowledge  # noqa: E402
-from tests.support import scenarios  # noqa: E402
-from tests.support.sekmet import FhirTestServer, SekmetUnavailable, start_sekmet  # noqa: E402
+from tools.harness import scenarios  # noqa: E402
+from tools.harness.sekmet import FhirTestServer, SekmetUnavailable, start_sekmet  # noqa: E402
 
 TARGET_TOTAL_MS = 400.0
 

@@ -5,7 +5,7 @@
 
 The service runs as ``backpain-cds serve --workers 2`` (gunicorn, gthread, 4 threads per
 worker, preloaded app, SQLite audit store in a temp dir, development mode: unsigned calls on
-loopback) via ``tests/support/live_service.start_service``. The load generator is closed-loop:
+loopback) via ``tools/harness/live_service.start_service``. The load generator is closed-loop:
 ``--concurrency`` client threads, each with its own keep-alive ``http.client`` connection,
 send the next request as soon as the previous answer arrived, until the fixed request count
 is reached or the time cap passes (whichever first). Every request gets its own
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402  (also puts the repo root on sys.path)
 from hook_latency import machine, pct  # noqa: E402
 
-from tests.support.live_service import start_service, stop_service  # noqa: E402
+from tools.harness.live_service import start_service, stop_service  # noqa: E402
 
 PATH = f"/cds-services/{data.SERVICE_ID}"
 TARGET_RPS = 300.0

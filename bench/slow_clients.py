@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402  (also puts the repo root on sys.path)
 from hook_latency import machine, pct  # noqa: E402
 
-from tests.support.live_service import start_service, stop_service  # noqa: E402
+from tools.harness.live_service import start_service, stop_service  # noqa: E402
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 400 + b"\r\n\r\n"
 BODY_HEAD = (b"POST /cds-services/back-pain-after-chemo HTTP/1.1\r\nHost: x\r\n"

@@ -6,7 +6,7 @@
 
 Set-up, all on 127.0.0.1: a FHIR stub serving the record of ``bench/data.py`` (synthetic
 source) — one page per search, honouring ``patient``, ``code`` and ``category`` as a FHIR server
-would — behind the in-repo test EHR (``tests/support/test_ehr.py``: authlib authorization
+would — behind the in-repo test EHR (``tools/harness/fake_ehr.py``: authlib authorization
 server + FHIR proxy that checks the app's token). The app is built in-process
 (``create_app``, SQLite store) with that EHR under ``[[smart.ehrs]]``. One full EHR launch gives
 a view URL; then the view is fetched ``--iterations`` times with the Flask test client. Every
@@ -41,7 +41,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from backpain_cds.app import create_app  # noqa: E402
 from backpain_cds.settings import Settings  # noqa: E402
-from tests.support.test_ehr import TestEhr  # noqa: E402
+from tools.harness.fake_ehr import TestEhr  # noqa: E402
 
 TARGET_MS = 1000.0
 PUBLIC_BASE = "http://127.0.0.1:18590"

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402  (also puts the repo root on sys.path)
 from hook_latency import machine, pct  # noqa: E402
 
-from tests.support.servers import free_port  # noqa: E402
+from tools.harness.servers import free_port  # noqa: E402
 
 PATH = f"/cds-services/{data.SERVICE_ID}"
 

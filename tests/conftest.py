@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from backpain_cds.settings import Settings
-from tests.support.sekmet import fhir_server  # noqa: F401  (session fixture)
-from tests.support.servers import unavailable
+from tools.harness.sekmet import fhir_server  # noqa: F401  (session fixture)
+from tools.harness.servers import unavailable
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import requests
 
 from cds_hooks.schemas import validate_cds_response
 from tests.support import hook_requests as hr
-from tests.support import scenarios
-from tests.support.live_service import start_service, stop_service
+from tools.harness import scenarios
+from tools.harness.live_service import start_service, stop_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir_server]
 

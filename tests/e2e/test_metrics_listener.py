@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.support.live_service import start_service, stop_service
-from tests.support.servers import free_port
+from tools.harness.live_service import start_service, stop_service
+from tools.harness.servers import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ import requests
 
 from tests.e2e.test_slow_clients import SlowClients
 from tests.support import hook_requests as hr
-from tests.support import scenarios
-from tests.support.live_service import start_service, stop_service
-from tests.support.servers import free_port, unavailable
+from tools.harness import scenarios
+from tools.harness.live_service import start_service, stop_service
+from tools.harness.servers import free_port, unavailable
 
 pytestmark = pytest.mark.e2e
 

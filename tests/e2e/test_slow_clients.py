@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from tests.support import hook_requests as hr
-from tests.support import scenarios
-from tests.support.live_service import start_service, stop_service
+from tools.harness import scenarios
+from tools.harness.live_service import start_service, stop_service
 
 pytestmark = pytest.mark.e2e
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import scenarios
-from tests.support.live_service import start_service, stop_service
-from tests.support.servers import unavailable
-from tests.support.test_ehr import TestEhr
+from tools.harness import scenarios
+from tools.harness.live_service import start_service, stop_service
+from tools.harness.servers import unavailable
+from tools.harness.fake_ehr import TestEhr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir_server]
 

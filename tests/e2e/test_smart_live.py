@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.support import scenarios
-from tests.support.live_service import start_service, stop_service
-from tests.support.test_ehr import TestEhr
+from tools.harness import scenarios
+from tools.harness.live_service import start_service, stop_service
+from tools.harness.fake_ehr import TestEhr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir_server]
 

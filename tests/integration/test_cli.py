@@ -12,7 +12,7 @@ import pytest
 
 from backpain_cds.cli import main
 from tests.support import hook_requests as hr
-from tests.support import scenarios
+from tools.harness import scenarios
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ import pytest
 from backpain_cds.app import create_app
 from backpain_cds.settings import Settings
 from tests.support import hook_requests as hr
-from tests.support import scenarios
+from tools.harness import scenarios
 from tests.support.http_recorder import CannedResponse, http_recorder  # noqa: F401
 
 

@@ -11,7 +11,7 @@ from backpain_cds.replay import prefetch_from_resources
 from fhir_mapping.knowledge import load_knowledge
 
 from tests.support import hook_requests as hr
-from tests.support import scenarios
+from tools.harness import scenarios
 
 EXPECTED = {
     "back-pain-after-chemo": "patient-view",

@@ -15,7 +15,7 @@ from backpain_cds.logs import JsonFormatter
 from backpain_cds.settings import Settings
 from backpain_cds.storage import metadata
 from tests.support import hook_requests as hr
-from tests.support import scenarios
+from tools.harness import scenarios
 
 PV = "back-pain-after-chemo"
 TS = "2026-01-02T03:04:05Z"

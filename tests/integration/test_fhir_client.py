@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from fhir_mapping.fhir_client import FhirClient, FhirClientLimits, FhirFetchError
-from tests.support.sekmet import FhirTestServer, fhir_server  # noqa: F401  (fixture)
+from tools.harness.sekmet import FhirTestServer, fhir_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.fhir_server
 

@@ -13,8 +13,8 @@ import requests
 
 from tests.support import hook_requests as hr
 from tests.support.jwt_factory import TestSigner
-from tests.support.live_service import start_service, stop_service
-from tests.support.servers import free_port
+from tools.harness.live_service import start_service, stop_service
+from tools.harness.servers import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

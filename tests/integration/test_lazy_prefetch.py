@@ -27,7 +27,7 @@ from backpain_cds.settings import Settings
 from cds_hooks.json_body import decode_hook_body
 from fhir_mapping.knowledge import load_knowledge
 from tests.support import hook_requests as hr
-from tests.support import scenarios
+from tools.harness import scenarios
 from tests.support.hostile_requests import mutated_requests, requests_with_random_prefetch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

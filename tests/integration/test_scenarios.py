@@ -29,7 +29,7 @@ from backpain_cds.replay import build_call
 from backpain_cds.settings import Settings
 from assessment.config import RULE_IDS
 from fhir_mapping.knowledge import load_knowledge
-from tests.support.sekmet import FhirTestServer, fhir_server  # noqa: F401  (session fixture)
+from tools.harness.sekmet import FhirTestServer, fhir_server  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"

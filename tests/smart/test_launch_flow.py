@@ -89,7 +89,7 @@ def test_view_pages_have_the_csp_with_frame_ancestors_and_no_external_resources(
 def test_the_confidential_client_authenticates_with_basic(tmp_path, loaded_fhir) -> None:
     from backpain_cds.app import create_app
     from tests.smart.conftest import NOW, smart_settings
-    from tests.support.test_ehr import TestEhr
+    from tools.harness.fake_ehr import TestEhr
 
     with TestEhr(loaded_fhir.base_url, redirect_uri=f"{PUBLIC_BASE}/smart/callback",
                  client_id=CLIENT_ID, client_secret="s3cret-value") as ehr:

@@ -1,7 +1,7 @@
 """Hypothesis strategies for hostile hook requests (shared by the hostile-input campaign and
 the lazy-decoding equivalence tests).
 
-The requests are valid CDS Hooks calls built from ``tests.support.scenarios``, then mutated:
+The requests are valid CDS Hooks calls built from ``tools.harness.scenarios``, then mutated:
 one field replaced, deleted or extended with a random JSON value, or prefetch keys replaced by
 random values (Bundles of FHIR-ish resources with wrongly typed fields, junk, nulls, ...).
 """
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from backpain_cds.replay import prefetch_from_resources
 from tests.support import hook_requests as hr
-from tests.support import scenarios
+from tools.harness import scenarios
 
 FHIR_SERVER = "https://ehr.example.org/fhir/r4"  # not allow-listed: never contacted
 FAKE_ACCESS_TOKEN = "fake-access-token-Qx7Zr2-DO-NOT-LOG"

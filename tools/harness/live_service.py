@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.servers import free_port
+from tools.harness.servers import free_port
 
 
 @dataclass

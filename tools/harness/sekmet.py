@@ -22,7 +22,7 @@ settings file, so they are removed from the child's environment; sekmet resolves
 
 Use in a test module (the lead also imports it in ``tests/conftest.py``)::
 
-    from tests.support.sekmet import fhir_server  # noqa: F401
+    from tools.harness.sekmet import fhir_server  # noqa: F401
 
     @pytest.mark.fhir_server
     def test_x(fhir_server):
@@ -53,7 +53,7 @@ import orjson
 import pytest
 import requests
 
-from tests.support.servers import unavailable
+from tools.harness.servers import unavailable
 
 __all__ = [
     "DEFAULT_SEKMET_BIN",
@@ -309,7 +309,7 @@ def running_fhir_server(workdir: Path | None = None) -> Iterator[FhirTestServer]
 class _Shared:
     """One server per test process, however many modules import the fixture.
 
-    Each ``from tests.support.sekmet import fhir_server`` (conftest *and* test modules) makes
+    Each ``from tools.harness.sekmet import fhir_server`` (conftest *and* test modules) makes
     pytest register a separate session fixture with its own cache; without this, each would
     start its own sekmet. The last user to tear down stops the server.
     """
