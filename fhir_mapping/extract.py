@@ -200,7 +200,6 @@ class _Facts:
                 order = chemotherapy_order_fact(resource, ref, matcher)
                 if order is not None:
                     self.procedures.append(order)
-                    return
                 if rtype == "CarePlan":
                     return
             image = imaging_fact(resource, ref, matcher)

@@ -128,3 +128,10 @@ def test_ndc_only_medication_is_exposed_as_unrecognised_and_named_ndc_is_matched
     assert record.medications == () and record.unrecognised_coded_meds == ("MedicationAdministration/ndc",)
     named = extract(administration("ndc", coded(NDC, "55513-0190-01", "Neulasta 6 mg/0.6 mL"), 2))
     assert named.unrecognised_coded_meds == () and named.medications[0].confidence is Confidence.TEXT
+
+
+def test_a_service_request_naming_chemotherapy_keeps_its_imaging_fact() -> None:
+    sr = _service_request(concept={"coding": [{"system": "http://loinc.org", "code": "36067-7", "display": "MR Spine"}],
+                                   "text": "MR spine before chemotherapy cycle 2"})
+    record = extract(sr)
+    assert [f.source for f in record.procedures] == ["order"] and len(record.imaging) == 1
