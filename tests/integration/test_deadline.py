@@ -18,7 +18,7 @@ from tests.support.http_recorder import CannedResponse, http_recorder  # noqa: F
 def slow_app(tmp_path, http_recorder):
     http_recorder.route("/fhir/Patient/slow", CannedResponse(body=scenarios.patient("slow"), delay=3.0))
     for kind in ("MedicationRequest", "MedicationAdministration", "MedicationStatement", "Condition",
-                 "Observation", "Procedure", "ServiceRequest", "ImagingStudy", "DiagnosticReport"):
+                 "Observation", "Procedure", "ServiceRequest", "CarePlan", "ImagingStudy", "DiagnosticReport"):
         http_recorder.route(f"/fhir/{kind}", CannedResponse(body=hr.searchset()))
     settings = Settings.from_mapping({
         "database_url": f"sqlite:///{tmp_path / 'd.sqlite3'}",
