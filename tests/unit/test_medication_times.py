@@ -91,3 +91,13 @@ def test_medication_statement_is_included_from_prefetch_and_fallback() -> None:
         assert "medicationStatements" in service["prefetch"], service["id"]
         assert {"serviceRequests", "carePlans"} <= set(service["prefetch"]), service["id"]
     assert services["templates"]["carePlans"]["query"].startswith("CarePlan?patient=")
+
+
+def test_daily_request_with_timing_events_covers_first_to_last_event() -> None:
+    events = [iso(d) for d in (10, 9, 8, 7, 6)]
+    fil = request("fil", FIL, authoredOn=iso(11), dosageInstruction=[{"timing": {"event": events}}])
+    (fact,) = extract(fil).medications
+    assert fact.time == NOW - timedelta(days=10) and fact.last_dose == NOW - timedelta(days=6)
+    # last event 6 days ago + 3 days: pain 4 days ago in window, 2 days ago not
+    assert rules(fil, back_pain(days_ago=4), cancer()) == ["gcsf-bone-pain"]
+    assert rules(fil, back_pain(days_ago=2), cancer()) == ["back-pain-supportive-care"]
