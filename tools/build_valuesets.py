@@ -418,6 +418,14 @@ build("red-flag-neurological", "MSCC red flags: neurological",
       "VSAC Neurologic impairment without traumatic injuries (injury, fracture, dislocation, subluxation, contusion, avulsion, traction) "
       "and without the cauda equina syndrome / compression codes (those are in mscc-diagnosis) and K59.2 (in red-flag-bladder-bowel).",
       neuro, [nsrc], "§3.1")
+# Generalised weakness (CLINICAL.md: not a limb red flag by itself; with a lower-limb body site or
+# text naming the legs it is). Not bound in matching.toml here: for the red-flag logic to use with a
+# body site. (26544005 "Muscle weakness" is still also in red-flag-neurological, as before.)
+build("weakness-generalised", "Generalised weakness",
+      "Generalised weakness codes: a limb red flag only with a lower-limb body site or text naming the legs.",
+      [c(ICD, "M62.81", "Muscle weakness (generalized)", A, CDC), c(ICD, "R53.1", "Weakness", A, CDC),
+       c(SCT, "26544005", "Muscle weakness (finding)", A, "CODES_2026-12.md §6 (VSAC Frailty Symptom …113.11.1311)")],
+      (), "operational definitions (red flag), CODES_2026-12.md §5, §6")
 _, urows = vsac("urinary-retention.json")
 d = json.loads((VSAC / "urinary-retention.json").read_text()); usrc = (f"{d['url']}|{d['version']}", d["title"])
 bb = [c(r["system"], r["code"], r["display"], "VSAC") for r in urows] + bowel_v + [

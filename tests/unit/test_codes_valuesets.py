@@ -123,3 +123,10 @@ def test_build_valuesets_check_mode_finds_the_committed_files_current() -> None:
     done = subprocess.run([sys.executable, "tools/build_valuesets.py", "--check", str(vsac)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_generalised_weakness_has_its_own_set_outside_the_red_flag_sets() -> None:
+    members = VALUESETS.members(BASE + "weakness-generalised")
+    assert {(ICD, "M62.81"), (ICD, "R53.1"), (SCT, "26544005")} == members
+    assert VALUESETS.urls_for(ICD, "M62.81") == frozenset({BASE + "weakness-generalised"})
+    assert VALUESETS.urls_for(ICD, "R53.1") == frozenset({BASE + "weakness-generalised"})
