@@ -62,6 +62,14 @@ class MedicationFact:
     intent: str | None = None  #: MedicationRequest.intent ("plan" = planned only)
     on_body_injector: bool = False  #: Onpro-style kit: dose lands about a day later
     selected: bool = False  #: draft order named in order-select ``selections``
+    #: last dose of a course: end of an administration/statement effectivePeriod, or the last
+    #: ``timing.event`` of a request (None: one dose at ``time``)
+    last_dose: datetime | None = None
+    #: dual-use antineoplastic (methotrexate, cyclophosphamide, rituximab): chemotherapy evidence
+    #: only with a malignant cancer Condition or a malignant reason
+    requires_malignancy: bool = False
+    reason_refs: tuple[str, ...] = ()  #: ``Type/id`` of reasonReference targets
+    reason_malignant: bool = False  #: a reasonCode names a malignancy
 
 
 class ClinicalKind(str, enum.Enum):
@@ -127,12 +135,15 @@ class LabResult:
 
 @dataclass(frozen=True, slots=True)
 class ProcedureFact:
-    """A chemotherapy procedure (Procedure coded as chemotherapy administration)."""
+    """Chemotherapy given (Procedure), ordered (ServiceRequest) or planned (CarePlan activity)."""
 
     ref: str
     time: datetime | None
     status: str = "completed"
     label: str = ""
+    #: "procedure" (Procedure: given), "order" (ServiceRequest: ordered), "plan" (CarePlan activity)
+    source: str = "procedure"
+    end: datetime | None = None  #: end of the ordered / planned period, if any
 
 
 class ImagingKind(str, enum.Enum):
@@ -165,3 +176,6 @@ class PatientRecord:
     imaging: tuple[ImagingFact, ...] = ()
     draft_orders: tuple[MedicationFact, ...] = ()  #: order hooks' draftOrders that matched
     unrecognised_draft_orders: tuple[str, ...] = field(default=())  #: refs of other drafts
+    #: refs of medication resources coded only in systems we cannot read (e.g. NDC), with no
+    #: drug name: they could not be checked for G-CSF or chemotherapy
+    unrecognised_coded_meds: tuple[str, ...] = field(default=())

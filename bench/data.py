@@ -155,7 +155,7 @@ _LABS = [
     ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", 3.5, 11),
     ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 11, 16),
     ("777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL", 150, 400),
-    ("33914-3", "Glomerular filtration rate/1.73 sq M.predicted", "mL/min/{1.73_m2}", 60, 110),
+    ("62238-1", "Glomerular filtration rate/1.73 sq M.predicted by Creatinine-based formula (CKD-EPI)", "mL/min/{1.73_m2}", 60, 110),
 ]
 _CONDITIONS = [
     ("444814009", "Viral sinusitis (disorder)"), ("195662009", "Acute viral pharyngitis (disorder)"),
@@ -326,7 +326,7 @@ def clinical_resources(pid: str, now: datetime, *, extra: int) -> list[Resource]
                         "code": {"coding": [{"system": _LOINC, "code": "72514-3", "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported"}]},
                         "effectiveDateTime": _iso(when + timedelta(days=3)), "valueInteger": 2})
         else:
-            code, unit, value = ("777-3", "10*3/uL", 210) if kind == "platelets" else ("33914-3", "mL/min/{1.73_m2}", 85)
+            code, unit, value = ("777-3", "10*3/uL", 210) if kind == "platelets" else ("62238-1", "mL/min/{1.73_m2}", 85)
             out.append({"resourceType": "Observation", "id": ident, "subject": subject, "status": "final",
                         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
                         "code": {"coding": [{"system": _LOINC, "code": code}]}, "effectiveDateTime": _iso(when),

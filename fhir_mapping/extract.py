@@ -26,6 +26,7 @@ from assessment.facts import (
     ProcedureFact,
 )
 
+from .chemo_orders import CHEMO_ORDER_TYPES, chemotherapy_order_fact
 from .conditions import condition_facts
 from .imaging import IMAGING_TYPES, imaging_fact
 from .matchconfig import MatchingConfig, MatchingConfigError, load_matching_config, validate_matching_config
@@ -67,7 +68,8 @@ class MalformedResource(ValueError):
         self.detail = detail
 
 _USED_TYPES = frozenset(
-    {"Condition", "Observation", "QuestionnaireResponse", "Procedure", "Medication", *MEDICATION_SOURCES, *IMAGING_TYPES}
+    {"Condition", "Observation", "QuestionnaireResponse", "Procedure", "Medication", *MEDICATION_SOURCES, *IMAGING_TYPES,
+     *CHEMO_ORDER_TYPES}
 )
 
 
@@ -137,7 +139,8 @@ def extract_record(
             check()
         with _shape_errors_as_malformed(ref, resource):
             facts.meds[slot] = medication_fact(
-                resource, ref, MEDICATION_SOURCES[resource["resourceType"]], matcher, medications
+                resource, ref, MEDICATION_SOURCES[resource["resourceType"]], matcher, medications,
+                unreadable=facts.unreadable,
             )
     meds = [fact for fact in facts.meds if fact is not None]
 
@@ -169,6 +172,7 @@ def extract_record(
         imaging=tuple(facts.imaging),
         draft_orders=tuple(draft_facts),
         unrecognised_draft_orders=tuple(dict.fromkeys(unrecognised)),
+        unrecognised_coded_meds=tuple(facts.unreadable),
     )
 
 
@@ -183,6 +187,7 @@ class _Facts:
     labs: list[LabResult] = field(default_factory=list)
     procedures: list[ProcedureFact] = field(default_factory=list)
     imaging: list[ImagingFact] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  #: medications coded only by e.g. NDC
 
     def add(self, ref: str, resource: Json, matcher: t.Any, medications: dict[str, Json]) -> None:
         """Append the facts of one resource to the list of its kind."""
@@ -194,7 +199,9 @@ class _Facts:
         elif rtype == "QuestionnaireResponse":
             self.clinical.extend(questionnaire_facts(resource, ref, matcher))
         elif rtype in MEDICATION_SOURCES:
-            fact = medication_fact(resource, ref, MEDICATION_SOURCES[rtype], matcher, medications)
+            fact = medication_fact(
+                resource, ref, MEDICATION_SOURCES[rtype], matcher, medications, unreadable=self.unreadable
+            )
             if fact is not None:
                 self.meds.append(fact)
         elif rtype == "Procedure":
@@ -202,6 +209,12 @@ class _Facts:
             if proc is not None:
                 self.procedures.append(proc)
         else:
+            if rtype in CHEMO_ORDER_TYPES:  # chemotherapy ordered (ServiceRequest) or planned (CarePlan)
+                order = chemotherapy_order_fact(resource, ref, matcher)
+                if order is not None:
+                    self.procedures.append(order)
+                if rtype == "CarePlan":
+                    return
             image = imaging_fact(resource, ref, matcher)
             if image is not None:
                 self.imaging.append(image)

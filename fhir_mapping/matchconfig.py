@@ -21,6 +21,7 @@ from assessment.facts import ClinicalKind, DrugClass, GcsfClass, ImagingKind, La
 from .valuesets import ValueSetIndex
 
 __all__ = [
+    "ChemotherapyOrderRule",
     "ClinicalRule",
     "DrugRule",
     "ImagingRule",
@@ -52,6 +53,18 @@ class DrugRule:
     atc_prefixes: tuple[str, ...]
     atc_exclude: tuple[str, ...]
     text: re.Pattern[str] | None
+    text_exclude: re.Pattern[str] | None
+    #: dual-use antineoplastic (methotrexate, ...): chemotherapy only with a malignancy
+    requires_malignancy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChemotherapyOrderRule:
+    """How chemotherapy ordered (ServiceRequest) or planned (CarePlan activity) is recognised."""
+
+    statuses: frozenset[str]  #: resource statuses that count (active, completed)
+    activity_status_skip: frozenset[str]  #: CarePlan activity.detail statuses that do not count
+    text: re.Pattern[str] | None  #: words / regimen names meaning chemotherapy
     text_exclude: re.Pattern[str] | None
 
 
@@ -116,6 +129,7 @@ class MatchingConfig:
     labs: tuple[LabRule, ...]
     chemotherapy_procedure_valuesets: tuple[str, ...]
     imaging: tuple[ImagingRule, ...]
+    chemotherapy_order: ChemotherapyOrderRule = ChemotherapyOrderRule(frozenset(), frozenset(), None, None)
     #: value sets of generalised weakness (M62.81, R53.1 ...): a limb red flag only with a leg site / text
     generalised_weakness_valuesets: tuple[str, ...] = ()
     #: the clinical-text component's compiled terms (``knowledge/clinical_text.toml`` + overlay),
@@ -227,6 +241,7 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
             atc_exclude=tuple(p.upper() for p in d.get("atc_exclude", ())),
             text=_words(d.get("text")),
             text_exclude=_words(d.get("text_exclude")),
+            requires_malignancy=bool(d.get("requires_malignancy", False)),
         )
         for d in med.get("drug", ())
     )
@@ -244,6 +259,7 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
     misplaced += [f"[negation] {key}" for key in ("before", "after", "value_text") if neg.get(key)]
     misplaced += [f"[[site]] {s['site']} text" for s in raw.get("site", ()) if s.get("text")]
     pain = raw.get("pain_score", {})
+    order = raw.get("chemotherapy_order", {})
     return MatchingConfig(
         version=str(raw.get("version", "")),
         systems=MappingProxyType(systems),
@@ -289,6 +305,12 @@ def _build(raw: Mapping[str, t.Any]) -> MatchingConfig:
                 body_valuesets=urls(img.get("body_valuesets")),
             )
             for img in raw.get("imaging", ())
+        ),
+        chemotherapy_order=ChemotherapyOrderRule(
+            statuses=frozenset(order.get("statuses", ("active", "completed"))),
+            activity_status_skip=frozenset(order.get("activity_status_skip", ())),
+            text=_words(order.get("text")),
+            text_exclude=_words(order.get("text_exclude")),
         ),
         generalised_weakness_valuesets=urls(raw.get("generalised_weakness", {}).get("valuesets")),
         misplaced_text=tuple(misplaced),

@@ -777,6 +777,117 @@ def fixtures() -> list[Fixture]:
        "G-CSF bone pain with 'History of foot drop in 2019, resolved': historical, not a current red flag",
        lambda p: (gcsf_bone_pain_base(p), note(p, "note", "History of foot drop in 2019, resolved")),
        [card(GCSF, "info")])
+
+    # --- codes helper: chemotherapy by ingredient / name / order / plan, dual-use agents, HCPCS,
+    # NDC-only, dose-time rules (CLINICAL.md oncology context and G-CSF window, CODES_2026-12.md) ---
+    def med(p: P, rtype: str, rid: str, medication: dict[str, Any], **fields: Any) -> Resource:
+        r: Resource = {"resourceType": rtype, "id": rid, "status": fields.pop("status", "completed")}
+        if rtype == "MedicationRequest":
+            r["intent"] = "order"
+        r["medicationCodeableConcept"] = medication
+        r["subject"] = p.subject
+        r.update(fields)
+        return p.add(r)
+
+    def cx_admin(p: P, rid: str, days: float, medication: dict[str, Any], **fields: Any) -> Resource:
+        return med(p, "MedicationAdministration", rid, medication, effectiveDateTime=iso(days), **fields)
+
+    CYCLO = concept(RX, "3002", "cyclophosphamide", "Cyclophosphamide 600 mg/m2 IV")
+    DOXO = {"coding": [coding(RX, "3639", "doxorubicin")]}  # IN code not verified here: recognised by name
+    MTX = concept(RX, "6851", "methotrexate", "Methotrexate 15 mg weekly")
+    RA = concept(ICD, "M06.9", "Rheumatoid arthritis, unspecified")
+    NDC = "http://hl7.org/fhir/sid/ndc"
+    HCPCS_HTTP = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+    PEG_SBD = concept(RX, "727542", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe [Neulasta]")
+
+    def ingredient_chemo(p: P) -> P:  # no cancer Condition, no Procedure: chemo by RxNorm IN only
+        cx_admin(p, "cyclo", 12, CYCLO)
+        cx_admin(p, "doxo", 12, DOXO)
+        p.back_pain(5)
+        p.score(1, 3)
+        p.safe_labs()
+        return p
+
+    fx("in-back-pain-supportive-care-codes-ingredient-chemo", "c1",
+       "Cyclophosphamide (RxNorm IN 3002) and doxorubicin (by name) given 12 days ago, no cancer Condition: oncology context",
+       lambda p: ingredient_chemo(p), [card(SUPP, "info")])
+    fx("in-mscc-red-flags-codes-ingredient-chemo-paraplegia", "c2",
+       "Ingredient-coded cyclophosphamide/doxorubicin plus incomplete paraplegia (ICD-10-CM G82.22) yesterday",
+       lambda p: (ingredient_chemo(p), p.condition("paraplegia", concept(ICD, "G82.22", "Paraplegia, incomplete"),
+                                                   onset=1, recorded=1)),
+       [card(MSCC, "critical")])
+    fx("out-back-pain-supportive-care-codes-methotrexate-ra", "c3",
+       "Weekly low-dose methotrexate for rheumatoid arthritis and back pain, no cancer: not oncology context",
+       lambda p: (med(p, "MedicationRequest", "mtx", MTX, status="active", authoredOn=iso(20),
+                      reasonCode=[RA]), p.condition("ra", RA, onset=400), p.back_pain(5), p.score(1, 3)),
+       [])
+    fx("in-back-pain-supportive-care-codes-rituximab-lymphoma-reason", "c4",
+       "Rituximab (text) given 10 days ago with reasonCode diffuse large B-cell lymphoma, no Condition: context",
+       lambda p: (cx_admin(p, "rtx", 10, {"text": "Rituximab 375 mg/m2 IV"},
+                           reasonCode=[concept(ICD, "C83.30", "Diffuse large B-cell lymphoma, unspecified site")]),
+                  p.back_pain(5), p.score(1, 3), p.safe_labs()),
+       [card(SUPP, "info")])
+    fx("in-back-pain-supportive-care-codes-chemo-service-request", "c5",
+       "Chemotherapy ordered (ServiceRequest, SNOMED 367336001, active) 6 days ago is the only oncology context",
+       lambda p: (p.add({"resourceType": "ServiceRequest", "id": "sr-chemo", "status": "active", "intent": "order",
+                         "code": concept(SCT, "367336001", "Chemotherapy (procedure)", "FOLFOX cycle 1"),
+                         "subject": p.subject, "authoredOn": iso(6)}), p.back_pain(5), p.score(1, 3), p.safe_labs()),
+       [card(SUPP, "info")])
+    fx("out-back-pain-supportive-care-codes-chemo-service-request-revoked", "c6",
+       "Chemotherapy ServiceRequest revoked: no oncology context, no card",
+       lambda p: (p.add({"resourceType": "ServiceRequest", "id": "sr-chemo", "status": "revoked", "intent": "order",
+                         "code": concept(SCT, "367336001", "Chemotherapy (procedure)"),
+                         "subject": p.subject, "authoredOn": iso(6)}), p.back_pain(5), p.score(1, 3)),
+       [])
+    fx("in-mscc-red-flags-codes-chemo-care-plan", "c7",
+       "Chemotherapy planned as a CarePlan activity (AC-T, scheduled) plus urinary retention yesterday",
+       lambda p: (p.add({"resourceType": "CarePlan", "id": "cp-chemo", "status": "active", "intent": "plan",
+                         "subject": p.subject, "created": iso(20),
+                         "activity": [{"detail": {"status": "scheduled", "code": {"text": "AC-T chemotherapy, cycle 2"}}}]}),
+                  p.back_pain(30), p.condition("retention", RETENTION, onset=1, recorded=1)),
+       [card(MSCC, "critical")])
+    fx("out-back-pain-supportive-care-codes-care-plan-cancelled-chemo", "c8",
+       "CarePlan whose chemotherapy activity was cancelled: no oncology context",
+       lambda p: (p.add({"resourceType": "CarePlan", "id": "cp-chemo", "status": "active", "intent": "plan",
+                         "subject": p.subject, "created": iso(20),
+                         "activity": [{"detail": {"status": "cancelled", "code": {"text": "Chemotherapy"}}}]}),
+                  p.back_pain(5), p.score(1, 3)),
+       [])
+    fx("in-gcsf-bone-pain-codes-hcpcs-j2505-http", "c9",
+       "Pegfilgrastim coded only as HCPCS J2505 under the http:// cms.gov URI, no display, 3 days before back pain",
+       lambda p: (p.breast_cancer(), p.chemo(4), cx_admin(p, "peg-j", 3, {"coding": [{"system": HCPCS_HTTP, "code": "J2505"}]}),
+                  p.back_pain(2), p.score(1, 5), p.safe_labs()),
+       [card(GCSF, "info")])
+    fx("in-gcsf-bone-pain-codes-releuko", "c10",
+       "Daily Releuko (RxNorm SBD 2595962) recorded for days -8..-4 (statement period): back pain 2 days after the last dose",
+       lambda p: (p.breast_cancer(), p.chemo(9),
+                  med(p, "MedicationStatement", "releuko",
+                      concept(RX, "2595962", "0.8 ML filgrastim-ayow 0.6 MG/ML Prefilled Syringe [Releuko]"),
+                      effectivePeriod={"start": iso(8), "end": iso(4)}),
+                  p.back_pain(2), p.score(1, 4), p.safe_labs()),
+       [card(GCSF, "info")])
+    fx("out-gcsf-bone-pain-codes-ndc-only", "c11",
+       "G-CSF coded only by NDC without a name (cannot be read): back pain is supportive care, not G-CSF",
+       lambda p: (p.breast_cancer(), p.chemo(4), cx_admin(p, "ndc", 3, {"coding": [{"system": NDC, "code": "55513-0190-01"}]}),
+                  p.back_pain(2), p.score(1, 3), p.safe_labs()),
+       [card(SUPP, "info")])
+    fx("out-gcsf-bone-pain-codes-future-dose-before-pain", "c12",
+       "Reported bug: pegfilgrastim authored 10 days ago for a dose 3 days ago (boundsPeriod.start); pain 6 days ago",
+       lambda p: (p.breast_cancer(), p.chemo(11),
+                  med(p, "MedicationRequest", "peg-req", PEG_SBD, status="active", authoredOn=iso(10),
+                      dosageInstruction=[{"timing": {"repeat": {"boundsPeriod": {"start": iso(3)}}}}]),
+                  p.back_pain(6), p.score(1, 3), p.safe_labs()),
+       [card(SUPP, "info")])
+    fx("in-gcsf-bone-pain-codes-onpro-day-8", "c13",
+       "Neulasta Onpro kit applied 8.5 days ago (dose = applied + 1 day): back pain 1 day ago is day 7.5 after the dose",
+       lambda p: (p.breast_cancer(), p.chemo(9), cx_admin(p, "onpro", 8.5, {"text": "Neulasta Onpro kit 6 mg"}),
+                  p.back_pain(1), p.score(0.5, 4), p.safe_labs()),
+       [card(GCSF, "info")])
+    fx("in-gcsf-bone-pain-codes-rolvedon-text", "c14",
+       "Rolvedon (eflapegrastim-xnst), no verified code, named in text 3 days before back pain",
+       lambda p: (p.breast_cancer(), p.chemo(4), cx_admin(p, "rolvedon", 3, {"text": "Rolvedon 13.2 mg SC"}),
+                  p.back_pain(2), p.score(1, 4), p.safe_labs()),
+       [card(GCSF, "info")])
     return out
 
 

@@ -1,14 +1,24 @@
 """Rebuild knowledge/valuesets/*.json from the VSAC expansions and CLINICAL.md's verified rows.
 
-Run from the repository root: ``python tools/build_valuesets.py [VSAC_DIR]`` (default
-``../shared/data/vsac``). The output is committed; this script documents the derivation
-(knowledge/README.md explains every filter) and lets a reviewer regenerate it.
+Run from the repository root: ``python tools/build_valuesets.py [--check] [VSAC_DIR]`` (default:
+the first of ``../shared/data/vsac`` and ``../../shared/data/vsac`` that exists). The output is
+committed; this script documents the derivation (knowledge/README.md explains every filter) and
+lets a reviewer regenerate it. ``--check`` writes nothing: it exits 1 and names every file whose
+committed content differs from what the script would write (or that the script would not write).
+
+Grades: VSAC-derived codes are VERIFIED-A (the source canonical is recorded per value set);
+hand-picked rows carry a per-concept ``verification-status`` extension (VERIFIED-A/B) and, where
+the row comes from CODES_2026-12.md, a ``code-source`` extension naming that source (CODES_2026-12.md
+"Sources used" keys: CIBMTR-TX, CDC-ICD, VSAC-24, VSAC-R4-21, ...).
 """
 import json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VSAC = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data" / "vsac"
+ARGS = [a for a in sys.argv[1:] if a != "--check"]
+CHECK = "--check" in sys.argv[1:]
+_DEFAULT_VSAC = [ROOT.parent / "shared" / "data" / "vsac", ROOT.parent.parent / "shared" / "data" / "vsac"]
+VSAC = Path(ARGS[0]) if ARGS else next((d for d in _DEFAULT_VSAC if d.is_dir()), _DEFAULT_VSAC[0])
 OUT = ROOT / "knowledge" / "valuesets"
 BASE = "https://backpain-cds.org/fhir/ValueSet/"
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -20,15 +30,17 @@ CPT = "http://www.ama-assn.org/go/cpt"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 SRC_EXT = "https://backpain-cds.org/fhir/StructureDefinition/source-valueset"
 VER_EXT = "https://backpain-cds.org/fhir/StructureDefinition/verification-status"
-VERSION = "1.0.0"
-DATE = "2025-01-15"
+CODE_SRC_EXT = "https://backpain-cds.org/fhir/StructureDefinition/code-source"
+WRITTEN: dict[str, str] = {}  # file name -> content (``--check`` compares, else writes)
+VERSION = "1.1.0"
+DATE = "2026-12-04"
 
 def vsac(name):
     d = json.loads((VSAC / name).read_text())
     return d, d["expansion"]["contains"]
 
-def c(system, code, display, status):
-    return {"system": system, "code": code, "display": display, "status": status}
+def c(system, code, display, status, source=""):
+    return {"system": system, "code": code, "display": display, "status": status, "source": source}
 
 def from_vsac(name, keep=lambda x: True):
     d, rows = vsac(name)
@@ -77,58 +89,189 @@ def build(vid, title, purpose, concepts, sources=(), clinical_ref=""):
                 con["display"] = r["display"]
             if r["status"] != "VSAC":
                 con["extension"] = [{"url": VER_EXT, "valueCode": r["status"]}]
+                if r.get("source"):
+                    con["extension"].append({"url": CODE_SRC_EXT, "valueString": r["source"]})
             inc["concept"].append(con)
         res["compose"]["include"].append(inc)
-    (OUT / f"{vid}.json").write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n")
-    print(vid, len(merged))
+    WRITTEN[f"{vid}.json"] = json.dumps(res, indent=1, ensure_ascii=False) + "\n"
+    if not CHECK:
+        print(vid, len(merged))
 
 A, B = "VERIFIED-A", "VERIFIED-B"
 
-# --- G-CSF long-acting ------------------------------------------------------------------
-la = [c(RX, "338036", "pegfilgrastim", A), c(RX, "350977", "pegfilgrastim 10 MG/ML", A),
-      c(RX, "1161380", "pegfilgrastim Injectable Product", A), c(RX, "2048018", "pegfilgrastim-jmdb", B),
-      c(RX, "2469333", "pegfilgrastim-apgf", B)]
-for code, disp in [("727539", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe"), ("727542", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe [Neulasta]"),
-                   ("2549331", "0.6 ML pegfilgrastim 10 MG/ML Injection"), ("2549333", "0.6 ML pegfilgrastim 10 MG/ML Injection"),
-                   ("2048020", "0.6 ML pegfilgrastim-jmdb 10 MG/ML Prefilled Syringe"), ("2048025", "0.6 ML pegfilgrastim-jmdb 10 MG/ML Prefilled Syringe [Fulphila]"),
-                   ("2102703", "0.6 ML pegfilgrastim-cbqv 10 MG/ML Prefilled Syringe"), ("2102705", "0.6 ML pegfilgrastim-cbqv 10 MG/ML Prefilled Syringe [Udenyca]"),
-                   ("2260704", "0.6 ML pegfilgrastim-bmez 10 MG/ML Prefilled Syringe"), ("2260709", "0.6 ML pegfilgrastim-bmez 10 MG/ML Prefilled Syringe [Ziextenzo]"),
-                   ("2469335", "0.6 ML pegfilgrastim-apgf 10 MG/ML Prefilled Syringe"), ("2469340", "0.6 ML pegfilgrastim-apgf 10 MG/ML Prefilled Syringe [Nyvepria]")]:
-    la.append(c(RX, code, disp, B))
+# --- G-CSF --------------------------------------------------------------------------------
+# RxNorm: every G-CSF concept of CODES_2026-12.md §2.3 (VERIFIED-A, CIBMTR-TX = the tx.fhir.org RxNorm
+# 09032024 expansion cache of the NMDP CIBMTR Reporting IG), long-acting = pegylated (pegfilgrastim and
+# its biosimilars, lipegfilgrastim); 1746487 pegbovigrastim (veterinary) is left out. Displays are the
+# RxNorm ones: this fixes 727537 / 727545 ([Neupogen]), 2549333 ([Neulasta]) and 2595961 (the
+# unbranded SCD; the Releuko SBD is 2595962). No RxNorm code exists in any stored source for
+# Rolvedon, Stimufend, Ryzneuta, Nypozi or the Neulasta Onpro kit: text match only (matching.toml).
+# HCPCS: only J2505 and J1442 are VERIFIED-B (CODES_2026-12.md §1.2); J2506, J1447, J1449, J9361 and
+# the Q51xx biosimilar codes rest on one payer table (UNVERIFIED): not enumerated.
+LA_RX = [  # (RxCUI, RxNorm display, TTY inferred): CODES_2026-12.md §2.3, CIBMTR-TX (tx.fhir.org RxNorm 09032024)
+    ("338036", "pegfilgrastim", "IN/PIN"),
+    ("350977", "pegfilgrastim 10 MG/ML", "SCDC"),
+    ("353501", "Neulasta", "BN"),
+    ("575870", "pegfilgrastim 10 MG/ML [Neulasta]", "SBDC"),
+    ("727538", "pegfilgrastim Prefilled Syringe", "SCDF"),
+    ("727539", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe", "SCD"),
+    ("727541", "pegfilgrastim Prefilled Syringe [Neulasta]", "SBDF"),
+    ("727542", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe [Neulasta]", "SBD"),
+    ("1161380", "pegfilgrastim Injectable Product", "SCDG"),
+    ("1182279", "Neulasta Injectable Product", "SBDG"),
+    ("1440046", "lipegfilgrastim", "IN/PIN"),
+    ("2048018", "pegfilgrastim-jmdb", "IN/PIN"),
+    ("2048019", "pegfilgrastim-jmdb 10 MG/ML", "SCDC"),
+    ("2048020", "0.6 ML pegfilgrastim-jmdb 10 MG/ML Prefilled Syringe", "SCD"),
+    ("2048021", "Fulphila", "BN"),
+    ("2048022", "pegfilgrastim-jmdb 10 MG/ML [Fulphila]", "SBDC"),
+    ("2048023", "pegfilgrastim Prefilled Syringe [Fulphila]", "SBDF"),
+    ("2048024", "Fulphila Injectable Product", "SBDG"),
+    ("2048025", "0.6 ML pegfilgrastim-jmdb 10 MG/ML Prefilled Syringe [Fulphila]", "SBD"),
+    ("2102692", "pegfilgrastim-cbqv", "IN/PIN"),
+    ("2102695", "Udenyca", "BN"),
+    ("2102697", "pegfilgrastim Prefilled Syringe [Udenyca]", "SBDF"),
+    ("2102698", "Udenyca Injectable Product", "SBDG"),
+    ("2102702", "pegfilgrastim-cbqv 10 MG/ML", "SCDC"),
+    ("2102703", "0.6 ML pegfilgrastim-cbqv 10 MG/ML Prefilled Syringe", "SCD"),
+    ("2102704", "pegfilgrastim-cbqv 10 MG/ML [Udenyca]", "SBDC"),
+    ("2102705", "0.6 ML pegfilgrastim-cbqv 10 MG/ML Prefilled Syringe [Udenyca]", "SBD"),
+    ("2260702", "pegfilgrastim-bmez", "IN/PIN"),
+    ("2260703", "pegfilgrastim-bmez 10 MG/ML", "SCDC"),
+    ("2260704", "0.6 ML pegfilgrastim-bmez 10 MG/ML Prefilled Syringe", "SCD"),
+    ("2260705", "Ziextenzo", "BN"),
+    ("2260706", "pegfilgrastim-bmez 10 MG/ML [Ziextenzo]", "SBDC"),
+    ("2260707", "pegfilgrastim Prefilled Syringe [Ziextenzo]", "SBDF"),
+    ("2260708", "Ziextenzo Injectable Product", "SBDG"),
+    ("2260709", "0.6 ML pegfilgrastim-bmez 10 MG/ML Prefilled Syringe [Ziextenzo]", "SBD"),
+    ("2469333", "pegfilgrastim-apgf", "IN/PIN"),
+    ("2469334", "pegfilgrastim-apgf 10 MG/ML", "SCDC"),
+    ("2469335", "0.6 ML pegfilgrastim-apgf 10 MG/ML Prefilled Syringe", "SCD"),
+    ("2469336", "Nyvepria", "BN"),
+    ("2469337", "pegfilgrastim-apgf 10 MG/ML [Nyvepria]", "SBDC"),
+    ("2469338", "pegfilgrastim Prefilled Syringe [Nyvepria]", "SBDF"),
+    ("2469339", "Nyvepria Injectable Product", "SBDG"),
+    ("2469340", "0.6 ML pegfilgrastim-apgf 10 MG/ML Prefilled Syringe [Nyvepria]", "SBD"),
+    ("2549330", "pegfilgrastim Injection", "SCDF"),
+    ("2549331", "0.6 ML pegfilgrastim 10 MG/ML Injection", "SCD"),
+    ("2549332", "pegfilgrastim Injection [Neulasta]", "SBDF"),
+    ("2549333", "0.6 ML pegfilgrastim 10 MG/ML Injection [Neulasta]", "SBD"),
+    ("2602779", "pegfilgrastim-pbbk", "IN/PIN"),
+    ("2602780", "pegfilgrastim-pbbk 10 MG/ML", "SCDC"),
+    ("2602781", "0.6 ML pegfilgrastim-pbbk 10 MG/ML Prefilled Syringe", "SCD"),
+    ("2602783", "Fylnetra", "BN"),
+    ("2602784", "pegfilgrastim-pbbk 10 MG/ML [Fylnetra]", "SBDC"),
+    ("2602785", "Fylnetra Injectable Product", "SBDG"),
+    ("2602786", "pegfilgrastim Prefilled Syringe [Fylnetra]", "SBDF"),
+    ("2602787", "0.6 ML pegfilgrastim-pbbk 10 MG/ML Prefilled Syringe [Fylnetra]", "SBD"),
+]
+DAILY_RX = [  # (RxCUI, RxNorm display, TTY inferred): CODES_2026-12.md §2.3, CIBMTR-TX (tx.fhir.org RxNorm 09032024)
+    ("68442", "filgrastim", "IN/PIN"),
+    ("70167", "lenograstim", "IN/PIN"),
+    ("227304", "Neupogen", "BN"),
+    ("315932", "filgrastim 0.3 MG/ML", "SCDC"),
+    ("331527", "filgrastim 0.6 MG/ML", "SCDC"),
+    ("567845", "filgrastim 0.3 MG/ML [Neupogen]", "SBDC"),
+    ("574887", "filgrastim 0.6 MG/ML [Neupogen]", "SBDC"),
+    ("727534", "filgrastim Prefilled Syringe", "SCDF"),
+    ("727535", "0.5 ML filgrastim 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("727536", "filgrastim Prefilled Syringe [Neupogen]", "SBDF"),
+    ("727537", "0.5 ML filgrastim 0.6 MG/ML Prefilled Syringe [Neupogen]", "SBD"),
+    ("727544", "0.8 ML filgrastim 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("727545", "0.8 ML filgrastim 0.6 MG/ML Prefilled Syringe [Neupogen]", "SBD"),
+    ("1159651", "filgrastim Injectable Product", "SCDG"),
+    ("1162571", "lenograstim Injectable Product", "SCDG"),
+    ("1182281", "Neupogen Injectable Product", "SBDG"),
+    ("1433764", "tbo-filgrastim", "IN/PIN"),
+    ("1433765", "tbo-filgrastim 0.6 MG/ML", "SCDC"),
+    ("1433768", "0.5 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("1433771", "0.8 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("1442677", "Granix", "BN"),
+    ("1442678", "tbo-filgrastim 0.6 MG/ML [Granix]", "SBDC"),
+    ("1442679", "filgrastim Prefilled Syringe [Granix]", "SBDF"),
+    ("1442680", "Granix Injectable Product", "SBDG"),
+    ("1442681", "0.5 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe [Granix]", "SBD"),
+    ("1442683", "0.8 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe [Granix]", "SBD"),
+    ("1605064", "filgrastim-sndz", "IN/PIN"),
+    ("1605065", "filgrastim-sndz 0.6 MG/ML", "SCDC"),
+    ("1605066", "0.5 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("1605067", "Zarxio", "BN"),
+    ("1605068", "filgrastim-sndz 0.6 MG/ML [Zarxio]", "SBDC"),
+    ("1605069", "filgrastim Prefilled Syringe [Zarxio]", "SBDF"),
+    ("1605070", "Zarxio Injectable Product", "SBDG"),
+    ("1605071", "0.5 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe [Zarxio]", "SBD"),
+    ("1605074", "0.8 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("1605075", "0.8 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe [Zarxio]", "SBD"),
+    ("1649943", "filgrastim Injection", "SCDF"),
+    ("1649944", "1 ML filgrastim 0.3 MG/ML Injection", "SCD"),
+    ("1649945", "filgrastim Injection [Neupogen]", "SBDF"),
+    ("1649946", "1 ML filgrastim 0.3 MG/ML Injection [Neupogen]", "SBD"),
+    ("1649963", "1.6 ML filgrastim 0.3 MG/ML Injection", "SCD"),
+    ("1649964", "1.6 ML filgrastim 0.3 MG/ML Injection [Neupogen]", "SBD"),
+    ("2057198", "filgrastim-aafi", "IN/PIN"),
+    ("2057199", "filgrastim-aafi 0.6 MG/ML", "SCDC"),
+    ("2057200", "0.5 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("2057201", "Nivestym", "BN"),
+    ("2057202", "filgrastim-aafi 0.6 MG/ML [Nivestym]", "SBDC"),
+    ("2057203", "filgrastim Prefilled Syringe [Nivestym]", "SBDF"),
+    ("2057204", "Nivestym Injectable Product", "SBDG"),
+    ("2057205", "0.5 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe [Nivestym]", "SBD"),
+    ("2057208", "filgrastim-aafi 0.3 MG/ML", "SCDC"),
+    ("2057209", "1 ML filgrastim-aafi 0.3 MG/ML Injection", "SCD"),
+    ("2057210", "filgrastim-aafi 0.3 MG/ML [Nivestym]", "SBDC"),
+    ("2057211", "filgrastim Injection [Nivestym]", "SBDF"),
+    ("2057212", "1 ML filgrastim-aafi 0.3 MG/ML Injection [Nivestym]", "SBD"),
+    ("2057215", "0.8 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("2057216", "0.8 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe [Nivestym]", "SBD"),
+    ("2057218", "1.6 ML filgrastim-aafi 0.3 MG/ML Injection", "SCD"),
+    ("2057219", "1.6 ML filgrastim-aafi 0.3 MG/ML Injection [Nivestym]", "SBD"),
+    ("2101455", "tbo-filgrastim 0.3 MG/ML", "SCDC"),
+    ("2101456", "1 ML tbo-filgrastim 0.3 MG/ML Injection", "SCD"),
+    ("2101457", "tbo-filgrastim 0.3 MG/ML [Granix]", "SBDC"),
+    ("2101458", "filgrastim Injection [Granix]", "SBDF"),
+    ("2101459", "1 ML tbo-filgrastim 0.3 MG/ML Injection [Granix]", "SBD"),
+    ("2101464", "1.6 ML tbo-filgrastim 0.3 MG/ML Injection", "SCD"),
+    ("2101465", "1.6 ML tbo-filgrastim 0.3 MG/ML Injection [Granix]", "SBD"),
+    ("2595942", "filgrastim-ayow", "IN/PIN"),
+    ("2595943", "filgrastim-ayow 0.6 MG/ML", "SCDC"),
+    ("2595944", "0.5 ML filgrastim-ayow 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("2595946", "Releuko", "BN"),
+    ("2595947", "filgrastim-ayow 0.6 MG/ML [Releuko]", "SBDC"),
+    ("2595948", "Releuko Injectable Product", "SBDG"),
+    ("2595949", "filgrastim Prefilled Syringe [Releuko]", "SBDF"),
+    ("2595950", "0.5 ML filgrastim-ayow 0.6 MG/ML Prefilled Syringe [Releuko]", "SBD"),
+    ("2595952", "filgrastim-ayow 0.3 MG/ML", "SCDC"),
+    ("2595953", "1 ML filgrastim-ayow 0.3 MG/ML Injection", "SCD"),
+    ("2595955", "filgrastim-ayow 0.3 MG/ML [Releuko]", "SBDC"),
+    ("2595956", "filgrastim Injection [Releuko]", "SBDF"),
+    ("2595957", "1 ML filgrastim-ayow 0.3 MG/ML Injection [Releuko]", "SBD"),
+    ("2595959", "1.6 ML filgrastim-ayow 0.3 MG/ML Injection", "SCD"),
+    ("2595960", "1.6 ML filgrastim-ayow 0.3 MG/ML Injection [Releuko]", "SBD"),
+    ("2595961", "0.8 ML filgrastim-ayow 0.6 MG/ML Prefilled Syringe", "SCD"),
+    ("2595962", "0.8 ML filgrastim-ayow 0.6 MG/ML Prefilled Syringe [Releuko]", "SBD"),
+]
+
+CIB = "CODES_2026-12.md §2.3 (CIBMTR-TX, RxNorm 09032024)"
+la = [c(RX, code, disp, A, CIB) for code, disp, _ in LA_RX]
 la += [c(ATC, "L03AA13", "pegfilgrastim", A), c(ATC, "L03AA14", "lipegfilgrastim", A),
        c(ATC, "L03AA17", "pegteograstim", B), c(ATC, "L03AA18", "efbemalenograstim alfa", B),
        c(ATC, "L03AA19", "eflapegrastim", B),
        c(SCT, "385544005", "Pegfilgrastim (substance)", A),
-       c(HCPCS, "J2506", "Injection, pegfilgrastim, excludes biosimilar, 0.5 mg", B)]
+       c(HCPCS, "J2505", "Injection, pegfilgrastim, 6 mg", B, "CODES_2026-12.md §1.2 (3 third-party sources agree)")]
 build("gcsf-long-acting", "G-CSF, long-acting (once per cycle)",
       "Recognise long-acting (pegylated, once-per-cycle) G-CSF in medication resources; sets the D..D+7 attribution window.",
-      la, clinical_ref="§1.2, §1.3, §1.5, §1.6, §1.7")
+      la, clinical_ref="§1.2, §1.5, §1.6, §1.7 and CODES_2026-12.md §1.2, §2.3")
 
-# --- G-CSF daily ------------------------------------------------------------------------
-da = [c(RX, "68442", "filgrastim", B), c(RX, "1605064", "filgrastim-sndz", A), c(RX, "69634", "sargramostim", B)]
-for code, disp in [("727535", "0.5 ML filgrastim 0.6 MG/ML Prefilled Syringe"), ("727537", "0.5 ML filgrastim 0.6 MG/ML Prefilled Syringe"),
-                   ("727544", "0.8 ML filgrastim 0.6 MG/ML Prefilled Syringe"), ("727545", "0.8 ML filgrastim 0.6 MG/ML Prefilled Syringe"),
-                   ("1649944", "1 ML filgrastim 0.3 MG/ML Injection"), ("1649946", "1 ML filgrastim 0.3 MG/ML Injection [Neupogen]"),
-                   ("1649963", "1.6 ML filgrastim 0.3 MG/ML Injection"), ("1649964", "1.6 ML filgrastim 0.3 MG/ML Injection [Neupogen]"),
-                   ("1605066", "0.5 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe"), ("1605071", "0.5 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe [Zarxio]"),
-                   ("1605074", "0.8 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe"), ("1605075", "0.8 ML filgrastim-sndz 0.6 MG/ML Prefilled Syringe [Zarxio]"),
-                   ("2057200", "0.5 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe"), ("2057205", "0.5 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe [Nivestym]"),
-                   ("2057215", "0.8 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe"), ("2057216", "0.8 ML filgrastim-aafi 0.6 MG/ML Prefilled Syringe [Nivestym]"),
-                   ("2057209", "1 ML filgrastim-aafi 0.3 MG/ML Injection"), ("2057212", "1 ML filgrastim-aafi 0.3 MG/ML Injection [Nivestym]"),
-                   ("2057218", "1.6 ML filgrastim-aafi 0.3 MG/ML Injection"), ("2595961", "0.8 ML filgrastim-ayow 0.6 MG/ML Prefilled Syringe [Releuko]"),
-                   ("1433768", "0.5 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe"), ("1442681", "0.5 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe [Granix]"),
-                   ("1433771", "0.8 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe"), ("1442683", "0.8 ML tbo-filgrastim 0.6 MG/ML Prefilled Syringe [Granix]"),
-                   ("2101456", "1 ML tbo-filgrastim 0.3 MG/ML Injection"), ("2101459", "1 ML tbo-filgrastim 0.3 MG/ML Injection [Granix]"),
-                   ("312903", "sargramostim 0.5 MG/ML Injectable Solution")]:
-    da.append(c(RX, code, disp, B))
+da = [c(RX, code, disp, A, CIB) for code, disp, _ in DAILY_RX]
+da += [c(RX, "69634", "sargramostim", B), c(RX, "312903", "sargramostim 0.5 MG/ML Injectable Solution", B)]
 da += [c(ATC, "L03AA02", "filgrastim", A), c(ATC, "L03AA03", "molgramostim", A),
        c(ATC, "L03AA09", "sargramostim", B), c(ATC, "L03AA10", "lenograstim", A),
        c(SCT, "386948008", "Filgrastim (substance)", B), c(SCT, "108967001", "Sargramostim (substance)", B),
-       c(HCPCS, "J1442", "Injection, filgrastim (G-CSF), excludes biosimilars, 1 mcg", B),
-       c(HCPCS, "J1447", "Injection, tbo-filgrastim, 1 mcg", B)]
+       c(HCPCS, "J1442", "Injection, filgrastim (G-CSF), excludes biosimilars, 1 microgram", B,
+         "CODES_2026-12.md §1.2 (code -> filgrastim agreed; exact CMS wording unverified)")]
 build("gcsf-daily", "G-CSF / GM-CSF, daily (short-acting)",
       "Recognise daily (short-acting) G-CSF / GM-CSF in medication resources; sets the first-dose..last-dose+3 days attribution window.",
-      da, clinical_ref="§1.2, §1.3, §1.5, §1.6, §1.7")
+      da, clinical_ref="§1.2, §1.5, §1.6, §1.7 and CODES_2026-12.md §1.2, §2.3")
 
 # --- chemotherapy ------------------------------------------------------------------------
 rows, src = from_vsac("chemotherapy-administration.json")
@@ -136,10 +279,39 @@ if not any(r["code"] == "367336001" for r in rows):
     rows.append(c(SCT, "367336001", "Chemotherapy (procedure)", A))
 build("chemotherapy-procedures", "Chemotherapy administration (procedures)",
       "Chemotherapy evidence from Procedure resources (oncology context, last 90 days).", rows, [src], "§4 (367336001)")
+# Agents with common non-cancer uses (CLINICAL.md operational definitions: methotrexate,
+# cyclophosphamide, rituximab) count only with a malignant cancer Condition or a reason naming a
+# malignancy: their codes go to `chemotherapy-dual-use`, never to `chemotherapy-medications`.
+DUAL_USE = re.compile(r"methotrexate|cyclophosphamide|rituximab", re.I)
 rows, src = from_vsac("chemotherapy-agents-for-advanced-cancer.json")
-build("chemotherapy-medications", "Chemotherapy agents (RxNorm products)",
-      "Chemotherapy evidence from medication resources; partial list, complemented by the ATC L01 prefix rule in matching.toml.",
-      rows, [src])
+dual_rows = [r for r in rows if DUAL_USE.search(r["display"])]
+chemo_rows = [r for r in rows if not DUAL_USE.search(r["display"])]
+# RxNorm ingredients (IN) of CODES_2026-12.md §3, VERIFIED-A only: cisplatin 2555 and pemetrexed
+# 68446 are single-source (UNVERIFIED) and doxorubicin, epirubicin, docetaxel, capecitabine,
+# vincristine, irinotecan have no stored IN code: those are matched by name (matching.toml).
+CIB3, USC = "CODES_2026-12.md §3 (CIBMTR-TX)", "CODES_2026-12.md §3 (US Core allergy-substance VSAC expansion, VSAC-R4-21)"
+chemo_in = [c(RX, "40048", "carboplatin", A, USC), c(RX, "12574", "gemcitabine", A, CIB3),
+            c(RX, "4179", "etoposide", A, CIB3), c(RX, "5657", "ifosfamide", A, CIB3),
+            c(RX, "3041", "cytarabine", A, CIB3), c(RX, "134547", "bendamustine", A, CIB3),
+            c(RX, "1114693", "bendamustine hydrochloride", A, CIB3),
+            c(RX, "56946", "paclitaxel", A, USC), c(RX, "32592", "oxaliplatin", A, USC),
+            c(RX, "4492", "fluorouracil", A, USC), c(RX, "1828", "busulfan", A, CIB3),
+            c(RX, "6718", "melphalan", A, CIB3), c(RX, "24698", "fludarabine", A, CIB3),
+            c(RX, "10473", "thiotepa", A, CIB3), c(RX, "2105", "carmustine", A, CIB3)]
+dual_in = [c(RX, "3002", "cyclophosphamide", A, CIB3), c(RX, "6851", "methotrexate", A, USC)]
+# ATC codes of the three agents (WHO ATC as published in the MII Onkologie ValueSet
+# mii-vs-onko-systemische-therapie-substanzen-2024, ATC-DE 2024): they must not fall to the L01 prefix rule.
+MII = "MII Onkologie IG ValueSet mii-vs-onko-systemische-therapie-substanzen-2024 (ATC-DE 2024)"
+dual_atc = [c(ATC, "L01AA01", "cyclophosphamide", A, MII), c(ATC, "L01BA01", "methotrexate", A, MII),
+            c(ATC, "L01FA01", "rituximab", A, MII)]
+build("chemotherapy-medications", "Chemotherapy agents (RxNorm products and ingredients)",
+      "Chemotherapy evidence from medication resources: VSAC products without the dual-use agents, plus verified RxNorm "
+      "ingredient codes; complemented by the ATC L01 prefix rule and agent names in matching.toml.",
+      chemo_rows + chemo_in, [src], "CODES_2026-12.md §3")
+build("chemotherapy-dual-use", "Antineoplastic agents with common non-cancer uses",
+      "Methotrexate, cyclophosphamide and rituximab: chemotherapy evidence only with a malignant cancer Condition or a "
+      "reason (reasonCode / reasonReference) naming a malignancy (CLINICAL.md operational definitions).",
+      dual_rows + dual_in + dual_atc, [src], "CODES_2026-12.md §3")
 
 # --- cancer --------------------------------------------------------------------------------
 NONMALIGNANT = re.compile(r"benign|uncertain|unknown behavio|in situ", re.I)
@@ -217,23 +389,62 @@ for r in nrows:
         neuro.append(row)
 neuro += [c(SCT, "44077006", "Numbness (finding)", B), c(SCT, "91019004", "Paresthesia (finding)", B),
           c(SCT, "62507009", "Pins and needles (finding)", B), c(SCT, "26544005", "Muscle weakness (finding)", B),
-          c(SCT, "264552009", "Neurological deficit (finding)", A), c(ICD, "R20.0", "Anesthesia of skin", B),
-          c(ICD, "R26.89", "Other abnormalities of gait and mobility", B)]
+          c(SCT, "264552009", "Neurological deficit (finding)", A)]
+# ICD-10-CM rows of CODES_2026-12.md §5 (CDC-ICD = the FY2026 April-1 tabular, VERIFIED-A), billable
+# codes only (G82.2, R20, ... are headers). Left out on purpose: M62.81 and R53.1 (generalised
+# weakness is not a limb red flag by itself), R20.3 hyperaesthesia and R20.8/R20.9 (not numbness),
+# R29.818/R29.898 ("other symptoms", too unspecific).
+CDC = "CODES_2026-12.md §5 (CDC ICD-10-CM tabular FY2026, April 1 2026)"
+neuro += [c(ICD, "G82.20", "Paraplegia, unspecified", A, CDC), c(ICD, "G82.21", "Paraplegia, complete", A, CDC),
+          c(ICD, "G82.22", "Paraplegia, incomplete", A, CDC),
+          c(ICD, "G83.10", "Monoplegia of lower limb affecting unspecified side", A, CDC),
+          c(ICD, "G83.11", "Monoplegia of lower limb affecting right dominant side", A, CDC),
+          c(ICD, "G83.12", "Monoplegia of lower limb affecting left dominant side", A, CDC),
+          c(ICD, "G83.13", "Monoplegia of lower limb affecting right nondominant side", A, CDC),
+          c(ICD, "G83.14", "Monoplegia of lower limb affecting left nondominant side", A, CDC),
+          c(ICD, "R20.0", "Anesthesia of skin", A, CDC), c(ICD, "R20.1", "Hypoesthesia of skin", A, CDC),
+          c(ICD, "R20.2", "Paresthesia of skin", A, CDC),
+          c(ICD, "R26.89", "Other abnormalities of gait and mobility", A, CDC)]
+# SNOMED rows of CODES_2026-12.md §6 (VSAC Frailty Symptom sets, VERIFIED-A).
+FRAIL = "CODES_2026-12.md §6 (VSAC Frailty Symptom 2.16.840.1.113883.3.464.1003.113.11.1311 / 113.12.1075)"
+neuro += [c(SCT, "23042008", "Spinal paraparesis (finding)", A, FRAIL),
+          c(SCT, "16018391000119104", "Paresis of left lower limb (finding)", A, FRAIL),
+          c(SCT, "16018431000119109", "Paresis of right lower limb (finding)", A, FRAIL),
+          c(SCT, "127378008", "Bilateral paresis (finding)", A, FRAIL),
+          c(SCT, "22325002", "Abnormal gait (finding)", A, FRAIL),
+          c(SCT, "22631008", "Unsteady when walking (finding)", A, FRAIL)]
 build("red-flag-neurological", "MSCC red flags: neurological",
       "Neurological red flags (numbness, paraesthesia, weakness, deficit, gait, saddle anaesthesia, nerve-root compression). "
       "VSAC Neurologic impairment without traumatic injuries (injury, fracture, dislocation, subluxation, contusion, avulsion, traction) "
       "and without the cauda equina syndrome / compression codes (those are in mscc-diagnosis) and K59.2 (in red-flag-bladder-bowel).",
       neuro, [nsrc], "§3.1")
+# Generalised weakness (CLINICAL.md: not a limb red flag by itself; with a lower-limb body site or
+# text naming the legs it is). Bound in matching.toml [generalised_weakness]; fhir_mapping makes it a
+# limb red flag only with a lower-limb body site or leg text.
+build("generalised-weakness", "Generalised weakness (not a limb red flag by itself)",
+      "Generalised weakness codes: a limb red flag only with a lower-limb body site or text naming the legs.",
+      [c(ICD, "M62.81", "Muscle weakness (generalized)", A, CDC), c(ICD, "R53.1", "Weakness", A, CDC),
+       c(SCT, "26544005", "Muscle weakness (finding)", A, "CODES_2026-12.md §6 (VSAC Frailty Symptom …113.11.1311)")],
+      (), "operational definitions (red flag), CODES_2026-12.md §5, §6")
 _, urows = vsac("urinary-retention.json")
 d = json.loads((VSAC / "urinary-retention.json").read_text()); usrc = (f"{d['url']}|{d['version']}", d["title"])
 bb = [c(r["system"], r["code"], r["display"], "VSAC") for r in urows] + bowel_v + [
     c(SCT, "165232002", "Urinary incontinence (finding)", A), c(SCT, "40492006", "Dysfunction of urinary bladder (finding)", A),
-    c(SCT, "72042002", "Incontinence of feces (finding)", A), c(ICD, "R32", "Unspecified urinary incontinence", B),
-    c(ICD, "R15.9", "Full incontinence of feces", A)]
+    c(SCT, "72042002", "Incontinence of feces (finding)", A), c(ICD, "R32", "Unspecified urinary incontinence", A, CDC),
+    c(ICD, "R15.9", "Full incontinence of feces", A, CDC),
+    # neuromuscular (neurogenic) bladder, billable N31 codes; R15.0-R15.2 (incomplete defecation, smearing,
+    # urgency) are not incontinence and R39.1x (hesitancy, poor stream, ...) are not retention: left out.
+    c(ICD, "N31.0", "Uninhibited neuropathic bladder, not elsewhere classified", A, CDC),
+    c(ICD, "N31.1", "Reflex neuropathic bladder, not elsewhere classified", A, CDC),
+    c(ICD, "N31.2", "Flaccid neuropathic bladder, not elsewhere classified", A, CDC),
+    c(ICD, "N31.8", "Other neuromuscular dysfunction of bladder", A, CDC),
+    c(ICD, "N31.9", "Neuromuscular dysfunction of bladder, unspecified", A, CDC),
+    c(SCT, "236649000", "Acute-on-chronic retention of urine (disorder)", A, "CODES_2026-12.md §6 (VSAC Urinary retention …1248.371 | 20250312)"),
+    c(SCT, "236650000", "Chronic retention of urine (disorder)", A, "CODES_2026-12.md §6 (VSAC Urinary retention …1248.371 | 20250312)")]
 build("red-flag-bladder-bowel", "MSCC red flags: bladder / bowel",
       "Bladder or bowel red flags (retention, incontinence, neurogenic bowel). VSAC Urinary retention + K59.2 from VSAC Neurologic impairment.",
       bb, [usrc, nsrc], "§3.1")
-mscc = [c(ICD, "G95.20", "Unspecified cord compression", B), c(ICD, "G95.29", "Other cord compression", B)] + mscc_v
+mscc = [c(ICD, "G95.20", "Unspecified cord compression", A, CDC), c(ICD, "G95.29", "Other cord compression", A, CDC)] + mscc_v
 build("mscc-diagnosis", "Spinal cord compression / cauda equina diagnoses",
       "A cord compression or cauda equina diagnosis (incl. malignant / metastatic cauda equina neoplasm) counts as a red flag.",
       mscc, [nsrc], "§3.1")
@@ -276,15 +487,33 @@ build("anticoagulant-medications", "Anticoagulants (RxNorm products)",
 rows, src = from_vsac("platelet-count-lab-test.json", keep=lambda r: "Large" not in r["display"])
 build("platelet-count", "Platelet count", "Platelet counts (normalised to 10*9/L) gating NSAID advice. VSAC Platelet Count minus 'Platelets Large' codes.",
       rows, [src], "§6")
+# eGFR: the whole VSAC Estimated Glomerular Filtration Rate set (CODES_2026-12.md §4, VERIFIED-A; it
+# also holds the race-based MDRD/CKD-EPI codes, still read). 33914-3 is in no VSAC set (UNVERIFIED): dropped.
+EGFR_SRC = ("http://cts.nlm.nih.gov/fhir/ValueSet/2.16.840.1.113883.3.6929.3.1000|20190531", "Estimated Glomerular Filtration Rate")
+EGFR = "CODES_2026-12.md §4 (VSAC Estimated Glomerular Filtration Rate …6929.3.1000 | 20190531, VSAC-24)"
+GFR = "Glomerular filtration rate/1.73 sq M.predicted"
 build("egfr", "Estimated GFR", "eGFR results (mL/min/{1.73_m2}) gating NSAID advice.",
-      [c(LOINC, "98979-8", "GFR/1.73 sq M.predicted by Creatinine-based formula (CKD-EPI 2021)", A),
-       c(LOINC, "33914-3", "eGFR MDRD", B), c(LOINC, "62238-1", "eGFR CKD-EPI", B)], (), "§6")
+      [c(LOINC, "98979-8", f"{GFR} [Volume Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (CKD-EPI 2021)", A, EGFR),
+       c(LOINC, "62238-1", f"{GFR} [Volume Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (CKD-EPI)", A, EGFR),
+       c(LOINC, "48642-3", f"{GFR} among non-blacks [Volume Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (MDRD)", A, EGFR),
+       c(LOINC, "48643-1", f"{GFR} among blacks [Volume Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (MDRD)", A, EGFR),
+       c(LOINC, "69405-9", f"{GFR} [Volume Rate/Area] in Serum, Plasma or Blood", A, EGFR),
+       c(LOINC, "77147-7", f"{GFR} [Volume Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (MDRD)", A, EGFR),
+       c(LOINC, "98980-6", f"{GFR} [Volume Rate/Area] in Serum, Plasma or Blood by Creatinine and Cystatin C-based formula (CKD-EPI 2021)", A, EGFR),
+       c(LOINC, "94677-2", "", A, EGFR), c(LOINC, "88293-6", "", A, EGFR), c(LOINC, "88294-4", "", A, EGFR),
+       c(LOINC, "50044-7", "", A, EGFR), c(LOINC, "70969-1", "", A, EGFR), c(LOINC, "50210-4", "", A, EGFR)],
+      [EGFR_SRC], "§6, CODES_2026-12.md §4")
+build("creatinine", "Serum creatinine", "Serum/plasma creatinine (for eGFR computed with CKD-EPI 2021 when no eGFR is recorded).",
+      [c(LOINC, "2160-0", "Creatinine [Mass/volume] in Serum or Plasma", A,
+         "CODES_2026-12.md §4 (VSAC Creatinine Lab Test 2.16.840.1.113883.3.666.5.2363 | 20230214)")], (), "§6, CODES_2026-12.md §4")
 
-# --- text helper: generalised weakness (issue 11) --------------------------------------------
-# Not a limb red flag by itself (CLINICAL.md *Red flag*); fhir_mapping makes it one only with a
-# lower-limb body site or text naming the legs. Codes VERIFIED-A in CODES_2026-12.md (ICD-10-CM
-# 2026 tabular); 26544005 is the SNOMED concept already in red-flag-neurological.
-build("generalised-weakness", "Generalised weakness (not a limb red flag by itself)",
-      "Generalised weakness: a neurological red flag only with a lower-limb body site or text naming the legs.",
-      [c(ICD, "M62.81", "Muscle weakness (generalized)", A), c(ICD, "R53.1", "Weakness", A),
-       c(SCT, "26544005", "Muscle weakness (finding)", B)], (), "§3.1")
+# --- write (or --check) ------------------------------------------------------------------------
+if CHECK:
+    stale = sorted(name for name, text in WRITTEN.items()
+                   if not (OUT / name).is_file() or (OUT / name).read_text() != text)
+    stale += sorted(p.name for p in OUT.glob("*.json") if p.name not in WRITTEN)
+    for name in stale:
+        print(f"out of date: knowledge/valuesets/{name}")
+    sys.exit(1 if stale else 0)
+for name, text in WRITTEN.items():
+    (OUT / name).write_text(text)

@@ -92,8 +92,18 @@ class OncologyContext:
         return tuple(f.ref for f in self.cancers) + self.chemotherapy
 
 
+_ORDER_WORDS = {"order": "ordered", "plan": "planned"}
+
+
 def oncology_context(record: PatientRecord, now: datetime, settings: ContextSettings) -> OncologyContext:
-    """Find active cancer (any onset) or chemotherapy in the lookback; G-CSF is not context."""
+    """Find active cancer (any onset) or chemotherapy in the lookback; G-CSF is not context.
+
+    Chemotherapy: a chemotherapy Procedure, an ATC L01 agent given / ordered / recorded, or
+    chemotherapy ordered (ServiceRequest) or planned (CarePlan activity) whose time — or, for an
+    ordered/planned period, whose period — falls in the lookback. A dual-use agent (methotrexate,
+    cyclophosphamide, rituximab) counts only when the record has a malignant cancer Condition (any
+    clinical status) or the medication's reason names one (CLINICAL.md operational definitions).
+    """
     cancers = tuple(
         f
         for f in record.clinical
@@ -105,15 +115,22 @@ def oncology_context(record: PatientRecord, now: datetime, settings: ContextSett
     lookback = settings.chemotherapy_lookback
     for procedure in record.procedures:
         time = procedure.time
-        if (
-            time is not None
-            and procedure.status not in settings.excluded_statuses
-            and within(time, now, lookback)
-        ):
+        if time is None or procedure.status in settings.excluded_statuses:
+            continue
+        running = (
+            procedure.source != "procedure" and procedure.end is not None
+            and time <= now and procedure.end >= now - lookback
+        )
+        if within(time, now, lookback) or running:
             chemo.append(procedure.ref)
-            label = procedure.label if procedure.label and procedure.label.lower() != "chemotherapy" else "procedure"
-            text = f"Chemotherapy {label} on {day_text(time)}"
+            word = _ORDER_WORDS.get(procedure.source)
+            if word is not None:
+                text = f"Chemotherapy {word}: {procedure.label or 'chemotherapy'} ({day_text(time)})"
+            else:
+                label = procedure.label if procedure.label and procedure.label.lower() != "chemotherapy" else "procedure"
+                text = f"Chemotherapy {label} on {day_text(time)}"
             reasons.append(Reason(text, procedure.ref))
+    malignancy_refs: frozenset[str] | None = None
     for med in record.medications:
         time = med.time
         if (
@@ -122,6 +139,13 @@ def oncology_context(record: PatientRecord, now: datetime, settings: ContextSett
             and usable(med, settings)
             and within(time, now, lookback)
         ):
+            if med.requires_malignancy:
+                if malignancy_refs is None:
+                    malignancy_refs = frozenset(
+                        f.ref for f in record.clinical if f.kind in (ClinicalKind.CANCER, ClinicalKind.BONE_METASTASIS)
+                    )
+                if not (malignancy_refs or med.reason_malignant):
+                    continue  # e.g. weekly low-dose methotrexate for rheumatoid arthritis
             chemo.append(med.ref)
             text = f"Chemotherapy {med.label or 'medication'} ({med.source.value}) on {day_text(time)}"
             reasons.append(Reason(text, med.ref))
@@ -238,8 +262,12 @@ class GcsfWindow:
 def gcsf_windows(record: PatientRecord, settings: ContextSettings) -> tuple[GcsfWindow, ...]:
     """Build G-CSF windows from doses given or ordered (not drafts, not plans), by start time.
 
-    Long-acting dose at D: [D, D + window] (+ delay for on-body injectors). Daily doses are
-    grouped into courses (a gap longer than the course gap starts a new one): [first, last + tail].
+    Long-acting dose at D: [D, D + window]; an on-body injector applied at A delivers the dose
+    at D = A + delay. Daily doses are grouped into courses (a gap longer than the course gap
+    starts a new one): [first, last + tail]; an administration / statement with an effective
+    period (``last_dose``) of a daily product is a dose on every day from start to end, a
+    long-acting product one dose at the start. A window starts at its first dose, so a dose
+    after the back-pain onset never explains that pain.
     A G-CSF fact with no class is treated as long-acting (the longer window).
     """
     gcsf = settings.gcsf
@@ -254,22 +282,28 @@ def gcsf_windows(record: PatientRecord, settings: ContextSettings) -> tuple[Gcsf
     windows: list[GcsfWindow] = []
     course: list[tuple[datetime, MedicationFact]] = []
 
+    last_of_course: list[datetime] = []  # latest dose time of the open course
+
     def close_course() -> None:
         if course:
-            end = course[-1][0] + gcsf.daily_tail
+            end = last_of_course[0] + gcsf.daily_tail
             windows.append(GcsfWindow(course[0][0], end, tuple(d for _, d in course)))
             course.clear()
+            last_of_course.clear()
 
     for time, dose in doses:
         if dose.gcsf_class is GcsfClass.DAILY:
-            if course and time - course[-1][0] > gcsf.daily_course_gap:
+            if course and time - last_of_course[0] > gcsf.daily_course_gap:
                 close_course()
             course.append((time, dose))
+            last = dose.last_dose if dose.last_dose is not None and dose.last_dose > time else time
+            if not last_of_course:
+                last_of_course.append(last)
+            elif last > last_of_course[0]:
+                last_of_course[0] = last
         else:
-            length = gcsf.long_acting_window
-            if dose.on_body_injector:
-                length += gcsf.on_body_injector_delay
-            windows.append(GcsfWindow(time, time + length, (dose,)))
+            start = time + gcsf.on_body_injector_delay if dose.on_body_injector else time
+            windows.append(GcsfWindow(start, start + gcsf.long_acting_window, (dose,)))
     close_course()
     return tuple(sorted(windows, key=lambda w: w.start))
 

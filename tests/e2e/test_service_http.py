@@ -209,7 +209,7 @@ def test_a_fhir_server_off_the_allow_list_is_never_contacted(live, outsider):
 # --- prefetch states ------------------------------------------------------------------------
 def _route_empty_searches(recorder, pid):
     for kind in ("MedicationRequest", "MedicationAdministration", "MedicationStatement", "Condition",
-                 "Observation", "QuestionnaireResponse", "Procedure", "ServiceRequest", "ImagingStudy", "DiagnosticReport"):
+                 "Observation", "QuestionnaireResponse", "Procedure", "ServiceRequest", "CarePlan", "ImagingStudy", "DiagnosticReport"):
         recorder.route(f"/fhir/{kind}", CannedResponse(body=hr.searchset()))
     recorder.route(f"/fhir/Patient/{pid}", CannedResponse(body=scenarios.patient(pid)))
 

@@ -30,7 +30,7 @@ def slow_app(tmp_path, http_recorder, release):
 
     http_recorder.route("/fhir/Patient/slow", held)
     for kind in ("MedicationRequest", "MedicationAdministration", "MedicationStatement", "Condition",
-                 "Observation", "QuestionnaireResponse", "Procedure", "ServiceRequest", "ImagingStudy", "DiagnosticReport"):
+                 "Observation", "QuestionnaireResponse", "Procedure", "ServiceRequest", "CarePlan", "ImagingStudy", "DiagnosticReport"):
         http_recorder.route(f"/fhir/{kind}", CannedResponse(body=hr.searchset()))
     settings = Settings.from_mapping({
         "database_url": f"sqlite:///{tmp_path / 'd.sqlite3'}",

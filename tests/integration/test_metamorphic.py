@@ -274,7 +274,7 @@ def test_unrelated_resources_keep_the_cards(fixture, n) -> None:
 
 
 _GCSF_WORDS = re.compile(r"grastim|neulasta|neupogen|udenyca|fulphila|ziextenzo|nyvepria|zarxio|nivestym|releuko|granix|"
-                         r"g-?csf|colony[- ]stimulating|onpro", re.I)
+                         r"rolvedon|stimufend|ryzneuta|nypozi|fylnetra|g-?csf|colony[- ]stimulating|onpro", re.I)
 _GCSF_CODES = {c["code"] for name in ("gcsf-long-acting", "gcsf-daily")
                for inc in json.loads((ROOT / "knowledge" / "valuesets" / f"{name}.json").read_text())["compose"]["include"]
                for c in inc.get("concept", [])}

@@ -284,8 +284,6 @@ def test_a_recent_cord_compression_diagnosis_counts_without_back_pain(days_ago: 
 # --- expects the codes helper's value sets (issue 11: coded paraplegia) ---------------------------
 
 
-@pytest.mark.xfail(reason="G82.2x enters red-flag-neurological through tools/build_valuesets.py (codes helper); "
-                          "xpasses once that lands", strict=False)
 @pytest.mark.parametrize("code", ["G82.20", "G82.21", "G82.22"])
 def test_coded_paraplegia_is_a_red_flag(code: str) -> None:
     facts = extract(condition(coded(ICD, code), onsetDateTime=day(1))).clinical

@@ -173,7 +173,9 @@ def test_a_do_not_perform_request_is_dropped() -> None:
     assert extract(request).medications == ()
 
 
-def test_request_times_come_from_authored_on_else_bounds_and_intent_is_kept() -> None:
+def test_request_times_come_from_bounds_before_authored_on_and_intent_is_kept() -> None:
+    # CLINICAL.md G-CSF window (2026-12): the dose time of a G-CSF request is timing.event, else
+    # boundsPeriod.start, else validityPeriod.start, else authoredOn (see test_medication_times.py)
     request = {
         "resourceType": "MedicationRequest",
         "id": "r1",
@@ -188,6 +190,9 @@ def test_request_times_come_from_authored_on_else_bounds_and_intent_is_kept() ->
     assert fact.end == datetime(2024, 6, 1, tzinfo=timezone.utc)
     assert fact.intent == "plan" and fact.source is MedicationSource.REQUEST
     (authored,) = extract({**request, "authoredOn": "2024-04-30T08:00:00+02:00"}).medications
+    assert authored.time == datetime(2024, 5, 1, tzinfo=timezone.utc)
+    no_bounds = {**request, "authoredOn": "2024-04-30T08:00:00+02:00", "dosageInstruction": []}
+    (authored,) = extract(no_bounds).medications
     assert authored.time == datetime(2024, 4, 30, 6, tzinfo=timezone.utc)
 
 
