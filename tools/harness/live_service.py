@@ -52,10 +52,13 @@ def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dic
         try:
             if requests.get(base_url + "/healthz", timeout=1).status_code == 200:
                 return LiveService(base_url, process, log_path)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Not listening yet, or listening (gunicorn's master binds first) while the worker
+            # still boots: on a fresh venv without .pyc files a worker can take seconds.
             pass
         time.sleep(0.1)
     process.kill()
+    process.wait(timeout=5)
     raise RuntimeError(f"service did not become healthy:\n{log_path.read_text(errors='replace')}")
 
 
