@@ -22,6 +22,10 @@ chunked framing). A slow client therefore costs a buffer, never a thread:
 At most ``worker_connections`` connections are held per worker (gunicorn stops accepting
 beyond), so a flood of slow clients is bounded too; ``tests/e2e/test_slow_clients.py`` and
 ``bench/slow_clients.py`` measure it.
+
+It overrides gthread internals (``accept``, ``enqueue_req``, ``set_accept_enabled``,
+``murder_pending``, ``method_queue``, ``unreader.take_buffered``) as gunicorn 27 has them:
+``pyproject.toml`` pins ``gunicorn>=27.0,<28`` and CI runs the suite at the lowest version.
 """
 
 from __future__ import annotations
