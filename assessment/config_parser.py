@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from assessment.config_schema import (
+    CITATION_LABEL_MAX,
     _CONTEXT_QUANTITIES,
     _CONTEXT_STATUS_LISTS,
     _EXTRA_INDICATORS,
@@ -38,6 +39,7 @@ from assessment.config_types import (
     RuleConfig,
     RuleSettings,
 )
+from assessment.config_text import CardTextChecks, number_placeholders
 from assessment.findings import Citation, Indicator
 
 __all__ = [
@@ -128,11 +130,15 @@ def _string_list(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-class _Parser:
+class _Parser(CardTextChecks):
     """Collects every problem while building the typed configuration."""
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        #: placeholder -> (displayed value, config key, literal check) of configured numbers
+        self.numbers: dict[str, tuple[str, str, bool]] = {}
+        self.fallbacks: dict[str, str] = {}
+        self.parsed_texts: dict[str, str] = {}
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -142,7 +148,9 @@ class _Parser:
     def parse(self, data: Mapping[str, Any]) -> RuleConfig | None:
         version = self.semver(data.get("version"), "version")
         context = self.context(self.table(data, "context", "context"))
+        self.fallbacks = self.summary_fallbacks(data.get("summary_fallbacks", {}))
         texts = self.texts(self.table(data, "texts", "texts"))
+        self.parsed_texts = texts
         rules_table = self.table(data, "rules", "rules")
         rules: dict[str, RuleSettings] = {}
         for rule_id in RULE_IDS:
@@ -162,6 +170,7 @@ class _Parser:
             context=context,
             texts=MappingProxyType(texts),
             rules=MappingProxyType(rules),
+            summary_fallbacks=MappingProxyType(dict(self.fallbacks)),
         )
 
     # -- building blocks ---------------------------------------------------------------------
@@ -228,8 +237,15 @@ class _Parser:
 
     def citation(self, value: Any, where: str) -> Citation | None:
         if not isinstance(value, Mapping):
-            self.problem(where, "missing citation { title, url, recommendation, grade }")
+            self.problem(where, "missing citation { label, title, url, recommendation, grade }")
             return None
+        label = self.string(value, "label", where)
+        if len(label) > CITATION_LABEL_MAX:
+            self.problem(
+                f"{where}.label",
+                f"is {len(label)} characters; card source and link labels are never cut, keep "
+                f"it to {CITATION_LABEL_MAX} (e.g. 'NICE QS56')",
+            )
         title = self.string(value, "title", where)
         url = self.string(value, "url", where)
         if url and not url.startswith(("https://", "http://")):
@@ -239,6 +255,7 @@ class _Parser:
             url=url,
             recommendation=str(value.get("recommendation", "")),
             grade=str(value.get("grade", "")),
+            label=label,
         )
 
     def indicator(self, value: Any, where: str) -> Indicator | None:
@@ -271,6 +288,11 @@ class _Parser:
         nsaid_data = self.table(data, "nsaid", "context.nsaid")
         nsaid = self.quantities(nsaid_data, _NSAID_QUANTITIES, "context.nsaid")
         statuses = {key: self.statuses(data, key, where) for key in _CONTEXT_STATUS_LISTS}
+        every = dict(found)
+        every.update({f"gcsf.{k}": v for k, v in gcsf.items()})
+        every.update({f"nsaid.{k}": v for k, v in nsaid.items()})
+        for key, quantity in every.items():
+            self.register_number(f"context.{key}", quantity)
         complete = (
             len(found) == len(_CONTEXT_QUANTITIES)
             and len(gcsf) == len(_GCSF_QUANTITIES)
@@ -278,9 +300,6 @@ class _Parser:
         )
         if not complete:
             return None
-        every = dict(found)
-        every.update({f"gcsf.{k}": v for k, v in gcsf.items()})
-        every.update({f"nsaid.{k}": v for k, v in nsaid.items()})
         return ContextSettings(
             active_statuses=statuses["active_statuses"],
             present_statuses=statuses["present_statuses"],
@@ -296,6 +315,7 @@ class _Parser:
                 egfr_below=nsaid["egfr_below"].value,
                 lab_lookback=nsaid["lab_lookback"].as_timedelta(),
                 anticoagulant_lookback=nsaid["anticoagulant_lookback"].as_timedelta(),
+                ckd_epi=self.ckd_epi(nsaid_data.get("ckd_epi_2021")),
             ),
             quantities=MappingProxyType(every),
         )
@@ -307,8 +327,13 @@ class _Parser:
             if not isinstance(value, str):
                 self.problem(f"texts.{key}", "missing text")
                 continue
+            value = self.fill_numbers(value, self.numbers, f"texts.{key}")
             if "{" in value or "}" in value:
-                self.problem(f"texts.{key}", "is inserted verbatim: it must not contain braces")
+                self.problem(
+                    f"texts.{key}",
+                    "is inserted verbatim: it must not contain braces other than configured "
+                    "numbers ({platelets_below}, {lab_lookback_days} ...)",
+                )
             texts[key] = value
         return texts
 
@@ -345,8 +370,11 @@ class _Parser:
         if not isinstance(valuesets, list) or not all(isinstance(v, str) for v in valuesets):
             self.problem(f"{where}.valuesets", "must be a list of ValueSet URLs")
             valuesets = []
-        card = self.card(rule_id, data.get("card"), f"{where}.card")
         quantities = self.quantities(data, _RULE_QUANTITIES[rule_id], where)
+        numbers = dict(self.numbers)
+        for key, quantity in quantities.items():
+            numbers.update(number_placeholders(f"{where}.{key}", key, quantity))
+        card = self.card(rule_id, data.get("card"), f"{where}.card", numbers)
         if len(self.problems) > before or None in (version, indicator, citation, card):
             return None
         return RuleSettings(
@@ -364,14 +392,17 @@ class _Parser:
             indicators=MappingProxyType({k: v for k, v in indicators.items() if v is not None}),
         )
 
-    def card(self, rule_id: str, data: Any, where: str) -> CardText | None:
+    def card(
+        self, rule_id: str, data: Any, where: str, numbers: Mapping[str, tuple[str, str, bool]]
+    ) -> CardText | None:
         if not isinstance(data, Mapping):
             self.problem(where, "missing card table with summary and detail")
             return None
-        summary = self.string(data, "summary", where)
-        detail = self.string(data, "detail", where)
+        summary = self.fill_numbers(self.string(data, "summary", where), numbers, f"{where}.summary")
+        detail = self.fill_numbers(self.string(data, "detail", where), numbers, f"{where}.detail")
         allowed = RULE_VARIABLES[rule_id]
         if summary:
+            self.summary_fits(summary, allowed, f"{where}.summary")
             if "\n" in summary:
                 self.problem(f"{where}.summary", "must be one line")
             if len(summary) >= SUMMARY_WARN_CHARS:

@@ -20,6 +20,7 @@ __all__ = [
     "SCORE_UNITS",
     "SUMMARY_WARN_CHARS",
     "TIME_UNITS",
+    "config_placeholder",
 ]
 
 TIME_UNITS = frozenset({"d", "h"})
@@ -41,19 +42,22 @@ RULE_IDS = (
 )
 
 _TRIAGE_VARIABLES = frozenset(
-    {"onset_date", "days_since_onset", "latest_score", "nsaid_advice", "context"}
+    {"onset_date", "days_since_onset", "latest_score", "nsaid_advice", "context", "analgesia",
+     "analgesia_step"}
 )
 #: Card-text placeholders each rule always fills (``Finding.variables`` keys).
 RULE_VARIABLES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "mscc-red-flags": _TRIAGE_VARIABLES | {"red_flag", "red_flag_date"},
+        # analgesia_step: "Paracetamol first" / the step-up advice, by the latest score
         "progressive-back-pain": _TRIAGE_VARIABLES | {"features", "imaging_note"},
-        "gcsf-bone-pain": _TRIAGE_VARIABLES | {"gcsf", "dose_date", "onset_day", "days_since_dose"},
+        "gcsf-bone-pain": _TRIAGE_VARIABLES
+        | {"gcsf", "dose_date", "onset_day", "days_since_dose", "dose_verb"},
         "back-pain-supportive-care": _TRIAGE_VARIABLES,
         "gcsf-order-dose-review": frozenset(
-            {"gcsf", "previous_gcsf", "episode_date", "episode_count", "nsaid_advice"}
+            {"gcsf", "previous_gcsf", "previous_verb", "episode_date", "episode_count", "nsaid_advice"}
         ),
-        "nsaid-caution-post-chemo": frozenset({"nsaid", "concerns"}),
+        "nsaid-caution-post-chemo": frozenset({"nsaid", "concerns", "concern_names"}),
     }
 )
 
@@ -104,7 +108,53 @@ _TEXT_KEYS = (
     "imaging_note_existing",
     "imaging_note_none",
     "score_not_recorded",
+    "analgesia_mild",
+    "analgesia_severe",
+    "analgesia_step_mild",
+    "analgesia_step_severe",
+    "concern_platelets",
+    "concern_egfr",
+    "concern_anticoagulant",
 )
 
 #: A summary template this long (before substitution) is flagged: CDS Hooks caps at < 140.
 SUMMARY_WARN_CHARS = 120
+#: Cards cap summaries at this length (the spec says "<140 characters").
+SUMMARY_MAX_CHARS = 139
+#: A summary variable longer than this is replaced by its ``[summary_fallbacks]`` text (the
+#: full value stays in the detail), so every summary fits by construction.
+SUMMARY_VARIABLE_MAX = 32
+#: Summary variables the rules fill with short values of bounded length (dates, counts,
+#: scores): counted at this length, no fallback needed.
+SHORT_VARIABLE_CHARS: Mapping[str, int] = MappingProxyType(
+    {
+        "onset_day": 4,
+        "days_since_onset": 5,
+        "days_since_dose": 5,
+        "episode_count": 3,
+        "onset_date": 10,
+        "red_flag_date": 18,
+        "dose_date": 10,
+        "episode_date": 10,
+        "latest_score": 14,
+    }
+)
+#: Summary variables filled from [texts]: counted at the length of their longest text.
+TEXT_VARIABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"analgesia_step": ("analgesia_step_mild", "analgesia_step_severe")}
+)
+#: Summary variables that join [texts] ("low platelets, low eGFR and an active
+#: anticoagulant"): counted at the length of all of them joined.
+JOINED_TEXT_VARIABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"concern_names": ("concern_platelets", "concern_egfr", "concern_anticoagulant")}
+)
+#: Citation labels (card source label, link label) are short by design: never cut.
+CITATION_LABEL_MAX = 32
+
+
+def config_placeholder(key: str, unit: str) -> str:
+    """The card-text placeholder of a configured quantity: ``lab_lookback`` in days is
+    ``lab_lookback_days``, in hours ``..._hours``; other units keep the key
+    (``platelets_below``, ``severe_score``)."""
+    suffix = {"d": "_days", "h": "_hours"}.get(unit, "")
+    return f"{key}{suffix}"

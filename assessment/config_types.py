@@ -17,6 +17,7 @@ from assessment.findings import Citation, Indicator
 
 __all__ = [
     "CardText",
+    "CkdEpiConstants",
     "ContextSettings",
     "GcsfWindowSettings",
     "NsaidSafetySettings",
@@ -91,6 +92,21 @@ class GcsfWindowSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CkdEpiConstants:
+    """Constants of the race-free CKD-EPI 2021 creatinine equation (``assessment.egfr``)."""
+
+    multiplier: float  #: 142
+    beta: float  #: exponent of max(Scr/κ, 1): −1.200
+    age_base: float  #: 0.9938 (raised to the age in years)
+    female_factor: float  #: 1.012
+    kappa_female: float  #: 0.7 mg/dL
+    kappa_male: float  #: 0.9 mg/dL
+    alpha_female: float  #: −0.241
+    alpha_male: float  #: −0.302
+    citation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class NsaidSafetySettings:
     """R4: when NSAID advice is suppressed."""
 
@@ -98,6 +114,8 @@ class NsaidSafetySettings:
     egfr_below: float  #: mL/min/{1.73_m2}; a latest eGFR below this is unsafe
     lab_lookback: timedelta
     anticoagulant_lookback: timedelta
+    #: eGFR from creatinine when no eGFR is recorded in the lookback (None: not computed)
+    ckd_epi: CkdEpiConstants | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,8 @@ class RuleConfig:
     context: ContextSettings
     texts: Mapping[str, str]
     rules: Mapping[str, RuleSettings]
+    #: short stand-ins for summary variables whose value is too long for the summary
+    summary_fallbacks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def rule(self, rule_id: str) -> RuleSettings:
         """Return the settings of ``rule_id``."""

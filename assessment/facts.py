@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 
 class Confidence(str, enum.Enum):
@@ -70,6 +70,20 @@ class MedicationFact:
     requires_malignancy: bool = False
     reason_refs: tuple[str, ...] = ()  #: ``Type/id`` of reasonReference targets
     reason_malignant: bool = False  #: a reasonCode names a malignancy
+    coded: bool = False  #: the resource carried a drug code (even one outside the value sets)
+
+    @property
+    def verb(self) -> str:
+        """What the record says happened, for card texts (CLINICAL.md: cards say what the
+        record says): "given" for a completed administration, "ordered" for a request (whatever
+        its status), "recorded" for a statement or an administration not completed."""
+        if self.source is MedicationSource.ADMINISTRATION:
+            return "given" if self.status in ("completed", "") else "recorded"
+        if self.source is MedicationSource.REQUEST:
+            return "ordered"
+        if self.source is MedicationSource.DRAFT_ORDER:
+            return "drafted"
+        return "recorded"
 
 
 class ClinicalKind(str, enum.Enum):
@@ -121,6 +135,7 @@ class LabKind(str, enum.Enum):
 
     PLATELETS = "platelets"  #: value in 10*9/L
     EGFR = "egfr"  #: value in mL/min/{1.73_m2}
+    CREATININE = "creatinine"  #: serum/plasma creatinine in mg/dL (eGFR computed from it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +146,7 @@ class LabResult:
     kind: LabKind
     time: datetime
     value: float
+    computed: bool = False  #: an eGFR computed from creatinine (CKD-EPI 2021), not recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,3 +195,5 @@ class PatientRecord:
     #: refs of medication resources coded only in systems we cannot read (e.g. NDC), with no
     #: drug name: they could not be checked for G-CSF or chemotherapy
     unrecognised_coded_meds: tuple[str, ...] = field(default=())
+    birth_date: date | None = None  #: Patient.birthDate (for eGFR from creatinine)
+    sex: str | None = None  #: Patient.gender when "female" or "male" (administrative sex)

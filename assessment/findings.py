@@ -35,6 +35,7 @@ class Citation:
     url: str
     recommendation: str = ""
     grade: str = ""
+    label: str = ""  #: short label for the card's source and link (e.g. "NICE QS56")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Finding:
     nsaid_concerns: tuple[Reason, ...] = ()  #: why NSAIDs are unsafe / need caution
     existing_imaging: tuple[str, ...] = ()  #: refs of spine imaging already ordered/done
     low_confidence: bool = False  #: some evidence matched by text only
+    free_text: bool = False  #: ... of it uncoded (free text)
+    coded_by_name: bool = False  #: ... of it coded, but recognised by name (code outside the value sets)
+    draft_refs: tuple[str, ...] = ()  #: draft orders (Type/id) the card is about (delete suggestions)
     variables: dict[str, str] = field(default_factory=dict)
 
 

@@ -4,6 +4,11 @@ Card texts come from ``rules.toml`` and suggestions from ``actions.toml``; this 
 assembles them, enforcing the spec's rules: a uuid on every card and suggestion, a summary
 under 140 characters, ``selectionBehavior`` whenever there are suggestions, a ``display`` on
 every override reason, ``appContext`` only on ``smart`` links, no empty optional fields.
+
+What a clinician reads never shows FHIR ids (they stay in the ``extension`` evidence list),
+never repeats a line, and is never cut: summaries fit by construction (a summary variable
+longer than ``SUMMARY_VARIABLE_MAX`` gives way to its configured fallback; check-config proves
+every template fits), and source and link labels are the citations' short labels.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from assessment.findings import Assessment, Finding
+from assessment.config_schema import SUMMARY_MAX_CHARS, SUMMARY_VARIABLE_MAX
+from assessment.findings import Assessment, Finding, Reason
 from fhir_mapping.knowledge import Knowledge
+from fhir_mapping.suggestions import DELETE_KINDS
 
 RULE_TOPIC_SYSTEM = "https://backpain-cds.org/fhir/CodeSystem/rule"
 EXTENSION_KEY = "backpain-cds"
-SUMMARY_MAX = 139  # the spec says "<140 characters"
+SUMMARY_MAX = SUMMARY_MAX_CHARS  # the spec says "<140 characters"
 _SOURCE_LABEL = "backpain-cds"
 
 
@@ -65,7 +72,7 @@ def render_card(
     variables = dict(finding.variables)
     card: dict[str, t.Any] = {
         "uuid": card_uuid,
-        "summary": _truncate(_fill(rule.card.summary, variables), SUMMARY_MAX),
+        "summary": _summary(rule.card.summary, variables, knowledge.rules.summary_fallbacks),
         "indicator": finding.indicator.value,
         "detail": _detail(finding, rule, variables),
         "source": _source(finding, rule),
@@ -74,11 +81,13 @@ def render_card(
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = behaviour
-    card["overrideReasons"] = [c.to_json() for c in knowledge.actions.override_reasons]
+    reasons = knowledge.actions.override_reasons.get(finding.rule_id, ())
+    if reasons:
+        card["overrideReasons"] = [c.to_json() for c in reasons]
     card_links = []
     if finding.citation.url:
         card_links.append(
-            {"label": _truncate(finding.citation.title, 120), "url": finding.citation.url, "type": "absolute"}
+            {"label": _label(finding), "url": finding.citation.url, "type": "absolute"}
         )
     if links.smart_launch_url:
         card_links.append(
@@ -106,10 +115,15 @@ def render_card(
     return card
 
 
+def _label(finding: Finding) -> str:
+    """The citation's short label (check-config keeps it short; never cut here)."""
+    return finding.citation.label or _SOURCE_LABEL
+
+
 def _source(finding: Finding, rule: t.Any) -> dict[str, t.Any]:
     label = _SOURCE_LABEL
-    if finding.citation.title:
-        label = _truncate(f"{_SOURCE_LABEL} · {_short_title(finding.citation.title)}", 80)
+    if finding.citation.label:
+        label = f"{_SOURCE_LABEL} · {finding.citation.label}"
     source: dict[str, t.Any] = {
         "label": label,
         "topic": {
@@ -121,14 +135,6 @@ def _source(finding: Finding, rule: t.Any) -> dict[str, t.Any]:
     if finding.citation.url:
         source["url"] = finding.citation.url
     return source
-
-
-def _short_title(title: str) -> str:
-    """A citation title up to its first sentence or parenthesis (EHR sidebars are narrow)."""
-    for stop in (" (", ". "):
-        if stop in title:
-            title = title.split(stop, 1)[0]
-    return title
 
 
 def _suggestions(
@@ -148,6 +154,8 @@ def _suggestions(
             continue
         if spec.kind == "imaging" and finding.existing_imaging:
             continue
+        if spec.kind in DELETE_KINDS and not finding.draft_refs:
+            continue
         if spec.kind == "nsaid" and (not finding.nsaid_safe or finding.nsaid_concerns):
             # Unsafe, or safety not established (no recent platelets / eGFR): the card text
             # says what to check; no one-click NSAID order.
@@ -165,15 +173,22 @@ def _suggestions(
         if spec.is_recommended and not (behaviour == "at-most-one" and recommended_given):
             suggestion["isRecommended"] = True
             recommended_given = True
-        suggestion["actions"] = [
-            {
-                "type": "create",
-                "description": spec.description,
-                "resource": catalog.build_resource(
-                    key, patient_id=patient_id, now=now, reason_refs=finding.evidence
-                ),
-            }
-        ]
+        if spec.kind in DELETE_KINDS:
+            # CDS Hooks 2.0 §Action: a delete names the resource by resourceId (cds-resp-2)
+            suggestion["actions"] = [
+                {"type": "delete", "description": spec.description, "resourceId": ref}
+                for ref in finding.draft_refs
+            ]
+        else:
+            suggestion["actions"] = [
+                {
+                    "type": "create",
+                    "description": spec.description,
+                    "resource": catalog.build_resource(
+                        key, patient_id=patient_id, now=now, reason_refs=finding.evidence
+                    ),
+                }
+            ]
         suggestions.append(suggestion)
     return suggestions, behaviour
 
@@ -186,22 +201,23 @@ def _detail(finding: Finding, rule: t.Any, variables: dict[str, str]) -> str:
         template = unsafe_template
     parts = [_fill(template, variables).strip()]
     if finding.existing_imaging:
+        parts.append("**Spine imaging is already on record**, so this card does not order it again.")
+    seen: set[str] = set()
+    if not finding.nsaid_safe and finding.nsaid_concerns and "nsaid_advice" in variables:
+        # cards whose NSAID advice says "reason below" (the NSAID caution card states its
+        # concerns in its own situation line)
+        parts.append("**Avoid NSAIDs:** " + "; ".join(_lines(finding.nsaid_concerns, set())) + ".")
+    why = _lines(finding.reasons_for, seen)
+    if why:
+        parts.append("**Why this card**\n" + "\n".join(f"- {line}" for line in why))
+    against = _lines(finding.reasons_against, seen)
+    if against:
+        parts.append("**What argues against it**\n" + "\n".join(f"- {line}" for line in against))
+    if finding.free_text:
+        parts.append("_Some of this was recognised from free text only, not from a code: please check it._")
+    if finding.coded_by_name:
         parts.append(
-            "**Spine imaging is already on record** ("
-            + ", ".join(finding.existing_imaging)
-            + "), so this card does not order it again."
-        )
-    if not finding.nsaid_safe and finding.nsaid_concerns:
-        parts.append("**Avoid NSAIDs:** " + "; ".join(_reason(r) for r in finding.nsaid_concerns) + ".")
-    if finding.reasons_for:
-        parts.append("**Why this card**\n" + "\n".join(f"- {_reason(r)}" for r in finding.reasons_for))
-    if finding.reasons_against:
-        parts.append(
-            "**What argues against it**\n" + "\n".join(f"- {_reason(r)}" for r in finding.reasons_against)
-        )
-    if finding.low_confidence:
-        parts.append(
-            "_Some of this was recognised from free text only, not from a code: please check it._"
+            "_A coded item was recognised by its name (code not in the value set): please check it._"
         )
     citation = finding.citation
     if citation.title:
@@ -211,8 +227,17 @@ def _detail(finding: Finding, rule: t.Any, variables: dict[str, str]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _reason(reason: t.Any) -> str:
-    return f"{reason.text} ({reason.ref})" if reason.ref else reason.text
+def _lines(reasons: t.Iterable[Reason], seen: set[str]) -> list[str]:
+    """Reason texts for the clinician: no FHIR ids (those are in the extension's evidence),
+    each line once (``seen`` is shared across the lists of one card)."""
+    lines = []
+    for reason in reasons:
+        text = " ".join(reason.text.split())
+        key = text.casefold()
+        if text and key not in seen:
+            seen.add(key)
+            lines.append(text)
+    return lines
 
 
 class _Variables(dict[str, str]):
@@ -224,9 +249,19 @@ def _fill(template: str, variables: t.Mapping[str, str]) -> str:
     return string.Formatter().vformat(template, (), _Variables(variables))
 
 
-def _truncate(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
-    return cut + "…"
+def _summary(template: str, variables: t.Mapping[str, str], fallbacks: t.Mapping[str, str]) -> str:
+    """The card summary, action first and whole: a variable longer than SUMMARY_VARIABLE_MAX
+    (a 200-character drug name, a free-text red flag) gives way to its short fallback; the
+    detail keeps the full value. check-config proves every template then fits."""
+    short = {}
+    for key, value in variables.items():
+        value = " ".join(str(value).split())
+        if len(value) > SUMMARY_VARIABLE_MAX and key in fallbacks:
+            value = fallbacks[key]
+        short[key] = value
+    text = " ".join(_fill(template, short).split())
+    if len(text) > SUMMARY_MAX:
+        # Unreachable for a configuration check-config accepts; last resort that keeps the
+        # action (the start) rather than failing the call.
+        text = text[: SUMMARY_MAX - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return text

@@ -14,6 +14,7 @@ import typing as t
 from collections.abc import Collection, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 
 from assessment.facts import (
     ClinicalFact,
@@ -35,6 +36,7 @@ from .medications import MEDICATION_SOURCES, medication_fact
 from .observations import _NOTHING as _NO_OBSERVATION_FACTS
 from .observations import ObservationFacts, observation_facts
 from .pain_location import PainLocation, pair_locations
+from .patients import patient_demographics
 from .procedures import procedure_fact
 from .questionnaires import questionnaire_facts
 from .valuesets import ValueSetIndex
@@ -68,8 +70,8 @@ class MalformedResource(ValueError):
         self.detail = detail
 
 _USED_TYPES = frozenset(
-    {"Condition", "Observation", "QuestionnaireResponse", "Procedure", "Medication", *MEDICATION_SOURCES, *IMAGING_TYPES,
-     *CHEMO_ORDER_TYPES}
+    {"Condition", "Observation", "QuestionnaireResponse", "Procedure", "Medication", "Patient", *MEDICATION_SOURCES,
+     *IMAGING_TYPES, *CHEMO_ORDER_TYPES}
 )
 
 
@@ -107,7 +109,7 @@ def extract_record(
     # that name a ``Medication/<id>``, which may come later: they keep their place in
     # ``facts.meds`` and are mapped once every Medication is known.
     medications: dict[str, Json] = {}
-    facts = _Facts()
+    facts = _Facts(patient_ref=f"Patient/{patient_id}")
     add = facts.add
     waiting: list[tuple[int, str, Json]] = []
     for ref, resource in _relevant(resources, patient_id, medications):
@@ -173,6 +175,8 @@ def extract_record(
         draft_orders=tuple(draft_facts),
         unrecognised_draft_orders=tuple(dict.fromkeys(unrecognised)),
         unrecognised_coded_meds=tuple(facts.unreadable),
+        birth_date=facts.birth_date,
+        sex=facts.sex,
     )
 
 
@@ -188,6 +192,9 @@ class _Facts:
     procedures: list[ProcedureFact] = field(default_factory=list)
     imaging: list[ImagingFact] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  #: medications coded only by e.g. NDC
+    patient_ref: str = ""  #: only this Patient's demographics are read
+    birth_date: date | None = None  #: of the Patient (eGFR from creatinine)
+    sex: str | None = None
 
     def add(self, ref: str, resource: Json, matcher: t.Any, medications: dict[str, Json]) -> None:
         """Append the facts of one resource to the list of its kind."""
@@ -204,6 +211,9 @@ class _Facts:
             )
             if fact is not None:
                 self.meds.append(fact)
+        elif rtype == "Patient":
+            if ref == self.patient_ref:
+                self.birth_date, self.sex = patient_demographics(resource)
         elif rtype == "Procedure":
             proc = procedure_fact(resource, ref, matcher)
             if proc is not None:

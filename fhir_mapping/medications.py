@@ -97,6 +97,7 @@ def medication_fact(
         requires_malignancy=dual_use,
         reason_refs=reason_refs,
         reason_malignant=reason_malignant,
+        coded=bool(codes),
     )
 
 

@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 
 OVERRIDE_REASON_SYSTEM = "https://backpain-cds.org/fhir/CodeSystem/override-reason"
 _RESOURCE_TYPES = ("ServiceRequest", "MedicationRequest")
-_KINDS = ("imaging", "nsaid", "other")
+_KINDS = ("imaging", "nsaid", "other", "remove-draft")
+#: kinds whose suggestion deletes the card's draft orders instead of creating a resource
+DELETE_KINDS = frozenset({"remove-draft"})
 _PRIORITIES = ("routine", "urgent", "asap", "stat")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1)}
 _MAX_REASON_REFS = 10
@@ -51,11 +53,11 @@ class ActionSpec:
 
 @dataclass(frozen=True)
 class ActionCatalog:
-    """All actions plus the override reasons every card offers."""
+    """All actions plus the override reasons each rule's card offers."""
 
     version: str
     actions: t.Mapping[str, ActionSpec]
-    override_reasons: tuple[Coding, ...]
+    override_reasons: t.Mapping[str, tuple[Coding, ...]]  #: rule id -> reasons, in order
     imaging_category: Coding | None = None
     imaging_body_site: Coding | None = None
 
@@ -113,20 +115,12 @@ def parse_action_catalog(data: t.Mapping[str, t.Any]) -> tuple[ActionCatalog, li
         spec = _parse_action(key, raw, problems)
         if spec is not None:
             actions[key] = spec
-    reasons = []
-    for i, raw in enumerate(data.get("override_reasons", [])):
-        where = f"actions.toml: override_reasons[{i}]"
-        if not isinstance(raw, dict) or not raw.get("code") or not raw.get("display"):
-            problems.append(f"{where} needs code and display (CDS Hooks requires display)")
-            continue
-        reasons.append(Coding(raw.get("system", OVERRIDE_REASON_SYSTEM), raw["code"], raw["display"]))
-    if not reasons:
-        problems.append("actions.toml: at least one override reason is required")
+    reasons = _override_reasons(data.get("override_reasons"), problems)
     defaults = data.get("imaging_defaults", {})
     catalog = ActionCatalog(
         version=str(data.get("version", "")),
         actions=actions,
-        override_reasons=tuple(reasons),
+        override_reasons=reasons,
         imaging_category=_coding(defaults.get("category"), "imaging_defaults.category", problems),
         imaging_body_site=_coding(defaults.get("body_site"), "imaging_defaults.body_site", problems),
     )
@@ -134,11 +128,48 @@ def parse_action_catalog(data: t.Mapping[str, t.Any]) -> tuple[ActionCatalog, li
     return catalog, problems
 
 
+def _override_reasons(raw: t.Any, problems: list[str]) -> dict[str, tuple[Coding, ...]]:
+    """``[[override_reasons.<rule-id>]]`` tables: every rule needs its own reasons."""
+    from assessment.config import RULE_IDS
+
+    if not isinstance(raw, dict):
+        problems.append("actions.toml: [override_reasons.<rule-id>] lists are required for every rule")
+        return {}
+    out: dict[str, tuple[Coding, ...]] = {}
+    for rule_id, rows in raw.items():
+        if rule_id not in RULE_IDS:
+            problems.append(f"actions.toml: override_reasons.{rule_id}: unknown rule id")
+            continue
+        reasons = []
+        for i, row in enumerate(rows if isinstance(rows, list) else []):
+            where = f"actions.toml: override_reasons.{rule_id}[{i}]"
+            if not isinstance(row, dict) or not row.get("code") or not row.get("display"):
+                problems.append(f"{where} needs code and display (CDS Hooks requires display)")
+                continue
+            if len(row["display"]) > 80:
+                problems.append(f"{where}.display is longer than 80 characters")
+            reasons.append(Coding(row.get("system", OVERRIDE_REASON_SYSTEM), row["code"], row["display"]))
+        out[rule_id] = tuple(reasons)
+    for rule_id in RULE_IDS:
+        if not out.get(rule_id):
+            problems.append(f"actions.toml: override_reasons.{rule_id} needs at least one reason")
+    return out
+
+
 def _parse_action(key: str, raw: t.Any, problems: list[str]) -> ActionSpec | None:
     where = f"actions.toml: actions.{key}"
     if not isinstance(raw, dict):
         problems.append(f"{where} must be a table")
         return None
+    if raw.get("kind") in DELETE_KINDS:
+        missing = [f for f in ("label", "description") if not raw.get(f)]
+        if missing:
+            problems.append(f"{where} is missing {', '.join(missing)}")
+            return None
+        return ActionSpec(
+            key=key, label=raw["label"], description=raw["description"], resource_type="",
+            kind=raw["kind"], is_recommended=bool(raw.get("is_recommended", True)), code_text="",
+        )
     missing = [f for f in ("label", "description", "resource_type", "kind", "code") if f not in raw]
     if missing:
         problems.append(f"{where} is missing {', '.join(missing)}")
@@ -200,7 +231,9 @@ def _validate_built_resources(catalog: ActionCatalog) -> list[str]:
 
     problems = []
     now = datetime(2025, 1, 1, tzinfo=UTC)
-    for key in catalog.actions:
+    for key, spec in catalog.actions.items():
+        if spec.kind in DELETE_KINDS:
+            continue
         resource = catalog.build_resource(
             key, patient_id="example", now=now, reason_refs=["Condition/example"]
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from assessment.config import ContextSettings
+from assessment.egfr import age_in_years, ckd_epi_2021
 from assessment.facts import (
     ClinicalFact,
     ClinicalKind,
@@ -50,6 +51,12 @@ def day_text(time: datetime) -> str:
 def whole_days(delta: timedelta) -> int:
     """Return the whole days in ``delta`` (rounded down)."""
     return delta // timedelta(days=1)
+
+
+def calendar_days(start: datetime, end: datetime) -> int:
+    """Return the calendar days from ``start`` to ``end`` in the timezone of ``start`` (the
+    record's own offset): pain the next calendar day after a dose is day 1, whatever the hour."""
+    return (end.astimezone(start.tzinfo).date() - start.date()).days
 
 
 def is_text_match(fact: object) -> bool:
@@ -124,11 +131,14 @@ def oncology_context(record: PatientRecord, now: datetime, settings: ContextSett
         if within(time, now, lookback) or running:
             chemo.append(procedure.ref)
             word = _ORDER_WORDS.get(procedure.source)
+            label = procedure.label.strip()
             if word is not None:
-                text = f"Chemotherapy {word}: {procedure.label or 'chemotherapy'} ({day_text(time)})"
+                text = f"Chemotherapy {word}: {label or 'chemotherapy'} ({day_text(time)})"
             else:
-                label = procedure.label if procedure.label and procedure.label.lower() != "chemotherapy" else "procedure"
-                text = f"Chemotherapy {label} on {day_text(time)}"
+                # a display that already says chemotherapy ("Chemotherapy (procedure)") is not
+                # prefixed again
+                text = label if "chemotherap" in label.lower() else f"Chemotherapy {label or 'procedure'}".strip()
+                text = f"{text} on {day_text(time)}"
             reasons.append(Reason(text, procedure.ref))
     malignancy_refs: frozenset[str] | None = None
     for med in record.medications:
@@ -147,7 +157,9 @@ def oncology_context(record: PatientRecord, now: datetime, settings: ContextSett
                 if not (malignancy_refs or med.reason_malignant):
                     continue  # e.g. weekly low-dose methotrexate for rheumatoid arthritis
             chemo.append(med.ref)
-            text = f"Chemotherapy {med.label or 'medication'} ({med.source.value}) on {day_text(time)}"
+            label = med.label or "medication"
+            name = label if "chemotherap" in label.lower() else f"Chemotherapy {label}"
+            text = f"{name} {med.verb} on {day_text(time)}"
             reasons.append(Reason(text, med.ref))
     return OncologyContext(cancers=cancers, chemotherapy=tuple(chemo), reasons=tuple(reasons))
 
@@ -338,6 +350,7 @@ class NsaidSafety:
     safe: bool
     concerns: tuple[Reason, ...]  #: reasons NSAIDs are unsafe (or, when safe, unchecked)
     unchecked: bool  #: safe, but a platelet count or eGFR is missing from the lookback
+    kinds: tuple[str, ...] = ()  #: which concerns apply: "platelets", "egfr", "anticoagulant"
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -379,21 +392,46 @@ def nsaid_safety(record: PatientRecord, now: datetime, settings: ContextSettings
         (LabKind.EGFR, limits.egfr_below, "eGFR", "mL/min/1.73 m²"),
     )
     missing = []
+    kinds: list[str] = []
     for kind, below, name, unit in checks:
         lab = _latest_lab(record.labs, kind, now, limits.lab_lookback)
+        if lab is None and kind is LabKind.EGFR:
+            lab = computed_egfr(record, now, settings)
         if lab is None:
             missing.append(name)
         elif lab.value < below:
             unsafe = True
-            text = f"{name} {lab.value:g} {unit} on {day_text(lab.time)} (below {below:g})"
+            kinds.append(kind.value)
+            value = f"{lab.value:.0f} {unit}, computed from creatinine (CKD-EPI 2021)" if lab.computed else f"{lab.value:g} {unit}"
+            text = f"{name} {value} on {day_text(lab.time)} (below {below:g})"
             concerns.append(Reason(text, lab.ref))
     for med in active_anticoagulants(record, now, settings):
         unsafe = True
+        if "anticoagulant" not in kinds:
+            kinds.append("anticoagulant")
         concerns.append(Reason(f"Active anticoagulant: {med.label or 'anticoagulant'}", med.ref))
     if not unsafe:
         days = whole_days(limits.lab_lookback)
         concerns.extend(Reason(f"No {name} result in the last {days} days") for name in missing)
-    return NsaidSafety(safe=not unsafe, concerns=tuple(concerns), unchecked=not unsafe and bool(missing))
+    return NsaidSafety(
+        safe=not unsafe, concerns=tuple(concerns), unchecked=not unsafe and bool(missing), kinds=tuple(kinds)
+    )
+
+
+def computed_egfr(record: PatientRecord, now: datetime, settings: ContextSettings) -> LabResult | None:
+    """eGFR from the latest serum creatinine in the lookback (race-free CKD-EPI 2021), when the
+    patient's birth date and administrative sex are known and the constants are configured."""
+    constants = settings.nsaid.ckd_epi
+    if constants is None or record.birth_date is None or record.sex not in ("female", "male"):
+        return None
+    creatinine = _latest_lab(record.labs, LabKind.CREATININE, now, settings.nsaid.lab_lookback)
+    if creatinine is None or creatinine.value <= 0:
+        return None
+    age = age_in_years(record.birth_date, creatinine.time)
+    if age < 18:
+        return None
+    value = ckd_epi_2021(creatinine.value, age, female=record.sex == "female", constants=constants)
+    return LabResult(ref=creatinine.ref, kind=LabKind.EGFR, time=creatinine.time, value=value, computed=True)
 
 
 def nsaid_advice(safety: NsaidSafety, texts: Mapping[str, str]) -> str:

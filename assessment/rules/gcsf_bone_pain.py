@@ -37,8 +37,9 @@ def evaluate(situation: TriageSituation) -> Outcome:
     variables.update(
         gcsf=dose.label or "G-CSF",
         dose_date=common.day_text(dose_time),
-        onset_day=str(common.whole_days(onset - dose_time)),
-        days_since_dose=str(common.whole_days(situation.now - dose_time)),
+        onset_day=str(common.calendar_days(dose_time, onset)),
+        days_since_dose=str(common.calendar_days(dose_time, situation.now)),
+        dose_verb=dose.verb,
     )
     window_reason = situation.window_reason
     parts = FindingParts(

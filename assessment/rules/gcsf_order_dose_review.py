@@ -34,7 +34,7 @@ def evaluate(situation: OrderSituation) -> Outcome:
     for time, ref, window in episodes:
         text = (
             f"Back or bone pain on {common.day_text(time)}, inside the window of "
-            f"{window.label} given on {common.day_text(window.start)}"
+            f"{window.label} {window.doses[0].verb} on {common.day_text(window.start)}"
         )
         reasons += [Reason(text, ref), Reason(text, window.doses[0].ref)]
     last_time, _, last_window = episodes[-1]
@@ -48,6 +48,7 @@ def evaluate(situation: OrderSituation) -> Outcome:
         variables={
             "gcsf": drafts[0].label or "G-CSF",
             "previous_gcsf": last_window.label,
+            "previous_verb": f"{last_window.doses[0].verb} on {common.day_text(last_window.start)}",
             "episode_date": common.day_text(last_time),
             "episode_count": str(len({w.start for _, _, w in episodes})),
             "nsaid_advice": common.nsaid_advice(safety, situation.config.texts),

@@ -1,12 +1,15 @@
 """``nsaid-caution-post-chemo`` (R4 on order hooks): an NSAID order that may be unsafe.
 
 When: a draft NSAID order (the selected drafts on order-select), oncology context, and the
-latest platelet count < 50 x10^9/L or eGFR < 30 (each within 14 days), or an active
-anticoagulant.
-Then: warning card: reconsider the NSAID; paracetamol instead, other analgesia with the team.
+latest platelet count or eGFR (recorded, else computed from creatinine) below the configured
+cut-offs within the lab lookback, or an active anticoagulant.
+Then: warning card naming the concerns that apply; a suggestion deleting the draft NSAID
+order; paracetamol instead, other analgesia with the team.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from assessment.facts import DrugClass
 from assessment.findings import Reason
@@ -35,7 +38,17 @@ def evaluate(situation: OrderSituation) -> Outcome:
         variables={
             "nsaid": drafts[0].label or "NSAID",
             "concerns": "; ".join(c.text for c in safety.concerns),
+            "concern_names": _names(safety.kinds, situation.config.texts),
         },
         nsaid=safety,
+        draft_refs=tuple(d.ref for d in drafts),
     )
     return Outcome(finding=build_finding(settings, situation.record, parts))
+
+
+def _names(kinds: tuple[str, ...], texts: Mapping[str, str]) -> str:
+    """The concerns that apply, by name ("low platelets and an active anticoagulant")."""
+    names = [texts[f"concern_{kind}"] for kind in kinds]
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]

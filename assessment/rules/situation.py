@@ -76,9 +76,9 @@ class TriageSituation:
             return None
         dose = dose_before(window, self.episode.onset)
         dose_time = dose.time or window.start
-        day = common.whole_days(self.episode.onset - dose_time)
+        day = common.calendar_days(dose_time, self.episode.onset)
         text = (
-            f"Back pain began on day {day} after {dose.label or 'G-CSF'} given on "
+            f"Back pain began on day {day} after {dose.label or 'G-CSF'} {dose.verb} on "
             f"{common.day_text(dose_time)} (inside the G-CSF window)"
         )
         return Reason(text, dose.ref)
@@ -95,7 +95,10 @@ class TriageSituation:
         """Return the placeholders every triage card text may use."""
         latest = self.episode.latest_score
         texts = self.config.texts
+        severe = latest is not None and latest.score >= self.config.context.severe_score
         return {
+            "analgesia": texts["analgesia_severe" if severe else "analgesia_mild"],
+            "analgesia_step": texts["analgesia_step_severe" if severe else "analgesia_step_mild"],
             "onset_date": common.day_text(self.episode.onset),
             "days_since_onset": str(common.whole_days(self.now - self.episode.onset)),
             "latest_score": f"{latest.score:g}/10" if latest else texts["score_not_recorded"],
@@ -129,16 +132,19 @@ class FindingParts:
     indicator: Indicator | None = None
     existing_imaging: tuple[str, ...] = ()
     nsaid: NsaidSafety | None = None
+    draft_refs: tuple[str, ...] = ()
 
 
 def build_finding(settings: RuleSettings, record: PatientRecord, parts: FindingParts) -> Finding:
     """Assemble a :class:`Finding`: dedupe evidence, flag text-only evidence, add R4 results."""
-    evidence = tuple(dict.fromkeys(parts.evidence))
-    text_refs = {
-        f.ref
-        for f in chain(record.clinical, record.medications, record.draft_orders)
-        if common.is_text_match(f)
-    }
+    nsaid_refs = parts.nsaid.refs if parts.nsaid is not None and not parts.nsaid.safe else ()
+    # the labs / anticoagulants behind "Avoid NSAIDs" are evidence too (the text names no ids)
+    evidence = tuple(dict.fromkeys(parts.evidence + nsaid_refs))
+    text_facts = [
+        f for f in chain(record.clinical, record.medications, record.draft_orders) if common.is_text_match(f)
+    ]
+    text_refs = {f.ref for f in text_facts}
+    coded_by_name = {f.ref for f in text_facts if getattr(f, "coded", False)}
     nsaid = parts.nsaid
     return Finding(
         rule_id=settings.rule_id,
@@ -153,6 +159,9 @@ def build_finding(settings: RuleSettings, record: PatientRecord, parts: FindingP
         nsaid_concerns=nsaid.concerns if nsaid else (),
         existing_imaging=parts.existing_imaging,
         low_confidence=any(ref in text_refs for ref in evidence),
+        free_text=any(ref in text_refs and ref not in coded_by_name for ref in evidence),
+        coded_by_name=any(ref in coded_by_name for ref in evidence),
+        draft_refs=parts.draft_refs,
         variables=dict(parts.variables),
     )
 
@@ -316,7 +325,7 @@ def _recurrent(
         return None
     reasons: list[Reason] = []
     for window in run:
-        text = f"Back pain after {window.label} given on {common.day_text(window.start)}"
+        text = f"Back pain after {window.label} {window.doses[0].verb} on {common.day_text(window.start)}"
         reasons.append(Reason(text, window.doses[0].ref))
         reasons.extend(Reason(text, ref) for t, ref in history if window.contains(t))
     return Feature(f"pain in {len(run)} consecutive G-CSF cycles", tuple(reasons))
