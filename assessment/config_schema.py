@@ -108,6 +108,8 @@ _TEXT_KEYS = (
     "imaging_note_existing",
     "imaging_note_none",
     "score_not_recorded",
+    "onset_not_recorded",
+    "days_not_recorded",
     "analgesia_mild",
     "analgesia_severe",
     "analgesia_step_mild",

@@ -40,6 +40,9 @@ _FUZZY_MAX_LENGTH = 24
 # modifier categories (ConText) and value categories
 _NEG_FWD, _NEG_BWD, _PSEUDO, _TERM, _HIST = "negation_forward", "negation_backward", "pseudo", "terminators", "historical"
 _NEG_FINAL = "negation_final"
+_COMMA = ","
+#: match groups that make findings (suppressed inside a pseudo phrase)
+_FINDING_GROUPS = frozenset({"trigger", "volume", "concept"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ def _tokens(text: str, config: TextConfig) -> tuple[list[tuple[str, int, int]], 
 class _Clause:
     """State of the current clause; findings are finalised at its end."""
 
-    __slots__ = ("neg_fwd", "segment", "neg_bwd", "hist", "pending", "concepts", "excluded")
+    __slots__ = ("neg_fwd", "segment", "neg_bwd", "hist", "pending", "concepts", "excluded", "list_until")
 
     def __init__(self) -> None:
         self.neg_fwd: int | None = None  # token index of the forward negation in scope
@@ -90,6 +93,7 @@ class _Clause:
         self.pending: list[tuple[str, int, int, bool, int]] = []  # kind, first, last token, negated-at-start, segment
         self.concepts: dict[str, int] = {}  # concept -> last token index
         self.excluded: set[str] = set()  # kinds dropped in this clause
+        self.list_until = -1  # a negated list runs to this token (its conjunction) at least
 
 
 def _volume_ml(tokens: list[str], end: int) -> tuple[float, int] | None:
@@ -100,8 +104,39 @@ def _volume_ml(tokens: list[str], end: int) -> tuple[float, int] | None:
             return None
         if tok[0].isdigit():
             unit = tokens[k + 1] if k + 1 < len(tokens) else ""
-            return float(tok) * _UNITS.get(unit, 1.0), k + (1 if unit in _UNITS else 0)
+            return float(tok.replace(",", "")) * _UNITS.get(unit, 1.0), k + (1 if unit in _UNITS else 0)
     return None
+
+
+def _negated_list_end(tokens: list[str], comma: int, config: TextConfig) -> tuple[int, int]:
+    """Whether a forward negation's scope goes on past the comma at ``comma``: only into a
+    list of short items closed by a conjunction ("denies numbness, tingling or weakness"),
+    with no assertion on the way ("no numbness, new weakness in both legs"; "denies fever,
+    reports leg weakness"; "no falls, unsteady gait noted"). Returns (index of the list's
+    conjunction, or -1 when the scope ends at the comma; the work done). The look-ahead is
+    bounded, so the pass stays linear; a list too long to see to its end ends the scope (a
+    missed red flag is worse than a doubtful one)."""
+    lists = config.negated_lists
+    item = items = work = 0
+    for k in range(comma + 1, min(len(tokens), comma + 1 + lists.lookahead)):
+        tok = tokens[k]
+        work += 1
+        if tok in _CLAUSE_END or tok in lists.breakers:
+            return -1, work
+        if tok == _COMMA:
+            item = 0
+            continue
+        if tok in lists.conjunctions:
+            return (k, work) if items else (-1, work)
+        end, labels = _longest(tokens, k, config)
+        work += config.depth
+        if end >= 0 and f"modifier:{_TERM}" in labels:
+            return -1, work
+        item += 1
+        items += 1
+        if item > lists.item_max_words:
+            return -1, work
+    return -1, work
 
 
 def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
@@ -121,12 +156,23 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
             negated = neg or clause.neg_bwd.get(segment, -1) > last
             out.append(TextFinding(kind, negated, segment in clause.hist, (spans[first][1], spans[last][2])))
 
+    pseudo_until = -1  # tokens inside a pseudo phrase ("fluid retention") start no finding
     i, n = 0, len(tokens)
     while i < n:
         tok = tokens[i]
         if tok in _CLAUSE_END:
             close()
             clause = _Clause()
+            i += 1
+            continue
+        if tok == _COMMA:
+            if clause.neg_fwd is not None and i > clause.list_until:
+                end, work = _negated_list_end(tokens, i, config)
+                steps += work
+                if end < 0:
+                    clause.neg_fwd = None  # "no numbness, new weakness in both legs"
+                else:
+                    clause.list_until = end  # "denies numbness, tingling or weakness"
             i += 1
             continue
         # walk the trie from token i: collect matches (longest modifier wins)
@@ -145,10 +191,19 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
             j += 1
         steps += 1
         longest = max((m[0] for m in matches if m[1][0] == "modifier"), default=-1)
+        longest_trigger = max((m[0] for m in matches if m[1][0] == "trigger"), default=-1)
+        if longest_trigger >= longest >= 0:
+            # A finding phrase that begins with a modifier word is the finding, not a modifier:
+            # "not able to walk", "no bladder control", "no longer able to walk" (the longest
+            # phrase at a position wins, as in ConText's overlap resolution).
+            longest = -1
         if longest >= 0 and i > skip_until:
             categories = {m[1][1] for m in matches if m[1][0] == "modifier" and m[0] == longest}
             skip_until = longest
-            if _PSEUDO not in categories:
+            if _PSEUDO in categories:
+                # nothing that starts inside a pseudo phrase is a finding ("fluid retention")
+                pseudo_until = longest
+            else:
                 if _TERM in categories:
                     clause.neg_fwd = None
                     clause.segment += 1
@@ -161,6 +216,8 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
                 if _HIST in categories:
                     clause.hist.add(clause.segment)
         negated_now = clause.neg_fwd is not None
+        if i <= pseudo_until:
+            matches = [m for m in matches if m[1][0] not in _FINDING_GROUPS]
         for end, (group, value) in matches:
             if group == "trigger":
                 clause.pending.append((value, i, end, negated_now, clause.segment))
@@ -239,6 +296,6 @@ def absent_answer(text: str, config: TextConfig | None = None) -> bool:
     """Whether a questionnaire answer is exactly a lowest category ("Never", "None", "Not at all")."""
     config = config or load_text_config()
     spans, _ = _tokens(text[:200].lower(), config)
-    tokens = [s[0] for s in spans if s[0] not in _CLAUSE_END]
+    tokens = [s[0] for s in spans if s[0] not in _CLAUSE_END and s[0] != _COMMA]
     end, labels = _longest(tokens, 0, config)
     return end == len(tokens) - 1 >= 0 and f"modifier:{_PSEUDO}" not in labels and "value:absent_answer" in labels

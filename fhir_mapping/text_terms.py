@@ -16,9 +16,11 @@ from pathlib import Path
 
 import knowledge as _knowledge_package
 
-__all__ = ["DEFAULT_PATH", "TOKEN", "TextConfig", "correct", "load_text_config", "parse_text_config"]
+__all__ = ["DEFAULT_PATH", "TOKEN", "NegatedLists", "TextConfig", "correct", "load_text_config", "parse_text_config"]
 
-TOKEN = re.compile(r"[0-9]+(?:\.[0-9]+)?|[a-z]+|[.;!\n]")
+#: words, numbers ("1,000" and "1.5" are one token each), clause ends (. ; ! line break) and
+#: commas (a comma does not end a clause, but it may end a negation's scope: see clinical_text)
+TOKEN = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+(?:\.[0-9]+)?|[a-z]+|[.;!\n,]")
 DEFAULT_PATH = Path(_knowledge_package.__file__).resolve().parent / "clinical_text.toml"
 _FUZZY_CACHE_SIZE = 50_000
 #: modifier categories (ConText) and value categories
@@ -58,6 +60,16 @@ class _Node:
                 yield snode
 
 
+@dataclass(frozen=True)
+class NegatedLists:
+    """When a forward negation's scope goes on past a comma (``[negated_lists]``)."""
+
+    conjunctions: frozenset[str] = frozenset({"or", "nor", "and"})
+    breakers: frozenset[str] = frozenset()  #: words that assert: the list has ended
+    item_max_words: int = 4
+    lookahead: int = 40
+
+
 @dataclass(frozen=True, eq=False)
 class TextConfig:
     root: _Node
@@ -71,6 +83,7 @@ class TextConfig:
     fuzzy_deletes: t.Mapping[str, tuple[str, ...]] = field(default_factory=dict)  #: term minus one letter -> terms
     fuzzy_min_length: int = 6
     fuzzy_cache: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+    negated_lists: NegatedLists = NegatedLists()
 
 
 def _slots(phrase: str) -> list[list[str]]:
@@ -154,7 +167,17 @@ def parse_text_config(data: t.Mapping[str, t.Any]) -> TextConfig:
     for term in terms:
         for i in range(len(term)):
             deletes.setdefault(term[:i] + term[i + 1:], []).append(term)
+    lists = data.get("negated_lists", {})
+    negated_lists = NegatedLists(
+        conjunctions=frozenset(str(w).lower() for w in lists.get("conjunctions", ("or", "nor", "and"))),
+        breakers=frozenset(str(w).lower() for w in lists.get("breakers", ())),
+        item_max_words=int(lists.get("item_max_words", 4)),
+        lookahead=int(lists.get("lookahead_words", 40)),
+    )
+    if negated_lists.item_max_words <= 0 or not 0 < negated_lists.lookahead <= 200:
+        raise ValueError("clinical_text: negated_lists.item_max_words must be positive, lookahead_words 1..200")
     return TextConfig(
+        negated_lists=negated_lists,
         root=root, depth=depth, pairs=pairs, max_chars=max_chars, pair_window=window, volume_threshold_ml=threshold,
         vocabulary=frozenset(vocabulary), fuzzy_terms=terms,
         fuzzy_deletes={k: tuple(v) for k, v in deletes.items()}, fuzzy_min_length=min_length,

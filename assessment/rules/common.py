@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from assessment.config import ContextSettings
 from assessment.egfr import age_in_years, ckd_epi_2021
 from assessment.facts import (
+    DATE_ONLY,
     ClinicalFact,
     ClinicalKind,
     Confidence,
@@ -55,7 +56,12 @@ def whole_days(delta: timedelta) -> int:
 
 def calendar_days(start: datetime, end: datetime) -> int:
     """Return the calendar days from ``start`` to ``end`` in the timezone of ``start`` (the
-    record's own offset): pain the next calendar day after a dose is day 1, whatever the hour."""
+    record's own offset): pain the next calendar day after a dose is day 1, whatever the hour.
+    A time recorded as a date only (zone ``DATE_ONLY``) counts as the day written, and the other
+    time then counts in its own offset: a dose on 6 March at 10:00-05:00 and pain recorded on
+    7 March is day 1."""
+    if start.tzinfo is DATE_ONLY or end.tzinfo is DATE_ONLY:
+        return (end.date() - start.date()).days
     return (end.astimezone(start.tzinfo).date() - start.date()).days
 
 
@@ -176,6 +182,10 @@ class BackPainEpisode:
     facts: tuple[ClinicalFact, ...]  #: back-pain conditions / findings in the lookback
     scores: tuple[PainScore, ...]  #: back-pain scores in the lookback, oldest first
     onset: datetime
+    #: False when nothing in the record dates the back pain (an undated back-pain Condition and
+    #: no pain score): ``onset`` is then the evaluation time, used for nothing but ordering;
+    #: no G-CSF window or duration is judged from it and cards say the date is not recorded
+    onset_recorded: bool = True
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -200,18 +210,16 @@ def back_pain_episode(
     history); facts must still be active (``present_statuses``) and not in the future.
     """
     lookback = _UNLIMITED if any_onset else settings.back_pain_lookback
+    present = [f for f in record.clinical if f.kind is ClinicalKind.BACK_PAIN and f.status in settings.present_statuses]
     timed = sorted(
-        (
-            (time, f)
-            for f in record.clinical
-            if f.kind is ClinicalKind.BACK_PAIN
-            and f.status in settings.present_statuses
-            and (time := fact_time(f)) is not None
-            and within(time, now, lookback)
-        ),
+        ((time, f) for f in present if (time := fact_time(f)) is not None and within(time, now, lookback)),
         key=lambda pair: pair[0],
     )
-    facts = tuple(f for _, f in timed)
+    # An active back-pain Condition with neither onset nor recordedDate: undated, so it is in no
+    # lookback, but it is back pain ("a back-pain Condition exists": scores count as back pain,
+    # onset = the first pain score) and, for red flags, active back pain of any onset.
+    undated = tuple(f for f in present if fact_time(f) is None)
+    facts = tuple(f for _, f in timed) + undated
     scores = tuple(
         sorted(
             (
@@ -224,6 +232,8 @@ def back_pain_episode(
     )
     onset = timed[0][0] if timed else (scores[0].time if scores else None)
     if onset is None:
+        if any_onset and undated:
+            return BackPainEpisode(facts=undated, scores=(), onset=now, onset_recorded=False)
         return None
     return BackPainEpisode(facts=facts, scores=scores, onset=onset)
 

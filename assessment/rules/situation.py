@@ -99,8 +99,12 @@ class TriageSituation:
         return {
             "analgesia": texts["analgesia_severe" if severe else "analgesia_mild"],
             "analgesia_step": texts["analgesia_step_severe" if severe else "analgesia_step_mild"],
-            "onset_date": common.day_text(self.episode.onset),
-            "days_since_onset": str(common.whole_days(self.now - self.episode.onset)),
+            "onset_date": common.day_text(self.episode.onset)
+            if self.episode.onset_recorded
+            else texts["onset_not_recorded"],
+            "days_since_onset": str(common.calendar_days(self.episode.onset, self.now))
+            if self.episode.onset_recorded
+            else texts["days_not_recorded"],
             "latest_score": f"{latest.score:g}/10" if latest else texts["score_not_recorded"],
             "nsaid_advice": common.nsaid_advice(self.nsaid, texts),
             "context": context_text(self.context),
@@ -179,7 +183,8 @@ def triage_situation(
     """Compute the triage situation for a record with oncology context and back pain."""
     settings = config.context
     windows = common.gcsf_windows(record, settings)
-    onset_window = common.window_at(windows, episode.onset)
+    # an undated episode is in no G-CSF window: nothing says when it began
+    onset_window = common.window_at(windows, episode.onset) if episode.onset_recorded else None
     red_flags = find_red_flags(record, now, config)
     features = find_progressive_features(record, now, config, episode, windows, onset_window)
     return TriageSituation(

@@ -101,7 +101,9 @@ def test_text_past_the_cap_is_not_examined() -> None:
 
 @pytest.mark.parametrize(
     "unit",
-    ["back pain ", "leg weakness but ", "no leg weakness, unable to void; ", "can't can't can't walk "],
+    ["back pain ", "leg weakness but ", "no leg weakness, unable to void; ", "can't can't can't walk ",
+     # commas inside one negated clause: each comma looks ahead (bounded) for a list
+     "no numbness, tingling, ", "denies weakness, numbness or ", "no , , , , "],
 )
 def test_work_is_linear_in_text_length(unit: str) -> None:
     config = clinical_text.parse_text_config({**_raw(), "max_chars": 10_000_000})
@@ -122,3 +124,71 @@ def _raw() -> dict:
 
     with clinical_text._DEFAULT_PATH.open("rb") as fh:
         return tomllib.load(fh)
+
+
+# -- comma scope, findings with their own negative word, pseudo phrases (issue 11) -----------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no numbness, new weakness in both legs",
+        "Denies fever, reports bilateral leg weakness",
+        "Denies saddle anaesthesia, has urinary retention",
+        "No fever, c/o bilateral leg weakness",
+        "denies incontinence, unable to walk since yesterday",
+        "No recent falls, unsteady gait noted",
+        "No chest pain, legs feel weak",
+    ],
+)
+def test_a_comma_ends_the_negation_when_no_list_follows(text: str) -> None:
+    assert any(f.current and f.kind.startswith("red-flag") for f in findings(text)), findings(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "denies numbness, tingling or weakness in legs",
+        "patient denies leg weakness, numbness, or incontinence",
+        "No leg weakness, saddle numbness or bladder or bowel trouble",
+        "denies numbness, tingling and leg weakness",
+        "no urinary retention, incontinence nor saddle anaesthesia",
+    ],
+)
+def test_a_negated_list_stays_negated_across_its_commas(text: str) -> None:
+    found = [f for f in findings(text) if f.kind.startswith("red-flag")]
+    assert found and not any(f.current for f in found), found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Not able to walk", "pt not able to weight bear", "Not able to void", "Has not passed urine since last night",
+        "No sensation in saddle area", "no power in legs", "no feeling in legs", "No bladder control",
+        "no control of bowels", "no longer able to walk", "not voided since yesterday", "unable to ambulate",
+        "difficulty ambulating", "non-ambulatory", "retention", "catheterised for retention",
+    ],
+)
+def test_a_finding_with_a_negative_word_of_its_own_is_present(text: str) -> None:
+    assert any(f.current and f.kind.startswith("red-flag") for f in findings(text)), findings(text)
+
+
+@pytest.mark.parametrize("text", ["Denies not able to walk", "no: unable to void"])
+def test_such_a_finding_is_still_negated_by_a_negation_before_it(text: str) -> None:
+    found = [f for f in findings(text) if f.kind.startswith("red-flag")]
+    assert found and not any(f.current for f in found), found
+
+
+@pytest.mark.parametrize("text", ["fluid retention", "salt and water retention", "CO2 retention", "retention of fluid"])
+def test_retention_of_something_else_is_not_a_bladder_red_flag(text: str) -> None:
+    assert not [f for f in findings(text) if f.kind == "red-flag-bladder-bowel"]
+
+
+def test_a_bladder_volume_with_a_thousands_separator_is_read_whole() -> None:
+    assert [f.kind for f in findings("bladder scan 1,000 mL")] == ["red-flag-bladder-bowel"]
+    assert not findings("bladder scan 150 mL")
+
+
+def test_a_site_excluded_by_name_is_not_that_site() -> None:
+    found = {f.kind: f for f in findings("Back structure, excluding neck")}
+    assert found["site:spine"].current and found["site:cervical"].negated

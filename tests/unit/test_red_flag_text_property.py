@@ -25,6 +25,23 @@ PHRASES = [
     "incontinent of urine", "incontinent of faeces", "loss of bladder control", "loss of bowel control",
     "legs gave way", "can't feel my legs",
 ]
+# Findings written with a negative word of their own (a finding phrase that begins with a
+# modifier word is the finding: the longest phrase wins) and findings after a comma that ends
+# the scope of an earlier negation (issue 11: each was a missed critical).
+PHRASES += [
+    "Not able to walk", "Not able to stand", "pt not able to weight bear", "Not able to void",
+    "Has not passed urine since last night", "No sensation in saddle area", "no power in legs",
+    "no feeling in legs", "No bladder control", "no control of bowels", "no longer able to walk",
+    "not voided since yesterday", "unable to ambulate", "difficulty ambulating", "non-ambulatory",
+    "catheterised for retention",
+    "no numbness, new weakness in both legs", "Denies fever, reports bilateral leg weakness",
+    "Denies saddle anaesthesia, has urinary retention", "No fever, c/o bilateral leg weakness",
+    "denies incontinence, unable to walk since yesterday", "No recent falls, unsteady gait noted",
+]
+#: phrases that read as one finding when negated as a whole ("No {}"): no comma (a second
+#: finding after a comma is outside the negation, e.g. a measured bladder volume) and no
+#: negative word of their own
+NEGATABLE = [p for p in PHRASES if "," not in p and p.split()[0].lower() not in ("no", "not", "has", "non-ambulatory")]
 NEGATIONS = ["No {}", "Denies {}", "{}: denied", "Negative for {}", "Without {}"]
 PREFIXES = ["", "Seen today. ", "No fever. ", "Pain 6/10 at rest; ", "Denies chest pain. "]
 
@@ -60,6 +77,6 @@ def test_a_current_text_red_flag_always_gives_mscc(phrase: str, prefix: str, pai
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(PHRASES), st.sampled_from(NEGATIONS), st.sampled_from(PREFIXES), st.integers(1, 400))
+@given(st.sampled_from(NEGATABLE), st.sampled_from(NEGATIONS), st.sampled_from(PREFIXES), st.integers(1, 400))
 def test_a_negated_text_red_flag_never_gives_mscc(phrase: str, negation: str, prefix: str, pain_days: int) -> None:
     assert MSCC not in _rules(prefix + negation.format(phrase.lower()), pain_days, 1)
