@@ -363,6 +363,40 @@ def fixtures() -> list[Fixture]:
                   p.observation("neuro", {"text": "Neuro review"}, 0.5, category="exam",
                                 value={"valueString": "Denies leg weakness, numbness or trouble walking"})),
        [card(GCSF, "info")])
+    # more phrasings real charts use (issue 11 audit): each was a missed critical
+    def note(p: P, text: str, rid: str = "note") -> Resource:
+        return p.observation(rid, {"text": "Nursing note"}, 0.5, category="exam", value={"valueString": text})
+
+    fx("in-mscc-red-flags-text-comma-ends-negation", "ct6",
+       "G-CSF bone pain plus 'No fever, c/o bilateral leg weakness': the comma and 'c/o' end the negation's scope",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "No fever, c/o bilateral leg weakness")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-not-able-to-walk", "ct7",
+       "G-CSF bone pain plus 'Not able to walk since this morning': a finding with a negative word of its own",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "Not able to walk since this morning")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-no-bladder-control", "ct8",
+       "G-CSF bone pain plus 'No bladder control overnight, pad wet x3'",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "No bladder control overnight, pad wet x3")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-unable-to-ambulate", "ct9",
+       "G-CSF bone pain plus 'Denies incontinence, unable to ambulate since yesterday'",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "Denies incontinence, unable to ambulate since yesterday")),
+       [card(MSCC, "critical")])
+    fx("out-mscc-red-flags-text-negated-list", "ct10",
+       "G-CSF bone pain with 'Patient denies leg weakness, numbness, or incontinence': the whole list is negated",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "Patient denies leg weakness, numbness, or incontinence")),
+       [card(GCSF, "info")])
+    fx("out-mscc-red-flags-text-fluid-retention", "ct11",
+       "G-CSF bone pain with 'Fluid retention, ankles swollen': retention of fluid is not urinary retention",
+       lambda p: (gcsf_bone_pain_base(p), note(p, "Fluid retention, ankles swollen")),
+       [card(GCSF, "info")])
+    fx("in-mscc-red-flags-undated-back-pain", "ct12",
+       "Active back-pain Condition with neither onset nor recordedDate (undated), breast cancer, chemotherapy, "
+       "and urinary retention recorded yesterday: active back pain of any onset, critical",
+       lambda p: (p.breast_cancer(), p.chemo(9), p.condition("backpain", concept(ICD, "M54.50", "Low back pain, unspecified")),
+                  p.condition("retention", RETENTION, onset=1, recorded=1)),
+       [card(MSCC, "critical")])
     fx("out-mscc-red-flags-negated-boolean", "m7",
        "Leg weakness Observation with valueBoolean false (not present): G-CSF bone pain, not MSCC",
        lambda p: (gcsf_bone_pain_base(p),
@@ -644,6 +678,20 @@ def fixtures() -> list[Fixture]:
                       RX, "1665459", "2 ML ketorolac tromethamine 30 MG/ML Injection", "Ketorolac 60 mg injection")},
                       "60 mg intramuscularly once")),
        [card(NSAID, "warning")], hook="order-select")
+    def creatinine(p: P, mg_dl: float) -> Resource:
+        code = concept(LOINC, "2160-0", "Creatinine [Mass/volume] in Serum or Plasma")
+        return p.observation("creatinine", code, 1, category="laboratory",
+                             value={"valueQuantity": {"value": mg_dl, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}})
+
+    fx("in-nsaid-caution-post-chemo-egfr-from-creatinine", "n20",
+       "Draft naproxen, platelets 150, no eGFR on record but serum creatinine 2.5 mg/dL yesterday (woman, 63): "
+       "eGFR computed with CKD-EPI 2021 = 21 mL/min/1.73 m2, below 30",
+       lambda p: (nsaid_base(p), p.platelets(150), creatinine(p, 2.5), p.draft_naproxen()),
+       [card(NSAID, "warning")], hook="order-sign")
+    fx("out-nsaid-caution-post-chemo-creatinine-normal", "n21",
+       "Draft naproxen, platelets 150, no eGFR but creatinine 0.8 mg/dL (computed eGFR 81): no caution card",
+       lambda p: (nsaid_base(p), p.platelets(150), creatinine(p, 0.8), p.draft_naproxen()),
+       [], hook="order-sign")
     fx("out-nsaid-caution-post-chemo-platelets-50", "n5",
        "Draft naproxen with platelets exactly 50 x10^9/L: not below the cut-off, no card",
        lambda p: (nsaid_base(p), p.platelets(50), p.egfr(80), p.draft_naproxen()),
@@ -732,6 +780,11 @@ def fixtures() -> list[Fixture]:
     fx("in-back-pain-supportive-care-pain-location-observation", "tx9",
        "Pain score 3/10 with no body site and a separate 'Pain primary location: Back' Observation in the same encounter",
        lambda p: located_score(p, "Back"),
+       [card(SUPP, "info")])
+    fx("out-progressive-back-pain-location-back-excluding-neck", "tx20",
+       "Pain score 3/10 with a pain-location Observation 'Back structure, excluding neck' (SNOMED 77568009's "
+       "display): the back, not the neck, so supportive care and no urgent imaging",
+       lambda p: located_score(p, "Back structure, excluding neck"),
        [card(SUPP, "info")])
     fx("in-back-pain-supportive-care-pain-panel-location", "tx10",
        "Pain score 3/10 whose panel component 'Pain location' = 'Lower back' (no body site, no back-pain Condition)",

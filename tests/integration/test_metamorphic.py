@@ -108,6 +108,8 @@ PHRASES = [
     "new weakness in both legs", "weakeness in both legs", "numbess in both feet", "parasthesias in the saddle area",
     "can't feel my legs", "legs gave way", "right foot drop", "saddle anaesthesia", "urinary retention",
     "incontinent of urine", "incontinent of faeces", "loss of bowel control", "post-void residual 450 mL",
+    "unable to ambulate", "difficulty ambulating", "No fever, c/o bilateral leg weakness",
+    "Denies fever, reports bilateral leg weakness", "no numbness, new weakness in both legs",
 ]
 NEGATIONS = ["No {}", "Denies {}", "{}: denied", "Negative for {}", "Without {}"]
 CODED = [bf.SADDLE, bf.RETENTION, bf.concept(bf.ICD, "R33.9", "Retention of urine, unspecified"),
@@ -124,7 +126,9 @@ def red_flag(pid: str, form: int, phrase: str, code: dict[str, Any], days_ago: f
     subject = {"reference": f"Patient/{pid}"}
     rid = f"{pid}-added-flag"
     if form == 0:  # free-text Observation value
-        text = negation.format(phrase) if negated else phrase
+        # negated: only the first clause of a phrase with a comma (after a comma comes a finding
+        # of its own: a measured bladder volume, "reports leg weakness")
+        text = negation.format(phrase.split(",")[0]) if negated else phrase
         return {"resourceType": "Observation", "id": rid, "status": "final", "subject": subject,
                 "code": {"text": "Nursing note"}, "effectiveDateTime": _iso(days_ago), "valueString": text}
     if form == 1:  # coded Condition (refuted when negated)
@@ -137,7 +141,9 @@ def red_flag(pid: str, form: int, phrase: str, code: dict[str, Any], days_ago: f
         return {"resourceType": "Observation", "id": rid, "status": "final", "subject": subject, "code": code,
                 "effectiveDateTime": _iso(days_ago), "valueBoolean": not negated}
     if form == 3:  # neuro panel component
-        text = negation.format(phrase) if negated else phrase
+        # negated: only the first clause of a phrase with a comma (after a comma comes a finding
+        # of its own: a measured bladder volume, "reports leg weakness")
+        text = negation.format(phrase.split(",")[0]) if negated else phrase
         return {"resourceType": "Observation", "id": rid, "status": "final", "subject": subject,
                 "code": {"text": "Neuro assessment"}, "effectiveDateTime": _iso(days_ago),
                 "component": [{"code": {"text": "Lower limbs"}, "valueString": text}]}

@@ -287,3 +287,17 @@ def test_a_coded_product_outside_the_value_set_is_not_called_free_text() -> None
     card = render_card(run(cancer(), uncoded, lab(LabKind.PLATELETS, 20), hook="order-sign").findings[0],
                        KNOWLEDGE, patient_id="p1", now=NOW)
     assert "free text only" in card["detail"]
+
+
+@pytest.mark.parametrize(("dose", "pain", "day"), [
+    ("2025-03-06T10:00:00-05:00", "2025-03-07", 1),        # pain recorded as a date: the day written
+    ("2025-03-10", "2025-03-11T01:00:00+02:00", 1),        # dose recorded as a date
+    ("2025-03-10", "2025-03-10T23:30:00-08:00", 0),
+    ("2025-03-10", "2025-03-13", 3),
+])
+def test_a_date_only_time_counts_as_the_day_written(dose: str, pain: str, day: int) -> None:
+    from fhir_mapping.times import parse_fhir_datetime
+
+    start, end = parse_fhir_datetime(dose), parse_fhir_datetime(pain)
+    assert start is not None and end is not None
+    assert common.calendar_days(start, end) == day
