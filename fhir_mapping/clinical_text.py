@@ -21,6 +21,7 @@ volume rules need a volume at or above a threshold ("bladder scan 900 mL").
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
 
 from .text_terms import DEFAULT_PATH as _DEFAULT_PATH
@@ -28,7 +29,7 @@ from .text_terms import TOKEN as _TOKEN
 from .text_terms import TextConfig, correct, load_text_config, parse_text_config
 
 __all__ = [
-    "TextAnalysis", "TextConfig", "TextFinding", "absent_answer", "absent_value", "analyse", "current_kinds",
+    "TextAnalysis", "TextConfig", "TextFinding", "absent_answer", "absent_value", "analyse", "current_kinds", "excerpt",
     "findings", "load_text_config", "parse_text_config",
 ]
 
@@ -299,3 +300,35 @@ def absent_answer(text: str, config: TextConfig | None = None) -> bool:
     tokens = [s[0] for s in spans if s[0] not in _CLAUSE_END and s[0] != _COMMA]
     end, labels = _longest(tokens, 0, config)
     return end == len(tokens) - 1 >= 0 and f"modifier:{_PSEUDO}" not in labels and "value:absent_answer" in labels
+
+
+#: a label longer than this many words is quoted by the clause that holds its finding
+EXCERPT_WORDS = 25
+_PRIORITY = ("red-flag", "mscc")
+
+
+def excerpt(
+    text: str, find: t.Callable[[str], t.Iterable[TextFinding]], max_words: int = EXCERPT_WORDS
+) -> str:
+    """A short quote of ``text`` for a card: the text itself when it has at most ``max_words``
+    words, else the clause holding its first current red flag (else its first current
+    finding, by ``find``: the matcher's cached findings), and at most ``max_words`` words of it around the finding, cuts marked with
+    "…". A 400-word nursing note is quoted by the words that matter, never whole."""
+    words = text.split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    current = [f for f in find(text) if f.current]
+    chosen = next((f for f in current if f.kind.startswith(_PRIORITY)), current[0] if current else None)
+    if chosen is None:
+        return " ".join(words[:max_words]) + " …"
+    start, end = chosen.span
+    left = max(text.rfind(c, 0, start) for c in _CLAUSE_END) + 1
+    right = min((i for i in (text.find(c, end) for c in _CLAUSE_END) if i >= 0), default=len(text))
+    before, match, after = text[left:start].split(), text[start:end].split(), text[end:right].split()
+    room = max(0, max_words - len(match))
+    take_before = before[max(0, len(before) - room // 2):]
+    take_after = after[: room - len(take_before)]
+    quote = " ".join(take_before + match + take_after)
+    lead = "… " if len(take_before) < len(before) else ""
+    tail = " …" if len(take_after) < len(after) else ""
+    return lead + quote + tail

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from assessment.facts import ClinicalFact, ClinicalKind, Confidence
 
+from . import clinical_text
 from .matcher import ConceptInfo, Matcher
 from .times import parse_fhir_datetime
 
@@ -50,7 +51,7 @@ def condition_facts(resource: Json, ref: str, matcher: Matcher) -> list[Clinical
         (resource.get("onsetPeriod") or {}).get("start")
     )
     site = matcher.site_of(codes, resource.get("bodySite") or (), texts)
-    label = texts[0] if texts else ""
+    label = clinical_text.excerpt(texts[0], matcher.text_findings) if texts else ""
     return [
         ClinicalFact(
             ref=ref,

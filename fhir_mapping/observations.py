@@ -23,6 +23,7 @@ from datetime import datetime
 from assessment.facts import ClinicalFact, ClinicalKind, Confidence, LabResult, PainScore
 
 from .matchconfig import LabRule, normalise_unit
+from . import clinical_text
 from .matcher import PAIN, Code, ConceptInfo, Matcher, texts_of
 from .pain_location import PainLocation, component_site, encounter_of, location_site, value_texts
 from .times import parse_fhir_datetime
@@ -169,7 +170,7 @@ def _clinical(
 ) -> ObservationFacts:
     body = resource.get("bodySite")
     site = matcher.site_of(codes, [body] if body else (), texts)
-    label = texts[0] if texts else ""
+    label = clinical_text.excerpt(texts[0], matcher.text_findings) if texts else ""
     time = _effective(resource)
     recorded = parse_fhir_datetime(resource.get("issued"))
     return ObservationFacts(

@@ -245,6 +245,13 @@ ABSENT = {"valueCodeableConcept": concept(SCT, "2667000", "Absent (qualifier val
 PRESENT_TRUE = {"valueBoolean": True}
 
 
+LONG_NOTE = (
+    "Seen on the ward this afternoon for routine review after cycle 3 of chemotherapy. " * 10
+    + "Overnight she reports new weakness in both legs and needed help to the bathroom. "
+    + "Observations stable, eating and drinking well, husband at the bedside, discharge planning discussed. " * 10
+).strip()
+
+
 def gcsf_bone_pain_base(p: P, *, score: int = 5, safe_labs: bool = True) -> P:
     """Breast cancer, chemotherapy 4 days ago, pegfilgrastim 3 days ago, low back pain 2 days ago."""
     p.breast_cancer()
@@ -382,6 +389,11 @@ def fixtures() -> list[Fixture]:
     fx("in-mscc-red-flags-text-unable-to-ambulate", "ct9",
        "G-CSF bone pain plus 'Denies incontinence, unable to ambulate since yesterday'",
        lambda p: (gcsf_bone_pain_base(p), note(p, "Denies incontinence, unable to ambulate since yesterday")),
+       [card(MSCC, "critical")])
+    fx("in-mscc-red-flags-text-long-nursing-note", "ct13",
+       "G-CSF bone pain plus a 300-word nursing note with 'she reports new weakness in both legs' in the middle: "
+       "critical, and the card quotes the clause that matters, not the whole note",
+       lambda p: (gcsf_bone_pain_base(p), note(p, LONG_NOTE)),
        [card(MSCC, "critical")])
     fx("out-mscc-red-flags-text-negated-list", "ct10",
        "G-CSF bone pain with 'Patient denies leg weakness, numbness, or incontinence': the whole list is negated",

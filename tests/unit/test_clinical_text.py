@@ -192,3 +192,16 @@ def test_a_bladder_volume_with_a_thousands_separator_is_read_whole() -> None:
 def test_a_site_excluded_by_name_is_not_that_site() -> None:
     found = {f.kind: f for f in findings("Back structure, excluding neck")}
     assert found["site:spine"].current and found["site:cervical"].negated
+
+
+def test_a_long_text_is_quoted_by_the_clause_of_its_red_flag() -> None:
+    note = "Routine review, no concerns today. " * 20 + "Overnight she reports new weakness in both legs. " + "Eating well. " * 20
+    quote = clinical_text.excerpt(note, findings)
+    assert "weakness in both legs" in quote and "Routine" not in quote and "Eating" not in quote
+    assert len(quote.split()) <= clinical_text.EXCERPT_WORDS
+
+
+def test_a_short_text_is_quoted_whole_and_a_long_one_without_finding_is_cut_visibly() -> None:
+    assert clinical_text.excerpt("Both  legs feel weak", findings) == "Both legs feel weak"
+    cut = clinical_text.excerpt("word " * 100, findings)
+    assert cut.endswith(" …") and len(cut.split()) == clinical_text.EXCERPT_WORDS + 1
