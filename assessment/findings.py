@@ -61,6 +61,9 @@ class Finding:
     free_text: bool = False  #: ... of it uncoded (free text)
     coded_by_name: bool = False  #: ... of it coded, but recognised by name (code outside the value sets)
     draft_refs: tuple[str, ...] = ()  #: draft orders (Type/id) the card is about (delete suggestions)
+    #: medication records coded only in systems this service cannot read (e.g. NDC), with no
+    #: name: a reassuring card says it could not check them for G-CSF or chemotherapy
+    unchecked_medications: tuple[str, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)
 
 

@@ -215,6 +215,15 @@ def _detail(finding: Finding, rule: t.Any, variables: dict[str, str]) -> str:
         parts.append("**What argues against it**\n" + "\n".join(f"- {line}" for line in against))
     if finding.free_text:
         parts.append("_Some of this was recognised from free text only, not from a code: please check it._")
+    if finding.unchecked_medications and finding.indicator.value == "info":
+        # a card that reassures says what it could not see in the record
+        count = len(finding.unchecked_medications)
+        one = count == 1
+        parts.append(
+            f"_{count} medication {'record is' if one else 'records are'} coded only in a system this service "
+            f"cannot read (such as NDC), with no name: {'it' if one else 'they'} could not be checked for G-CSF "
+            f"or chemotherapy. Please check {'it' if one else 'them'}._"
+        )
     if finding.coded_by_name:
         parts.append(
             "_A coded item was recognised by its name (code not in the value set): please check it._"

@@ -166,6 +166,7 @@ def build_finding(settings: RuleSettings, record: PatientRecord, parts: FindingP
         free_text=any(ref in text_refs and ref not in coded_by_name for ref in evidence),
         coded_by_name=any(ref in coded_by_name for ref in evidence),
         draft_refs=parts.draft_refs,
+        unchecked_medications=record.unrecognised_coded_meds,
         variables=dict(parts.variables),
     )
 

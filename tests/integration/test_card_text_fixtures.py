@@ -65,3 +65,14 @@ def test_every_fixture_card_reads_well(bundle: Path, capsys: pytest.CaptureFixtu
             assert card["summary"].startswith("Order whole-spine MRI within")
         reasons = [r["display"] for r in card["overrideReasons"]]
         assert reasons and "Spine imaging already done or booked" not in reasons[:1] or rule == "progressive-back-pain"
+
+
+def test_a_reassuring_card_says_which_medications_it_could_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """NDC-only G-CSF with no name: the supportive-care card says a medication record could not
+    be checked (a card that reassures says what it could not see)."""
+    response = _cards(FIXTURES / "out-gcsf-bone-pain-codes-ndc-only.json", capsys)
+    (card,) = response["cards"]
+    assert card["indicator"] == "info"
+    assert "1 medication record is coded only in a system this service cannot read" in card["detail"]
+    clean = _cards(FIXTURES / "in-back-pain-supportive-care-icd10-m54-50.json", capsys)
+    assert "could not be checked" not in clean["cards"][0]["detail"]

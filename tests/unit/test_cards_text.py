@@ -138,9 +138,14 @@ def test_the_card_carries_its_own_rules_override_reasons() -> None:
 def test_nsaid_caution_names_only_the_concern_that_applies_and_deletes_the_draft() -> None:
     card = _nsaid_card(lab(LabKind.PLATELETS, 20), lab(LabKind.EGFR, 90))
     assert card["summary"] == "Cancel the draft ibuprofen 400 mg and use paracetamol: low platelets."
-    (suggestion,) = card["suggestions"]
+    suggestion, paracetamol = card["suggestions"]
     assert suggestion["actions"] == [{"type": "delete", "description": suggestion["actions"][0]["description"],
                                       "resourceId": "MedicationRequest/ibu-draft"}]
+    # paracetamol proposed as a draft order of its own (create), as the other cards do
+    (create,) = paracetamol["actions"]
+    assert create["type"] == "create" and create["resource"]["resourceType"] == "MedicationRequest"
+    assert "aracetamol" in create["resource"]["medicationCodeableConcept"]["text"]
+    assert card["selectionBehavior"] == "any"
     CdsResponse.model_validate({"cards": [card]})
     both = _nsaid_card(lab(LabKind.PLATELETS, 20), lab(LabKind.EGFR, 90), anticoagulant())
     assert both["summary"].endswith("low platelets and an active anticoagulant.")

@@ -116,7 +116,7 @@ def test_nsaid_caution_lab_cut_offs(kind: LabKind, value: float, expected: list[
     assert fired(result) == expected
     if expected:
         finding = result.findings[0]
-        assert finding.actions == ("remove-draft-nsaid",)
+        assert finding.actions == ("remove-draft-nsaid", "paracetamol")
         assert finding.evidence == ("MedicationRequest/ibu-draft", "Observation/lab", "Condition/cancer")
         assert finding.nsaid_safe is False
         assert_texts_fillable(finding)
