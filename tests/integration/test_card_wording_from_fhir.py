@@ -186,3 +186,61 @@ def test_a_chemotherapy_procedure_line_names_no_verb_it_cannot_know(client) -> N
     why = card["detail"].split("**Why this card**")[1]
     assert f"- Chemotherapy on {_iso(4)[:10]}" in why, why
     assert "Chemotherapy Chemotherapy" not in why
+
+
+# -- a coded NSAID product outside the value set -------------------------------------------------
+
+NAPROXEN_220 = {"coding": [{"system": RX, "code": "849574", "display": "Naproxen sodium 220 MG Oral Tablet"}]}
+FREE_TEXT = "recognised from free text only"
+BY_NAME = "recognised by its name (code not in the value set)"
+
+
+def _nsaid_draft(concept: dict[str, t.Any]) -> dict[str, t.Any]:
+    return {"resourceType": "MedicationRequest", "id": "nsaid-draft", "status": "draft", "intent": "order",
+            "subject": SUBJECT, "medicationCodeableConcept": copy.deepcopy(concept),
+            "dosageInstruction": [{"text": "220 mg twice daily"}]}
+
+
+def _low_platelets() -> dict[str, t.Any]:
+    return {"resourceType": "Observation", "id": f"{PID}-plt", "subject": SUBJECT, "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "777-3",
+                                 "display": "Platelets [#/volume] in Blood by Automated count"}]},
+            "effectiveDateTime": _iso(2), "valueQuantity": {"value": 40, "unit": "10*9/L",
+                                                            "system": "http://unitsofmeasure.org", "code": "10*9/L"}}
+
+
+def _nsaid_card(client, hook: str, concept: dict[str, t.Any]) -> dict[str, t.Any]:
+    service_id = {"order-select": "gcsf-order-select", "order-sign": "gcsf-order-review"}[hook]
+    from backpain_cds.app import load_service_catalog
+    from fhir_mapping.knowledge import load_knowledge
+
+    definition = load_service_catalog(load_knowledge()).resolve(service_id, hook)
+    resources = scenarios.gcsf_bone_pain(PID, NOW) + [_low_platelets()]
+    prefetch = prefetch_from_resources(definition, resources)
+    draft = _nsaid_draft(concept)
+    body = (hr.order_select(PID, [draft], prefetch=prefetch) if hook == "order-select"
+            else hr.order_sign(PID, [draft], prefetch=prefetch))
+    response = client.post(f"/cds-services/{service_id}", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return _card(response.get_json()["cards"], "nsaid-caution-post-chemo")
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_a_coded_nsaid_outside_the_value_set_is_not_called_free_text(client, hook: str) -> None:
+    card = _nsaid_card(client, hook, NAPROXEN_220)
+    text = _flat(card["summary"] + " " + card["detail"])
+    assert "Naproxen sodium 220 MG Oral Tablet" in text
+    assert BY_NAME in text
+    assert FREE_TEXT not in text and "free text" not in text
+    assert "platelet" in text.lower()
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_an_uncoded_nsaid_is_said_to_come_from_free_text(client, hook: str) -> None:
+    """The contrast: the same product with no code at all is "free text only"."""
+    card = _nsaid_card(client, hook, {"text": "Naproxen sodium 220 MG Oral Tablet"})
+    text = _flat(card["detail"])
+    assert FREE_TEXT in text
+    assert BY_NAME not in text
