@@ -81,9 +81,10 @@ class MedicationFact:
     def verb(self) -> str:
         """What the record says happened, for card texts (CLINICAL.md: cards say what the
         record says): "given" for a completed administration, "ordered" for a request (whatever
-        its status), "recorded" for a statement or an administration not completed."""
+        its status), "recorded" for a statement or an administration not completed -- also one
+        with no status: the record does not say it was completed."""
         if self.source is MedicationSource.ADMINISTRATION:
-            return "given" if self.status in ("completed", "") else "recorded"
+            return "given" if self.status == "completed" else "recorded"
         if self.source is MedicationSource.REQUEST:
             return "ordered"
         if self.source is MedicationSource.DRAFT_ORDER:

@@ -140,6 +140,7 @@ def create_app(
         "service": service,
         "store": store,
         "metrics": metrics,
+        "authenticator": authenticator,  # None in development mode (backpain_cds.warm reads it)
     }
     register_error_handlers(app)
     app.register_blueprint(

@@ -102,7 +102,8 @@ class SqlStore:
     def warm(self) -> None:
         """Open a connection and compile the hot statements, writing nothing (warm start).
 
-        Runs the card-audit insert and the feedback lookup in a transaction that is rolled back.
+        Runs the card-audit insert, the feedback lookup and the JWT-id statements of
+        :meth:`remember` in a transaction that is rolled back.
         """
         now = datetime.now(UTC)
         row = {"card_uuid": "warm-up", "service_id": "warm-up", "hook": "warm-up",
@@ -112,6 +113,12 @@ class SqlStore:
             conn.execute(card_audit.insert(), [row])
             conn.execute(sa.select(card_audit.c.card_uuid).where(
                 card_audit.c.service_id == "warm-up", card_audit.c.card_uuid.in_(["warm-up"])))
+            conn.execute(seen_jti.delete().where(seen_jti.c.iss == "warm-up", seen_jti.c.jti == "warm-up",
+                                                 seen_jti.c.expires_at < now))
+            conn.execute(self._insert_ignore(seen_jti, ["iss", "jti"]),
+                         {"iss": "warm-up", "jti": "warm-up", "expires_at": now}).all()
+            epoch = datetime(1970, 1, 1, tzinfo=UTC)  # same statement as the sweep, no row touched
+            conn.execute(seen_jti.delete().where(seen_jti.c.expires_at < epoch))
             conn.rollback()
 
     # --- FeedbackStore ---------------------------------------------------------------------

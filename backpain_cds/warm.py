@@ -11,6 +11,16 @@ decode, resolve, map, assess and render steps as a real call, on a service objec
 lookups are then shared copy-on-write) and again, with a database ping, in each worker before
 it accepts (``post_fork``). ``BACKPAIN_CDS_WARM_START=0`` turns it off (``bench/warm_start.py``
 compares both).
+
+With trusted clients (signed mode) a worker's first signed call also paid for the client's key
+set fetch and the first JWT verification. Warm-up then also (:mod:`cds_hooks.auth_warm`): runs
+the verification once per allowed algorithm with a throwaway key on a throwaway verifier
+(master and worker; the real one trusts nothing new), compiles the JWT-id statements (worker,
+rolled back), and in each worker fetches the key set of every client with a ``jwks_url`` into
+the real verifier's cache -- in the background while the rest warms up, waiting at most
+:data:`KEY_SET_WAIT_SECONDS`. Not in the master: a fetch thread or pooled connection must not
+cross the fork. A key set not fetched by then is logged once (issuer, host, reason; no URL
+path or query) and fetched by the first signed call, as before; start-up never waits longer.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import uuid
 
 import orjson
 
+from cds_hooks.auth_warm import KeySetPrefetch, exercise_verification
 from cds_hooks.json_body import decode_hook_body
 
 if t.TYPE_CHECKING:
@@ -31,6 +42,8 @@ if t.TYPE_CHECKING:
 log = logging.getLogger("backpain_cds.app")
 
 ENV_WARM_START = "BACKPAIN_CDS_WARM_START"
+#: how long a worker's warm-up waits for the trusted clients' key sets (then it accepts anyway)
+KEY_SET_WAIT_SECONDS = 1.5
 _PATIENT = "warm-up"
 _CODE = {"coding": [{"system": "urn:backpain-cds:warm-up", "code": "0"}], "text": "warm-up"}
 _SUBJECT = {"reference": f"Patient/{_PATIENT}"}
@@ -94,9 +107,15 @@ def warm_up(app: Flask, *, where: str) -> float:
 
     started = time.perf_counter()
     state = app.extensions["backpain_cds"]
-    service_log = logging.getLogger("backpain_cds.service")
-    was_disabled = service_log.disabled
-    service_log.disabled = True  # no "hook call answered" lines for synthetic calls
+    authenticator = state.get("authenticator")
+    key_sets = None
+    if authenticator is not None and where == "worker":
+        key_sets = KeySetPrefetch(authenticator).start()  # network in the background meanwhile
+    quiet = [logging.getLogger("backpain_cds.service"),  # no "hook call answered" lines,
+             logging.getLogger("backpain_cds.auth")]  # nor the 401 of the unsigned call below
+    was_disabled = [logger.disabled for logger in quiet]
+    for logger in quiet:
+        logger.disabled = True
     try:
         service = build_service(state["settings"], state["service"].knowledge, apply_deadline=False)
         for definition in service.catalog.services:
@@ -107,16 +126,26 @@ def warm_up(app: Flask, *, where: str) -> float:
         orjson.dumps(service.discovery())
         with app.test_client() as client:  # Flask's routing, request and response path
             client.get("/healthz")
-            if state["settings"].auth.development_mode:  # signed mode would log a 401
-                definition = next(d for d in service.catalog.services if not d.deprecated)
-                client.post(f"/cds-services/{definition.id}", json=_request(definition))
+            definition = next(d for d in service.catalog.services if not d.deprecated)
+            # In signed mode an unsigned call is refused (401) before its body is read: that
+            # path is warmed, the body path is warmed by the service calls above.
+            client.post(f"/cds-services/{definition.id}", json=_request(definition))
         state["metrics"].reset()  # synthetic calls are not calls
         if where == "worker":
             state["store"].warm()  # the worker's first database connection, statements compiled
+        if authenticator is not None:
+            exercise_verification(authenticator.policy)
     except Exception as exc:  # noqa: BLE001 - warming is an optimisation, never a failure
         log.warning("warm-up failed; starting cold: %s", exc.__class__.__name__)
     finally:
-        service_log.disabled = was_disabled
+        for logger, disabled in zip(quiet, was_disabled):
+            logger.disabled = disabled
+    if key_sets is not None:
+        waited = KEY_SET_WAIT_SECONDS - (time.perf_counter() - started)
+        for result in key_sets.wait(max(waited, 0.0)):
+            if result.problem is not None:
+                log.warning("warm-up: key set of a trusted client (host %s) not fetched; its first "
+                            "signed call fetches it", result.host, extra={"iss": result.iss, "reason": result.problem})
     elapsed = time.perf_counter() - started
     log.info("warm-up done", extra={"reason": where, "ms": round(elapsed * 1000, 1)})
     return elapsed

@@ -98,7 +98,8 @@ class ClientAuthenticator:
     """Verify ``Authorization: Bearer <JWT>`` headers from trusted CDS clients.
 
     File-based key sets are loaded here (a bad file is a ``ValueError``);
-    URL-based ones are fetched on first use. Thread-safe.
+    URL-based ones are fetched on first use, or before it by a worker's warm-up
+    (:mod:`cds_hooks.auth_warm`). Thread-safe.
 
     :param clients: the trusted clients (at least one; ``iss`` unique)
     :param jti_store: replay protection, shared by all instances in production
@@ -162,6 +163,11 @@ class ClientAuthenticator:
     def policy(self) -> AuthPolicy:
         """The rules this authenticator applies."""
         return self._policy
+
+    @property
+    def issuers(self) -> tuple[str, ...]:
+        """The ``iss`` of every trusted client."""
+        return tuple(self._clients)
 
     def key_source(self, iss: str) -> KeySource:
         """Return the key source of a trusted client (for health checks and tests)."""

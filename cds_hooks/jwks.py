@@ -300,6 +300,26 @@ class UrlKeySource:
         logger.info("fetched JWK Set %s (%d keys)", self.url, len(keys))
         return keys
 
+    def prefetch(self) -> None:
+        """Fetch the set now unless a fresh one is cached (warm start, before any call).
+
+        Unlike :meth:`current`, a failed attempt does not count against
+        ``min_refresh_seconds`` and is not logged here: the caller logs it once, and the
+        first real call may try again at once.
+
+        :raises JwksError: if the set cannot be fetched
+        """
+        with self._lock:
+            now = self._clock()
+            if self._keys is not None and self._fetched_at is not None and now - self._fetched_at < self._ttl:
+                return
+            attempted = self._attempted_at
+            try:
+                self._fetch(now)
+            except JwksError:
+                self._attempted_at = attempted
+                raise
+
     def current(self) -> JwkSet:
         """Return the cached set, fetching it when absent or older than the TTL.
 

@@ -99,3 +99,14 @@ def test_schema_creation_is_idempotent(sql_store):
     sql_store.create_schema()
     with sql_store.engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) >= {"feedback", "card_audit", "seen_jti"}
+
+
+def test_warm_writes_nothing_and_leaves_jwt_ids_alone(sql_store):
+    """The warm-up's rolled-back statements (audit insert, feedback lookup, JWT-id statements)."""
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    assert sql_store.remember("https://ehr.example.org", "jti-1", expires)
+    sql_store.warm()
+    sql_store.warm()
+    assert sql_store.audit_rows() == []
+    assert not sql_store.remember("https://ehr.example.org", "jti-1", expires)  # still remembered
+    assert sql_store.remember("warm-up", "warm-up", expires)  # the warm-up's own id was never kept
