@@ -93,6 +93,7 @@ _GCSF_QUANTITIES: Mapping[str, frozenset[str]] = {
     "on_body_injector_delay": TIME_UNITS,
     "daily_tail": TIME_UNITS,
     "daily_course_gap": TIME_UNITS,
+    "same_dose_within": TIME_UNITS,
 }
 _NSAID_QUANTITIES: Mapping[str, frozenset[str]] = {
     "platelets_below": PLATELET_UNITS,

@@ -89,6 +89,9 @@ class GcsfWindowSettings:
     on_body_injector_delay: timedelta  #: added for on-body injector kits
     daily_tail: timedelta  #: daily course: [first dose, last dose + this]
     daily_course_gap: timedelta  #: a longer gap between daily doses starts a new course
+    #: a long-acting order this close to an administration/statement of long-acting G-CSF is
+    #: the same dose recorded twice (the order and what was given), not a second cycle
+    same_dose_within: timedelta = timedelta(days=3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -803,6 +803,15 @@ def fixtures() -> list[Fixture]:
        lambda p: (p.breast_cancer(), p.chemo(10), p.safe_labs(), p.score(1, 3).update(
            {"component": [{"code": {"text": "Pain location"}, "valueCodeableConcept": {"text": "Lower back"}}]})),
        [card(SUPP, "info")])
+    fx("in-gcsf-bone-pain-order-and-administration", "tx21",
+       "Pegfilgrastim ordered 4 days ago and given 3 days ago (the order and the administration of one dose), "
+       "back pain 2 days ago: one G-CSF window, not two cycles, so G-CSF bone pain",
+       lambda p: (p.breast_cancer(), p.chemo(4), p.safe_labs(), p.back_pain(2), p.score(1, 5),
+                  p.request("peg-order", {"medicationCodeableConcept": concept(
+                      RX, "727539", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe", "Pegfilgrastim 6 mg subcutaneous")},
+                      status="completed", authored=4, dosage="6 mg subcutaneously once"),
+                  p.peg(3)),
+       [card(GCSF, "info")])
     fx("in-gcsf-bone-pain-text-lbp", "tx11",
        "Back pain known only as the Condition text 'c/o LBP since yesterday' inside a pegfilgrastim window",
        lambda p: (p.breast_cancer(), p.chemo(4), p.peg(3), p.safe_labs(), p.score(1, 5),

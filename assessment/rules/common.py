@@ -301,6 +301,7 @@ def gcsf_windows(record: PatientRecord, settings: ContextSettings) -> tuple[Gcsf
         ),
         key=lambda pair: pair[0],
     )
+    doses = _without_recorded_twice(doses, gcsf.same_dose_within)
     windows: list[GcsfWindow] = []
     course: list[tuple[datetime, MedicationFact]] = []
 
@@ -328,6 +329,26 @@ def gcsf_windows(record: PatientRecord, settings: ContextSettings) -> tuple[Gcsf
             windows.append(GcsfWindow(start, start + gcsf.long_acting_window, (dose,)))
     close_course()
     return tuple(sorted(windows, key=lambda w: w.start))
+
+
+def _without_recorded_twice(
+    doses: list[tuple[datetime, MedicationFact]], within: timedelta
+) -> list[tuple[datetime, MedicationFact]]:
+    """Drop long-acting G-CSF orders that are the same dose as an administration or statement
+    within ``within`` of them (the order, then what was given: one dose, one window, and the
+    card says "given"). Daily doses are grouped into courses anyway."""
+    given = [
+        t for t, m in doses
+        if m.gcsf_class is not GcsfClass.DAILY and m.source is not MedicationSource.REQUEST
+    ]
+    return [
+        (t, m) for t, m in doses
+        if not (
+            m.source is MedicationSource.REQUEST
+            and m.gcsf_class is not GcsfClass.DAILY
+            and any(abs(t - g) <= within for g in given)
+        )
+    ]
 
 
 def window_at(windows: tuple[GcsfWindow, ...], time: datetime) -> GcsfWindow | None:

@@ -110,10 +110,6 @@ def test_gcsf_bone_pain_card_says_what_the_record_says_about_the_dose(client, ca
     assert _verbs_after(card["summary"], "pegfilgrastim 6 mg") <= {verb}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rule logic, not wording: the order and the administration of one dose make two G-CSF "
-    "windows, counted as 'pain in 2 consecutive G-CSF cycles', so progressive-back-pain (MRI) "
-    "fires instead of gcsf-bone-pain (assessment/rules/common.py gcsf_windows)"))
 def test_an_order_and_its_administration_read_given(client) -> None:
     """The usual EHR record: the order (day -4) and the administration it led to (day -3)."""
     order = _medication("MedicationRequest", f"{PID}-order", PEG, 4)

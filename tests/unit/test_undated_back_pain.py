@@ -57,3 +57,33 @@ def test_pain_scores_count_as_back_pain_when_an_undated_back_pain_condition_exis
 def test_an_undated_back_pain_condition_alone_is_not_put_in_a_gcsf_window() -> None:
     # nothing dates the pain: neither a G-CSF card (the window) nor a triage card without red flags
     assert _rules(CANCER, CHEMO, PEG, UNDATED_BACK_PAIN) == []
+
+
+# -- one dose recorded twice (the order, then the administration) ------------------------------
+
+def _peg(resource_type: str, rid: str, when: str) -> dict:
+    r = {"resourceType": resource_type, "id": rid, "subject": SUBJECT,
+         "medicationCodeableConcept": {"coding": [{"system": RX, "code": "727539"}]}}
+    if resource_type == "MedicationRequest":
+        r.update(status="completed", intent="order", authoredOn=when)
+    else:
+        r.update(status="completed", effectiveDateTime=when)
+    return r
+
+
+def _windows(*resources: dict) -> int:
+    from assessment.rules import common
+
+    return len(common.gcsf_windows(extract(*resources), CONFIG.context))
+
+
+def test_an_order_and_its_administration_are_one_window() -> None:
+    assert _windows(_peg("MedicationRequest", "o", "2025-03-05T09:00:00Z"),
+                    _peg("MedicationAdministration", "a", "2025-03-06T10:00:00Z")) == 1
+
+
+def test_orders_far_from_any_administration_and_two_administrations_stay_separate() -> None:
+    assert _windows(_peg("MedicationRequest", "o", "2025-02-20T09:00:00Z"),
+                    _peg("MedicationAdministration", "a", "2025-03-06T10:00:00Z")) == 2
+    assert _windows(_peg("MedicationAdministration", "a1", "2025-02-20T09:00:00Z"),
+                    _peg("MedicationAdministration", "a2", "2025-03-06T10:00:00Z")) == 2
