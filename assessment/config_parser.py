@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from assessment.config_schema import (
+    ACTION_VARIABLES,
     CITATION_LABEL_MAX,
     _CONTEXT_QUANTITIES,
     _CONTEXT_STATUS_LISTS,
@@ -81,13 +82,15 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def parse_rule_config(data: Mapping[str, Any]) -> RuleConfig:
+def parse_rule_config(
+    data: Mapping[str, Any], *, action_windows: Mapping[str, Quantity] | None = None
+) -> RuleConfig:
     """Build a :class:`RuleConfig` from parsed TOML.
 
     :raises RuleConfigError: listing every problem found (structure, units, citations,
         versions, card-text placeholders and lengths).
     """
-    parser = _Parser()
+    parser = _Parser(action_windows)
     config = parser.parse(data)
     if parser.problems or config is None:
         raise RuleConfigError(parser.problems)
@@ -99,6 +102,7 @@ def validate_rule_config(
     *,
     valueset_urls: Collection[str] = (),
     action_keys: Collection[str] = (),
+    action_windows: Mapping[str, Quantity] | None = None,
 ) -> list[str]:
     """Return every problem with ``data`` (empty when it is usable).
 
@@ -106,7 +110,7 @@ def validate_rule_config(
     in ``valueset_urls`` and every action key in ``action_keys``. An empty collection means
     "not known to the caller": that cross-check is skipped.
     """
-    parser = _Parser()
+    parser = _Parser(action_windows)
     parser.parse(data)
     problems = list(parser.problems)
     rules = data.get("rules")
@@ -133,8 +137,11 @@ def _string_list(value: Any) -> list[str]:
 class _Parser(CardTextChecks):
     """Collects every problem while building the typed configuration."""
 
-    def __init__(self) -> None:
+    def __init__(self, action_windows: Mapping[str, Quantity] | None = None) -> None:
         self.problems: list[str] = []
+        #: action key -> its configured ``within`` (actions.toml): a rule's card text states
+        #: its first such action's deadline as {action_within_hours} / {action_within_days}
+        self.action_windows: Mapping[str, Quantity] = action_windows or {}
         #: placeholder -> (displayed value, config key, literal check) of configured numbers
         self.numbers: dict[str, tuple[str, str, bool]] = {}
         self.fallbacks: dict[str, str] = {}
@@ -374,6 +381,9 @@ class _Parser(CardTextChecks):
         numbers = dict(self.numbers)
         for key, quantity in quantities.items():
             numbers.update(number_placeholders(f"{where}.{key}", key, quantity))
+        window = next((k for k in actions if k in self.action_windows), None)
+        if window is not None:
+            numbers.update(number_placeholders(f"actions.{window}.within", "action_within", self.action_windows[window]))
         card = self.card(rule_id, data.get("card"), f"{where}.card", numbers)
         if len(self.problems) > before or None in (version, indicator, citation, card):
             return None
@@ -400,7 +410,7 @@ class _Parser(CardTextChecks):
             return None
         summary = self.fill_numbers(self.string(data, "summary", where), numbers, f"{where}.summary")
         detail = self.fill_numbers(self.string(data, "detail", where), numbers, f"{where}.detail")
-        allowed = RULE_VARIABLES[rule_id]
+        allowed = RULE_VARIABLES[rule_id] | ACTION_VARIABLES
         if summary:
             self.summary_fits(summary, allowed, f"{where}.summary")
             if "\n" in summary:

@@ -19,6 +19,7 @@ __all__ = [
     "RULE_VARIABLES",
     "SCORE_UNITS",
     "SUMMARY_WARN_CHARS",
+    "ACTION_VARIABLES",
     "TIME_UNITS",
     "config_placeholder",
 ]
@@ -140,8 +141,14 @@ SHORT_VARIABLE_CHARS: Mapping[str, int] = MappingProxyType(
         "dose_date": 10,
         "episode_date": 10,
         "latest_score": 14,
+        "action_within_hours": 4,
+        "action_within_days": 4,
     }
 )
+#: Placeholders every rule's card text may use: the deadline of the rule's first action that has
+#: one (actions.toml ``within``), filled when the knowledge is loaded (or, for a rule
+#: configuration parsed without the actions, when the card is rendered).
+ACTION_VARIABLES = frozenset({"action_within_hours", "action_within_days"})
 #: Summary variables filled from [texts]: counted at the length of their longest text.
 TEXT_VARIABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"analgesia_step": ("analgesia_step_mild", "analgesia_step_severe")}

@@ -70,6 +70,7 @@ def render_card(
     rule = knowledge.rules.rules[finding.rule_id]
     card_uuid = str(uuid.uuid4())
     variables = dict(finding.variables)
+    variables.update(_action_deadline(rule.actions, knowledge))
     card: dict[str, t.Any] = {
         "uuid": card_uuid,
         "summary": _summary(rule.card.summary, variables, knowledge.rules.summary_fallbacks),
@@ -113,6 +114,18 @@ def render_card(
         }
     }
     return card
+
+
+def _action_deadline(actions: t.Iterable[str], knowledge: Knowledge) -> dict[str, str]:
+    """{action_within_hours} / {action_within_days}: the deadline of the rule's first action that
+    has one (usually filled when the knowledge was loaded; here for configurations parsed
+    without the actions)."""
+    for key in actions:
+        spec = knowledge.actions.actions.get(key)
+        if spec is not None and spec.within is not None:
+            hours = spec.within.total_seconds() / 3600
+            return {"action_within_hours": f"{hours:g}", "action_within_days": f"{hours / 24:g}"}
+    return {}
 
 
 def _label(finding: Finding) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import knowledge as _knowledge_package
-from assessment.config import RuleConfig, merge_rule_config, parse_rule_config, validate_rule_config
+from assessment.config import Quantity, RuleConfig, merge_rule_config, parse_rule_config, validate_rule_config
 from fhir_mapping.clinical_text import parse_text_config
 from fhir_mapping.extract import MatchingConfig, load_matching_config, validate_matching_config
 from fhir_mapping.suggestions import ActionCatalog, parse_action_catalog
@@ -76,10 +76,11 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
     actions_data = _merged_toml(dirs, "actions.toml", problems, merge=merge_rule_config)
     actions, action_problems = parse_action_catalog(actions_data)
     problems.extend(action_problems)
+    windows = action_windows(actions)
     problems.extend(
         f"rules.toml: {p}"
         for p in validate_rule_config(
-            rules_data, valueset_urls=valuesets.urls, action_keys=actions.actions.keys()
+            rules_data, valueset_urls=valuesets.urls, action_keys=actions.actions.keys(), action_windows=windows
         )
     )
     matching_paths = [d / "matching.toml" for d in dirs if (d / "matching.toml").is_file()]
@@ -97,10 +98,20 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
     if problems:
         return None, problems
     try:
-        rules = parse_rule_config(rules_data)
+        rules = parse_rule_config(rules_data, action_windows=windows)
     except ValueError as exc:
         return None, problems + [f"rules.toml: {exc}"]
     return Knowledge(valuesets, matching, rules, actions, tuple(dirs)), problems
+
+
+def action_windows(actions: ActionCatalog) -> dict[str, Quantity]:
+    """Each action's configured ``within``, for the card texts of the rules that offer it."""
+    out = {}
+    for key, spec in actions.actions.items():
+        quantity = spec.within_quantity
+        if quantity is not None:
+            out[key] = Quantity(*quantity)
+    return out
 
 
 def _merged_toml(

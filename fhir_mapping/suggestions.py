@@ -7,6 +7,8 @@ then plain dict assembly.
 
 from __future__ import annotations
 
+import re
+
 import typing as t
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +51,14 @@ class ActionSpec:
     priority: str | None = None
     within: timedelta | None = None
     dosage_text: str | None = None
+    within_unit: str | None = None  #: the configured unit of ``within`` ("h" or "d")
+
+    @property
+    def within_quantity(self) -> tuple[float, str] | None:
+        """``within`` as configured (value, unit), for card texts' {action_within_*}."""
+        if self.within is None or self.within_unit is None:
+            return None
+        return self.within / _UNITS[self.within_unit], self.within_unit
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,17 @@ def _override_reasons(raw: t.Any, problems: list[str]) -> dict[str, tuple[Coding
     return out
 
 
+def _fill_within(text: str, fields: t.Mapping[str, str], where: str, problems: list[str]) -> str:
+    def field(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in fields:
+            problems.append(f"{where}: unknown placeholder {{{name}}} (use within_hours or within_days)")
+            return match.group(0)
+        return fields[name]
+
+    return re.sub(r"\{([^{}]*)\}", field, text)
+
+
 def _parse_action(key: str, raw: t.Any, problems: list[str]) -> ActionSpec | None:
     where = f"actions.toml: actions.{key}"
     if not isinstance(raw, dict):
@@ -197,12 +218,27 @@ def _parse_action(key: str, raw: t.Any, problems: list[str]) -> ActionSpec | Non
         coding = _coding(c, f"actions.{key}.code.coding[{i}]", problems)
         if coding:
             codings.append(coding)
-    if len(raw["label"]) > 200:
+    label, description = raw["label"], raw["description"]
+    if "within" in raw and within is not None:
+        # the deadline stated in the label and description is the configured one: {within_hours}
+        # / {within_days}; a literal copy of it is refused (an overlay would make it lie)
+        value, unit = raw["within"]["value"], raw["within"]["unit"]
+        hours, days = within / timedelta(hours=1), within / timedelta(days=1)
+        fields = {"within_hours": f"{hours:g}", "within_days": f"{days:g}"}
+        for name, text in (("label", label), ("description", description)):
+            prose = re.sub(r"\{[^{}]*\}", " ", text)
+            if re.search(rf"(?<![\w.]){value}(?![\w.])", prose):
+                problems.append(
+                    f"{where}.{name}: literal number {value} equals within ({value} {unit}); "
+                    "write {within_hours} or {within_days}"
+                )
+        label, description = (_fill_within(text, fields, f"{where}", problems) for text in (label, description))
+    if len(label) > 200:
         problems.append(f"{where}.label is longer than 200 characters")
     return ActionSpec(
         key=key,
-        label=raw["label"],
-        description=raw["description"],
+        label=label,
+        description=description,
         resource_type=raw["resource_type"],
         kind=raw["kind"],
         is_recommended=bool(raw.get("is_recommended", False)),
@@ -211,6 +247,7 @@ def _parse_action(key: str, raw: t.Any, problems: list[str]) -> ActionSpec | Non
         priority=priority,
         within=within,
         dosage_text=raw.get("dosage_text"),
+        within_unit=raw["within"]["unit"] if within is not None else None,
     )
 
 
