@@ -33,7 +33,9 @@ from assessment.rules.situation import (
     triage_situation,
 )
 
-__all__ = ["ORDER_HOOKS", "ORDER_RULES", "TRIAGE_HOOKS", "TRIAGE_RULES", "UnsupportedHookError", "assess"]
+__all__ = [
+    "ORDER_HOOKS", "ORDER_RULES", "TRIAGE_HOOKS", "TRIAGE_RULES", "UnsupportedHookError", "assess", "triage_inputs",
+]
 
 TRIAGE_HOOKS = frozenset({"patient-view", "encounter-start"})
 ORDER_HOOKS = frozenset({"order-select", "order-sign"})
@@ -76,9 +78,12 @@ def assess(
     raise UnsupportedHookError(f"unsupported hook {hook!r}")
 
 
-def _triage(
-    record: PatientRecord, now: datetime, config: RuleConfig, check: Callable[[], None] | None = None
-) -> Assessment:
+def triage_inputs(
+    record: PatientRecord, now: datetime, config: RuleConfig
+) -> tuple[TriageSituation | None, tuple[str, ...]]:
+    """Return the triage situation the four triage rules see, or ``(None, notes)`` saying why
+    there is nothing to triage (no oncology context, no back pain). The detail view's
+    differential is built on the same situation, so it agrees with the card."""
     settings = config.context
     context = common.oncology_context(record, now, settings)
     episode = common.back_pain_episode(record, now, settings)
@@ -93,8 +98,16 @@ def _triage(
     if episode is None:
         notes.append(f"no back pain in the last {common.whole_days(settings.back_pain_lookback)} days")
     if notes or episode is None:
-        return Assessment(findings=(), differential=(), notes=tuple(notes))
-    situation = triage_situation(record, now, config, context, episode)
+        return None, tuple(notes)
+    return triage_situation(record, now, config, context, episode), ()
+
+
+def _triage(
+    record: PatientRecord, now: datetime, config: RuleConfig, check: Callable[[], None] | None = None
+) -> Assessment:
+    situation, silence = triage_inputs(record, now, config)
+    if situation is None:
+        return Assessment(findings=(), differential=(), notes=silence)
     fired, notes = _run(TRIAGE_RULES, situation, config, check)
     return Assessment(findings=fired[:1], differential=tuple(fired), notes=tuple(notes))
 

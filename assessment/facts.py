@@ -76,6 +76,9 @@ class MedicationFact:
     reason_refs: tuple[str, ...] = ()  #: ``Type/id`` of reasonReference targets
     reason_malignant: bool = False  #: a reasonCode names a malignancy
     coded: bool = False  #: the resource carried a drug code (even one outside the value sets)
+    #: the drug's codings (system, code), system URIs normalised: the differential names the
+    #: agent from them (e.g. paclitaxel's RxNorm ingredient code)
+    codes: tuple[tuple[str, str], ...] = ()
 
     @property
     def verb(self) -> str:

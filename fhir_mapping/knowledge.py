@@ -2,9 +2,10 @@
 
 The packaged ``knowledge/`` directory comes first; a site overlay directory (``[knowledge]
 path``) may replace value sets (by canonical url) and replace or extend any key of
-``rules.toml``, ``matching.toml``, ``actions.toml`` and ``clinical_text.toml`` (the clinical-text
+``rules.toml``, ``matching.toml``, ``actions.toml``, ``clinical_text.toml`` (the clinical-text
 component's terms: the merged file is compiled once and handed to every extractor through the
-matching configuration).
+matching configuration) and ``differential.toml`` (the detail view's differential: causes,
+agents, fact sentences).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import knowledge as _knowledge_package
 from assessment.config import Quantity, RuleConfig, merge_rule_config, parse_rule_config, validate_rule_config
+from assessment.differential import DifferentialConfig, DifferentialConfigError, parse_differential_config
 from fhir_mapping.clinical_text import parse_text_config
 from fhir_mapping.extract import MatchingConfig, load_matching_config, validate_matching_config
 from fhir_mapping.suggestions import ActionCatalog, parse_action_catalog
-from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files, validate_valueset
+from fhir_mapping.valuesets import ValueSetIndex, concepts_by_url, load_valueset_files, validate_valueset
 
 PACKAGED_KNOWLEDGE = Path(_knowledge_package.__file__).resolve().parent
 
@@ -42,6 +44,7 @@ class Knowledge:
     rules: RuleConfig
     actions: ActionCatalog
     directories: tuple[Path, ...]
+    differential: DifferentialConfig
 
 
 def knowledge_dirs(overlay: Path | None) -> list[Path]:
@@ -95,13 +98,22 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
         matching = dataclasses.replace(matching, text=parse_text_config(text_data))
     except (KeyError, TypeError, ValueError) as exc:
         problems.append(f"clinical_text.toml: {exc!r}")
-    if problems:
+    differential_data = _merged_toml(dirs, "differential.toml", problems, merge=merge_rule_config)
+    rule_ids = rules_data.get("rules") if isinstance(rules_data.get("rules"), dict) else {}
+    differential = None
+    try:
+        differential = parse_differential_config(
+            differential_data, rule_ids=set(rule_ids), valueset_concepts=concepts_by_url(resources)
+        )
+    except DifferentialConfigError as exc:
+        problems.extend(f"differential.toml: {p}" for p in exc.problems)
+    if problems or differential is None:
         return None, problems
     try:
         rules = parse_rule_config(rules_data, action_windows=windows)
     except ValueError as exc:
         return None, problems + [f"rules.toml: {exc}"]
-    return Knowledge(valuesets, matching, rules, actions, tuple(dirs)), problems
+    return Knowledge(valuesets, matching, rules, actions, tuple(dirs), differential), problems
 
 
 def action_windows(actions: ActionCatalog) -> dict[str, Quantity]:

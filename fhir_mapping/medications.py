@@ -98,6 +98,7 @@ def medication_fact(
         reason_refs=reason_refs,
         reason_malignant=reason_malignant,
         coded=bool(codes),
+        codes=tuple(dict.fromkeys(codes)),
     )
 
 

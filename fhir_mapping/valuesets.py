@@ -18,6 +18,7 @@ import orjson
 
 __all__ = [
     "ValueSetIndex",
+    "concepts_by_url",
     "ValueSetLoadError",
     "load_valueset_files",
     "validate_valueset",
@@ -103,6 +104,30 @@ def _enumerate(resource: Mapping[str, t.Any]) -> Iterable[Code]:
         if entry.get("system") and entry.get("code") and not entry.get("abstract"):
             yield (entry["system"], entry["code"])
         stack.extend(entry.get("contains") or ())
+
+
+def concepts_by_url(resources: Iterable[Mapping[str, t.Any]]) -> dict[str, list[tuple[str, str, str]]]:
+    """Return ``(system, code, display)`` of every enumerated concept, per value-set url (a later
+    resource with the same url replaces an earlier one, as in :class:`ValueSetIndex`)."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for resource in resources:
+        url = resource.get("url")
+        if resource.get("resourceType") != "ValueSet" or not isinstance(url, str) or not url:
+            continue
+        rows: list[tuple[str, str, str]] = []
+        for include in (resource.get("compose") or {}).get("include") or ():
+            system = include.get("system")
+            for concept in include.get("concept") or () if system else ():
+                if concept.get("code"):
+                    rows.append((system, concept["code"], str(concept.get("display") or "")))
+        stack = list((resource.get("expansion") or {}).get("contains") or ())
+        while stack:
+            entry = stack.pop()
+            if entry.get("system") and entry.get("code") and not entry.get("abstract"):
+                rows.append((entry["system"], entry["code"], str(entry.get("display") or "")))
+            stack.extend(entry.get("contains") or ())
+        out[url] = rows
+    return out
 
 
 def load_valueset_files(dirs: Sequence[Path]) -> list[dict[str, t.Any]]:

@@ -6,7 +6,8 @@ EHR launch per SMART App Launch 2.2 (SMART.md §1) on authlib's OAuth 2 client:
   ``[[smart.ehrs]]`` FHIR base (only a trailing ``/`` is ignored). Both are checked before any
   network call. Then discovery (:mod:`smart_launch.discovery`), and a 302 to the
   ``authorization_endpoint`` with ``response_type=code``, ``client_id``, ``redirect_uri`` =
-  ``{public_base_url}/smart/callback``, ``launch`` unchanged, v2 scopes, ``state`` (256 bits,
+  ``{public_base_url}/smart/callback``, ``launch`` unchanged, v2 scopes (``launch`` and
+  ``patient/<Type>.rs``; no ``openid fhirUser``: see :func:`smart_scope`), ``state`` (256 bits,
   single use, 10 minutes, bound to this browser), ``aud`` = ``iss`` and PKCE S256.
 * ``/smart/callback``: the state and its browser binding are checked (and the state used up)
   before anything else; then ``error=``; then the code is exchanged (public client, or
@@ -48,8 +49,14 @@ _MAX_PARAM = 4096
 
 
 def smart_scope(resource_types: t.Iterable[str]) -> str:
-    """SMART v2 scopes: read+search on each type, plus ``launch openid fhirUser``."""
-    scopes = ["launch", "openid", "fhirUser"]
+    """SMART v2 scopes: ``launch`` and read+search on each type the view reads.
+
+    No ``openid fhirUser``: the view needs no user identity, and an identity the app does not
+    use is one it would have to validate (SMART.md §1.4, §1.9: the ``id_token`` against the
+    EHR's ``jwks_uri``, ``iss``, ``aud``, ``exp``, ``nonce``) or risk trusting unchecked. Any
+    ``id_token`` an EHR sends anyway is dropped unread (the session keeps named fields only).
+    """
+    scopes = ["launch"]
     scopes += [f"patient/{rtype}.rs" for rtype in sorted(set(resource_types))]
     return " ".join(scopes)
 

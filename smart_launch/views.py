@@ -15,6 +15,7 @@ import typing as t
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from assessment.differential import Differential, DifferentialConfig, build_differential
 from assessment.engine import assess
 from assessment.findings import Finding
 from fhir_mapping.extract import extract_record
@@ -66,6 +67,9 @@ class DetailView:
     app_context: AppContext | None
     resources_read: int
     timeline: Timeline
+    differential: Differential  #: the leaflet's causes with facts for and against
+    differential_text: DifferentialConfig  #: the section's heading, intro and empty text
+    card_rules: tuple[str, ...] = ()  #: the rule ids of the cards (the cause they stand for is marked)
 
 
 def granted_types(scope: str) -> set[str] | None:
@@ -184,6 +188,9 @@ class DetailViewBuilder:
             app_context=handle.context,
             resources_read=len(resources),
             timeline=build_timeline(record, knowledge.rules, now),
+            differential=build_differential(record, now, knowledge.rules, knowledge.differential),
+            differential_text=knowledge.differential,
+            card_rules=tuple(sorted(card_rules)),
         )
 
     def _action_labels(self, finding: Finding) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ The test EHR runs on ``localhost`` and the service (gunicorn) on ``127.0.0.1``: 
 so the app's cookie is a third-party (partitioned) cookie in the EHR's iframe, as in production.
 Needs Debian's ``chromium`` and the ``playwright`` package (installed by ``.ci/run``); without
 them the test is skipped locally and fails when ``BACKPAIN_CDS_REQUIRE_SERVERS=1``.
-Screenshots of the view and of the handout go to ``tests/artifacts/``.
+Screenshots of the view, its differential and the handout go to ``tests/artifacts/``.
 """
 
 from __future__ import annotations
@@ -87,8 +87,15 @@ def test_the_view_works_in_an_iframe_of_another_site(browser_setup) -> None:
         assert frame.locator('[data-table="timeline"] tbody tr').count() >= 1
         assert frame.locator('[data-section="safety-netting"]').count() == 1
         ARTIFACTS.mkdir(exist_ok=True)
+        # the differential: the leaflet's four causes, the card's red flag "for" spread to the spine
+        assert frame.locator('[data-section="differential"] [data-differential]').count() == 4
+        spine = frame.locator('[data-differential="spread-to-spine"]')
+        assert spine.locator('[data-facts="for"] [data-fact="red-flag"]').count() >= 1
+        assert spine.locator('[data-cause-card="mscc-red-flags"]').count() == 1
         page.screenshot(path=str(ARTIFACTS / "smart-view.png"), full_page=True)
         frame.locator('[data-section="timeline"]').screenshot(path=str(ARTIFACTS / "smart-timeline.png"))
+        frame.locator('[data-section="differential"] h2').scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "smart-differential.png"))
         frame.locator('[data-link="handout"]').click()
         frame.locator('[data-page="handout"]').wait_for(timeout=30_000)
         assert frame.locator('[data-handout="seek_help"] li').count() >= 3

@@ -74,7 +74,7 @@ def test_granted_types(scope, types) -> None:
 
 def test_requested_scope_and_query_types() -> None:
     assert smart_scope(["Observation", "Patient", "Observation"]) == (
-        "launch openid fhirUser patient/Observation.rs patient/Patient.rs"
+        "launch patient/Observation.rs patient/Patient.rs"
     )
     assert query_type("Patient/123") == "Patient"
     assert query_type("Observation?patient=1&code=x") == "Observation"

@@ -40,7 +40,10 @@ def test_the_authorization_request_has_every_smart_parameter(browser, ehr) -> No
     assert len(query["code_challenge"]) == 43  # base64url(SHA-256)
     assert len(query["state"]) >= 22  # >= 128 bits in base64url
     scopes = query["scope"].split()
-    assert {"launch", "openid", "fhirUser", "patient/Observation.rs", "patient/Patient.rs"} <= set(scopes)
+    assert {"launch", "patient/Observation.rs", "patient/Patient.rs"} <= set(scopes)
+    # no user identity is asked for: nothing uses it, so no unvalidated id_token is ever trusted
+    assert not {"openid", "fhirUser", "profile"} & set(scopes)
+    assert all(s == "launch" or s.startswith("patient/") for s in scopes)
     # the token request carried the PKCE verifier and, for a public client, no Basic auth
     token_request = ehr.token_requests[-1]
     assert token_request["form"]["code_verifier"]
@@ -98,3 +101,65 @@ def test_the_confidential_client_authenticates_with_basic(tmp_path, loaded_fhir)
         flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC)))
         assert flow.view is not None and flow.view.status_code == 200
         assert ehr.token_requests[-1]["basic"] is True
+
+
+@pytest.mark.parametrize("need_banner", [True, False])
+def test_the_patient_banner_follows_need_patient_banner(browser, ehr, need_banner: bool) -> None:
+    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), need_patient_banner=need_banner))
+    assert flow.view is not None and flow.view.status_code == 200
+    html = flow.view.get_data(as_text=True)
+    assert ('data-banner="patient"' in html) is need_banner
+    assert ('class="banner"' in html) is need_banner
+    assert 'data-rule="mscc-red-flags"' in html  # the view itself is the same either way
+
+
+def test_an_id_token_sent_anyway_is_neither_kept_nor_shown(browser, ehr) -> None:
+    id_token = "eyJhbGciOiJSUzI1NiJ9.eyJmaGlyVXNlciI6IlByYWN0aXRpb25lci8xIn0.c2lnbmF0dXJl"
+    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), extra={"id_token": id_token}))
+    assert flow.view is not None and flow.view.status_code == 200
+    for answer in (flow.launch, flow.callback, flow.view):
+        exposed = answer.get_data(as_text=True) + "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
+        assert id_token not in exposed and "Practitioner/1" not in exposed
+    store = browser.application.extensions["smart_launch"]["store"]
+    rows = store.raw_rows()
+    assert id_token not in repr(rows)
+    (row,) = rows["smart_session"]
+    assert not [column for column in row if "id_token" in column or "user" in column]
+
+
+def test_the_differential_is_an_accessible_section_with_the_leaflets_four_causes(browser, ehr) -> None:
+    from html.parser import HTMLParser
+
+    from tests.smart.conftest import GCSF
+
+    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(GCSF)))
+    assert flow.view is not None and flow.view.status_code == 200
+    html = flow.view.get_data(as_text=True)
+
+    class Outline(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.causes: list[str] = []
+            self.headings: list[str] = []
+            self.labelled: dict[str, str] = {}
+            self.ids: set[str] = set()
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            values = dict(attrs)
+            if values.get("id"):
+                self.ids.add(str(values["id"]))
+            if values.get("data-differential"):
+                self.causes.append(str(values["data-differential"]))
+                self.labelled[str(values["data-differential"])] = str(values.get("aria-labelledby"))
+            if tag in ("h2", "h3", "h4"):
+                self.headings.append(tag)
+
+    outline = Outline()
+    outline.feed(html)
+    assert outline.causes == ["gcsf-timing", "chemotherapy-side-effects", "spread-to-spine", "posture-non-specific"]
+    assert all(label in outline.ids for label in outline.labelled.values())
+    assert 'aria-labelledby="differential-heading"' in html and "differential-heading" in outline.ids
+    assert outline.headings.count("h3") >= 4  # one per cause, under the section's h2
+    assert 'data-cause-card="gcsf-bone-pain"' in html
+    assert 'data-fact="gcsf_dose_in_window"' in html
+    assert "style=" not in html.split('data-section="differential"', 1)[1].split("</section>", 1)[0]

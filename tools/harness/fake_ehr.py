@@ -43,6 +43,7 @@ class Launch:
     deny: bool = False
     token_error: bool = False
     scope: str | None = None  #: grant this scope instead of the requested one
+    extra: dict[str, t.Any] | None = None  #: more token-response fields (e.g. an id_token)
 
 
 @dataclass
@@ -231,6 +232,7 @@ class TestEhr:
                                    ("fhirContext", launch.fhir_context)):
                     if value is not None:
                         body[key] = value
+                body.update(launch.extra or {})
                 ehr.tokens[body["access_token"]] = launch
                 return status, body, headers
 
