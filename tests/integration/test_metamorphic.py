@@ -354,3 +354,27 @@ def test_generated_patients_invariances(bundle, days, rnd, n) -> None:
     rnd.shuffle(changed["entry"])
     assert cards(changed, "patient-view") == base
     assert not any(rule == GCSF for rule, _ in cards(without_gcsf(bundle), "patient-view"))
+
+
+# --- every fixture, every phrasing (deterministic; the properties above sample) --------------
+
+
+@pytest.mark.parametrize("fixture", TRIAGE_SET, ids=[f[0] for f in TRIAGE_SET])
+def test_every_fixture_with_every_red_flag_form(fixture) -> None:
+    """Issue 11 deliverable 5 over *every* triage fixture: each free-text phrasing (as a note and
+    as a neuro-panel component), each coded red flag (Condition and exam Observation) and the
+    PRO-CTCAE answer, added current, gives mscc-red-flags when the patient is eligible (and
+    otherwise adds none); added negated (each negation form in turn), it changes no card."""
+    name, bundle, hook = fixture
+    pid, base, eligible = patient_id(bundle), cards(bundle, hook), red_flag_eligible(bundle)
+    variants = [(form, phrase, CODED[0]) for form in (0, 3) for phrase in PHRASES]
+    variants += [(form, PHRASES[0], code) for form in (1, 2) for code in CODED] + [(4, PHRASES[0], CODED[0])]
+    for n, (form, phrase, code) in enumerate(variants):
+        current = add(bundle, red_flag(pid, form, phrase, code, 1.0, negated=False))
+        if eligible:
+            assert top_rule(current, hook) == MSCC, (name, form, phrase)
+        else:  # no back pain of any onset nor metastasis: a red flag alone adds no MSCC card
+            assert (MSCC in {r for r, _ in cards(current, hook)}) == (MSCC in {r for r, _ in base}), (name, form, phrase)
+        negation = NEGATIONS[n % len(NEGATIONS)]
+        negated = add(bundle, red_flag(pid, form, phrase, code, 1.0, negated=True, negation=negation))
+        assert cards(negated, hook) == base, (name, form, negation.format(phrase))
