@@ -234,11 +234,11 @@ class _Facts:
         """Append what one Observation gave."""
         if found.clinical:
             self.clinical.extend(found.clinical)
-        elif found.pain_score is not None:
+        if found.pain_score is not None:  # a pain panel may give both (a score and findings)
             self.pains.append((found.pain_score, found.encounter))
-        elif found.lab is not None:
+        if found.lab is not None:
             self.labs.append(found.lab)
-        elif found.location is not None:
+        if found.location is not None:
             self.locations.append(found.location)
 
 

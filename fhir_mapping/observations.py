@@ -35,7 +35,7 @@ Json = Mapping[str, t.Any]
 
 @dataclass(frozen=True, slots=True)
 class ObservationFacts:
-    """What one Observation gave (at most one of the kinds)."""
+    """What one Observation gave (one kind, except a pain panel: a score and findings)."""
 
     clinical: tuple[ClinicalFact, ...] = ()
     pain_score: PainScore | None = None
@@ -140,13 +140,18 @@ def _value_kinds(holder: Json, matcher: Matcher, known: t.Iterable[ClinicalKind]
 
 
 def _component_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
-    """Findings in the components of a panel ("Neuro exam": "Leg weakness" = "Present")."""
+    """Findings in the components of a panel ("Neuro exam": "Leg weakness" = "Present"), and a
+    pain score that is one component of a pain panel (the first such component)."""
     found: list[ClinicalFact] = []
+    score: PainScore | None = None
     for component in resource.get("component") or ():
         if type(component) is not dict and not isinstance(component, Mapping):
             raise TypeError("component must be an object")
         concept = component.get("code")
         info = matcher.concept_info(concept) or ConceptInfo(matcher, concept)
+        if info.first is PAIN:
+            score = score or _pain_score(resource, ref, matcher, holder=component)
+            continue
         value = component.get("valueCodeableConcept")
         value_string = component.get("valueString")
         if info.plain and not value and not isinstance(value_string, str):
@@ -154,6 +159,8 @@ def _component_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationF
         got = _finding(component, ref, matcher, info, value, value_string, resource=resource)
         if got is not None:
             found.extend(f for f in got.clinical if f not in found)
+    if score is not None:
+        return ObservationFacts(clinical=tuple(found), pain_score=score, encounter=encounter_of(resource))
     return ObservationFacts(clinical=tuple(found)) if found else _NOTHING
 
 
@@ -242,9 +249,11 @@ def _number(resource: Json) -> tuple[float | None, Json]:
     return None, {}
 
 
-def _pain_score(resource: Json, ref: str, matcher: Matcher) -> PainScore | None:
+def _pain_score(resource: Json, ref: str, matcher: Matcher, holder: Json | None = None) -> PainScore | None:
+    """The pain score of an Observation, or of its component ``holder`` (a pain panel whose
+    score is one component): time, body site and location come from the Observation."""
     time = _effective(resource) or parse_fhir_datetime(resource.get("issued"))
-    value, quantity = _number(resource)
+    value, quantity = _number(holder if holder is not None else resource)
     if time is None or value is None:
         return None
     factors = matcher.config.pain_unit_factors

@@ -87,3 +87,16 @@ def test_orders_far_from_any_administration_and_two_administrations_stay_separat
                     _peg("MedicationAdministration", "a", "2025-03-06T10:00:00Z")) == 2
     assert _windows(_peg("MedicationAdministration", "a1", "2025-02-20T09:00:00Z"),
                     _peg("MedicationAdministration", "a2", "2025-03-06T10:00:00Z")) == 2
+
+
+def test_a_pain_score_that_is_a_component_of_a_pain_panel_is_read() -> None:
+    panel = {"resourceType": "Observation", "id": "panel", "status": "final", "subject": SUBJECT,
+             "code": {"text": "Pain assessment"}, "effectiveDateTime": "2025-03-09T08:00:00Z",
+             "component": [
+                 {"code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+                  "valueQuantity": {"value": 6, "unit": "{score}"}},
+                 {"code": {"text": "Pain location"}, "valueCodeableConcept": {"text": "Lower back"}},
+             ]}
+    (score,) = extract(panel).pain_scores
+    assert score.score == 6 and score.site is not None
+    assert _rules(CANCER, CHEMO, panel) == ["back-pain-supportive-care"]
