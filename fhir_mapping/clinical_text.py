@@ -317,7 +317,8 @@ def excerpt(
     words = text.split()
     if len(words) <= max_words:
         return " ".join(words)
-    current = [f for f in find(text) if f.current]
+    # spans are offsets into the lower-cased text: usable only where lower-casing keeps lengths
+    current = [f for f in find(text) if f.current] if len(text.lower()) == len(text) else []
     chosen = next((f for f in current if f.kind.startswith(_PRIORITY)), current[0] if current else None)
     if chosen is None:
         return " ".join(words[:max_words]) + " …"
