@@ -526,6 +526,70 @@ def test_unparseable_fhir_server_is_400(secured_app, signer, catalog, server):
     assert response.get_json()["resourceType"] == "OperationOutcome"
 
 
+# --- long free text: every text matcher examines at most the cap (issue 9, Found 2 class) -------
+
+
+def test_a_400_kb_drug_text_is_examined_only_up_to_the_cap(tmp_path, signer, catalog, monkeypatch):
+    """A signed call whose MedicationRequest text is "heparin " * 50,000 (400 KB; 64 KB of it
+    took 9.5 s before the cap), with a CarePlan activity, an ImagingStudy and a Condition as long:
+    every configured pattern and the clinical-text component get at most ``max_chars``
+    characters, and the matcher's caches keep nothing longer."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from backpain_cds.replay import prefetch_from_resources
+    from fhir_mapping import clinical_text
+    from fhir_mapping.matcher import matcher_for
+    from tests.support.recording_patterns import instrument
+    from tools.harness import scenarios
+
+    log: list[tuple[str, int]] = []
+    base = load_knowledge()
+    knowledge = dataclasses.replace(base, matching=instrument(base.matching, log))
+    cap = knowledge.matching.text.max_chars
+    real_findings = clinical_text.findings
+    monkeypatch.setattr(clinical_text, "findings",
+                        lambda text, config=None: log.append(("clinical text", len(text))) or real_findings(text, config))
+    app = create_app(Settings.from_mapping({
+        "public_base_url": BASE,
+        "database_url": f"sqlite:///{tmp_path / 'long.sqlite3'}",
+        "validate_responses": True,
+        "auth": {"trusted_clients": [{"iss": ISS, "jwks_file": str(signer.write_jwks(tmp_path / "jwks.json"))}]},
+    }), knowledge=knowledge)
+    now = datetime.now(UTC)
+    long_text = "heparin " * 50_000
+    assert len(long_text) == 400_000
+    resources = scenarios.gcsf_bone_pain("p1", now, score=5) + [
+        {"resourceType": "MedicationRequest", "id": "long-med", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/p1"}, "authoredOn": now.isoformat(),
+         "medicationCodeableConcept": {"text": long_text}},
+        {"resourceType": "MedicationRequest", "id": "long-gcsf", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/p1"}, "authoredOn": now.isoformat(),
+         "medicationCodeableConcept": {"text": "pegfilgrastim " * 30_000},
+         "dosageInstruction": [{"text": "on-body injector " * 25_000}]},
+        {"resourceType": "CarePlan", "id": "long-plan", "status": "active", "intent": "plan",
+         "subject": {"reference": "Patient/p1"}, "created": now.isoformat(),
+         "activity": [{"detail": {"status": "scheduled", "description": "chemo " * 70_000}}]},
+        {"resourceType": "ImagingStudy", "id": "long-study", "status": "available",
+         "subject": {"reference": "Patient/p1"}, "started": now.isoformat(),
+         "description": "MRI " * 100_000},
+        {"resourceType": "Condition", "id": "long-condition", "subject": {"reference": "Patient/p1"},
+         "code": {"text": "no " + "back pain " * 40_000}},
+    ]
+    body = hr.patient_view("p1", prefetch=prefetch_from_resources(catalog.resolve(PV, "patient-view"), resources))
+    response, _ = _post_hook(app.test_client(), signer, PV, body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert log, "no text matcher ran"
+    assert max(length for _, length in log) <= cap
+    examined = {name for name, length in log if length == cap}  # these got a capped long text
+    assert {"[[medication.drug]] anticoagulant text", "[medication] on_body_injector_text",
+            "[chemotherapy_order] text", "[[imaging]] spine-mri text", "clinical text"} <= examined, examined
+    matcher = matcher_for(knowledge.valuesets, knowledge.matching)
+    for cache in (matcher._text_cache, matcher._concept_cache, matcher.patterns._drugs, matcher.patterns._chemo):
+        strings = [k for key in cache.data for k in (key if isinstance(key, tuple) else (key,)) if isinstance(k, str)]
+        assert all(len(k) <= cap for k in strings)
+
+
 # --- chunked bodies are counted while they stream (issue 9, Found 5) --------------------------
 class _Stream:
     """A chunked request body as a WSGI server hands it over: no length, read until empty."""
