@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Short mode of every benchmark (CI smoke run): synthetic data, small sizes, few iterations.
 # Figures are printed, never asserted: the exit status is non-zero only if a benchmark crashed
-# (or overran its time box). Whole run: ~1 minute; hard cap 3 x 55 s.
+# (or overran its time box). Whole run: ~30 s to 1 minute; hard cap 6 x 55 s (one per benchmark).
 # Env: PYTHON (default python), SEKMET_BIN (sekmet-fhir for fhir_fallback; without it that
 # benchmark prints SKIPPED, or fails when BACKPAIN_CDS_REQUIRE_SERVERS=1).
 set -u

@@ -56,7 +56,7 @@ def chemotherapy_order_fact(resource: Json, ref: str, matcher: Matcher) -> Proce
             if label is not None:
                 break
         description = detail.get("description")
-        if label is None and isinstance(description, str) and _names_chemo(description, matcher):
+        if label is None and isinstance(description, str) and matcher.patterns.names_chemotherapy(description):
             label = description
         if label is None:
             continue
@@ -106,24 +106,6 @@ def _chemo_label(concept: Json | None, matcher: Matcher) -> str | None:
     match = matcher.classify_drug(codes, []) if codes else None
     if match is not None and match.rule.drug_class is DrugClass.CHEMOTHERAPY and not match.rule.requires_malignancy:
         return label
-    if any(_names_chemo(text, matcher) for text in texts):
+    if any(matcher.patterns.names_chemotherapy(text) for text in texts):
         return label
     return None
-
-
-def _names_chemo(text: str, matcher: Matcher) -> bool:
-    rule = matcher.config.chemotherapy_order
-    if rule.text_exclude is not None and rule.text_exclude.search(text):
-        return False
-    if rule.text is not None and rule.text.search(text):
-        return True
-    for drug in matcher.config.drugs:
-        if (
-            drug.drug_class is DrugClass.CHEMOTHERAPY
-            and not drug.requires_malignancy
-            and drug.text is not None
-            and drug.text.search(text)
-            and not (drug.text_exclude is not None and drug.text_exclude.search(text))
-        ):
-            return True
-    return False

@@ -6,7 +6,9 @@ sets a limit for the request it makes (:func:`time_limit`), the client's connect
 the socket they read a response from (:class:`_TrackedConnection`), and one watchdog thread
 per process shuts down any such socket still registered when its limit passes. The blocked
 read then fails at once, the fetch thread ends with a :class:`FhirFetchError`, and no thread
-outlives the deadline by more than the watchdog's tick.
+outlives the deadline by more than the watchdog's tick. The watchdog itself runs only while a
+socket is registered: it ends when the last one is released or shut down (and is started again
+by the next request), so a fetch leaves the process with the threads it had before.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class _Watchdog:
 
     def release(self, ident: int) -> None:
         with self._cond:
-            self._live.pop(ident, None)
+            if self._live.pop(ident, None) is not None and not self._live:
+                self._cond.notify()  # nothing left to watch: let the thread end now
 
     def _run(self) -> None:
         while True:
@@ -58,8 +61,9 @@ class _Watchdog:
                 while self._heap and self._heap[0][1] not in self._live:
                     heapq.heappop(self._heap)  # released before its limit
                 if not self._heap:
-                    self._cond.wait(timeout=30)
-                    continue
+                    # idle: end (under the lock, so a concurrent watch() starts a new thread)
+                    self._thread = None
+                    return
                 when, ident = self._heap[0]
                 wait = when - time.monotonic()
                 if wait > 0:

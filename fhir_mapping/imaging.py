@@ -69,9 +69,9 @@ def _study_kind(resource: Json, matcher: Matcher) -> ImagingKind | None:
     description = resource.get("description")
     texts = [description] if isinstance(description, str) and description else []
     texts += [txt for concept in resource.get("procedureCode") or () if isinstance(txt := concept.get("text"), str)]
-    for rule in matcher.config.imaging:
-        if rule.text is not None and any(rule.text.search(text) for text in texts):
-            return rule.kind
+    kind = matcher.patterns.imaging_kind(texts)
+    if kind is not None:
+        return kind
     modalities = {m.get("code", "").upper() for m in resource.get("modality") or ()}
     for series in resource.get("series") or ():
         modality = (series.get("modality") or {}).get("code", "").upper()

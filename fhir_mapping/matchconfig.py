@@ -30,11 +30,19 @@ __all__ = [
     "MatchingConfigError",
     "SiteRule",
     "load_matching_config",
+    "MAX_REPEAT",
     "normalise_unit",
+    "unbounded_repetition",
     "validate_matching_config",
 ]
 
 Code = tuple[str, str]
+#: Largest repetition count a text pattern may use (``{0,80}``); ``*``, ``+`` and ``{m,}`` are
+#: refused. A pattern whose every repetition is bounded matches at most a fixed number of
+#: characters from each start, so a search costs at most (examined length) x (a constant of
+#: the pattern): linear. ``heparin[^.;]*\bflush`` was quadratic: 64 KB of "heparin " took 7 s.
+MAX_REPEAT = 100
+_REPEAT_BRACES = re.compile(r"\{(\d*)(,?)(\d*)\}")
 
 
 class MatchingConfigError(ValueError):
@@ -156,6 +164,24 @@ class MatchingConfig:
             urls.update(img.body_valuesets)
         return frozenset(urls)
 
+    def text_patterns(self) -> t.Iterator[tuple[str, re.Pattern[str]]]:
+        """Every configured text pattern, named by where it is configured (for checks and tests)."""
+        if self.on_body_injector is not None:
+            yield "[medication] on_body_injector_text", self.on_body_injector
+        for drug in self.drugs:
+            if drug.text is not None:
+                yield f"[[medication.drug]] {drug.id} text", drug.text
+            if drug.text_exclude is not None:
+                yield f"[[medication.drug]] {drug.id} text_exclude", drug.text_exclude
+        order = self.chemotherapy_order
+        if order.text is not None:
+            yield "[chemotherapy_order] text", order.text
+        if order.text_exclude is not None:
+            yield "[chemotherapy_order] text_exclude", order.text_exclude
+        for img in self.imaging:
+            if img.text is not None:
+                yield f"[[imaging]] {img.kind.value} text", img.text
+
 
 def normalise_unit(unit: str) -> str:
     """Return the lookup key for a unit string: case-folded, without spaces."""
@@ -196,6 +222,13 @@ def validate_matching_config(config: MatchingConfig, valuesets: ValueSetIndex) -
         f"{key}: clinical free text is read by the clinical-text component; move it to clinical_text.toml"
         for key in config.misplaced_text
     ]
+    for name, pattern in config.text_patterns():
+        bad = unbounded_repetition(pattern.pattern)
+        if bad is not None:
+            problems.append(
+                f"{name}: repetition {bad!r} is unbounded or above {{{MAX_REPEAT}}}; "
+                f"use a bounded one such as {{0,80}} (matching stays linear in the text length)"
+            )
     kinds = {rule.kind for rule in config.clinical}
     problems += [f"no clinical rule for kind {kind.value}" for kind in ClinicalKind if kind not in kinds]
     labs = {rule.kind for rule in config.labs}
@@ -207,6 +240,40 @@ def validate_matching_config(config: MatchingConfig, valuesets: ValueSetIndex) -
         if short not in config.systems:
             problems.append(f"[systems] lacks {short}")
     return problems
+
+
+def unbounded_repetition(pattern: str) -> str | None:
+    """The first repetition of ``pattern`` that is unbounded (``*``, ``+``, ``{m,}``) or counts
+    above :data:`MAX_REPEAT`, as written (with the few characters before it); None when every
+    repetition is bounded. Escapes and character classes are skipped (``\\*``, ``[*+]``)."""
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":  # a class: skip to its closing bracket (a leading "]" or "^]" is literal)
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":
+                i += 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+            i += 1
+            continue
+        if c in "*+":
+            return pattern[max(0, i - 12):i + 1]
+        if c == "{":
+            braces = _REPEAT_BRACES.match(pattern, i)
+            if braces is not None:
+                low, comma, high = braces.groups()
+                if (comma and not high) or int(high or low or 0) > MAX_REPEAT:
+                    return pattern[max(0, i - 12):braces.end()]
+                i = braces.end()
+                continue
+        i += 1
+    return None
 
 
 # --- building ------------------------------------------------------------------------------

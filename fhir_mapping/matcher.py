@@ -15,6 +15,7 @@ from assessment.facts import ClinicalKind, Confidence, GcsfClass, ImagingKind, S
 
 from . import clinical_text
 from .matchconfig import DrugRule, ImagingRule, LabRule, MatchingConfig
+from .name_patterns import NamePatterns, TextCache
 from .valuesets import ValueSetIndex
 
 __all__ = ["DrugMatch", "Matcher", "matcher_for"]
@@ -22,11 +23,10 @@ __all__ = ["DrugMatch", "Matcher", "matcher_for"]
 Code = tuple[str, str]
 Json = Mapping[str, t.Any]
 _OTHER_RANK = 1_000
-# Code texts repeat across a record ("Body Height" thousands of times): remember each text's
-# result. Results depend only on the text and the immutable config, so sharing is safe.
-_TEXT_CACHE_SIZE = 20_000
-# The same holds for whole CodeableConcepts (a record has few distinct Observation codes).
-_CONCEPT_CACHE_SIZE = 20_000
+# Code texts repeat across a record ("Body Height" thousands of times): remember each examined
+# text's result (a TextCache: bounded in entries and characters; keys are capped texts).
+# Results depend only on the text and the immutable config, so sharing is safe. The same holds
+# for whole CodeableConcepts (a record has few distinct Observation codes).
 #: :attr:`ConceptInfo.first` when the first pain/lab code is a pain-score code
 PAIN = object()
 _CLINICAL_KINDS = {kind.value: kind for kind in ClinicalKind}
@@ -92,13 +92,12 @@ class Matcher:
         self.atc_system = config.systems.get("atc", "")
         self.ucum_system = config.systems.get("ucum", "")
         self._aliases = config.system_aliases
-        self._text_cache: dict[str, tuple[clinical_text.TextFinding, ...]] = {}
-        self._concept_cache: dict[tuple[t.Any, ...], ConceptInfo] = {}
+        self._text_cache: TextCache[str, tuple[clinical_text.TextFinding, ...]] = TextCache()
+        self._concept_cache: TextCache[tuple[t.Any, ...], ConceptInfo] = TextCache()
         #: ``config.status_skip`` per resource type, looked up once (the config is immutable)
         self.observation_status_skip = config.status_skip.get("Observation", ())
         self.procedure_status_skip = config.status_skip.get("Procedure", ())
         self.condition_status_skip = config.status_skip.get("Condition", frozenset())
-        self._drug_text_cache: dict[tuple[str, bool], tuple[DrugRule, ...]] = {}
         self.rank = {system: i for i, system in enumerate(config.system_priority)}
         self.drug_by_code: dict[Code, DrugRule] = {}
         for drug in config.drugs:
@@ -106,6 +105,10 @@ class Matcher:
                 self.drug_by_code.setdefault(code, drug)
         self.atc_rules = tuple(d for d in config.drugs if d.atc_prefixes)
         self.text = config.text or clinical_text.load_text_config()
+        #: every free text is examined up to this many characters (clinical_text.toml max_chars)
+        self.max_chars: int = self.text.max_chars
+        #: the configured name patterns (drugs, on-body injector, chemotherapy orders, imaging)
+        self.patterns = NamePatterns(config, self.max_chars)
         self.weakness_codes = frozenset(_codes(valuesets, config.generalised_weakness_valuesets))
         clinical: dict[Code, list[ClinicalKind]] = {}
         for rule in config.clinical:
@@ -198,7 +201,7 @@ class Matcher:
             return None
         cache = self._concept_cache
         try:
-            info = cache.get(key)
+            info = cache.data.get(key)
         except TypeError:  # an unhashable value (list, object): not plain
             return None
         if info is None:
@@ -207,9 +210,10 @@ class Matcher:
             if any(part is not None and type(part) is not str for part in key):
                 return None
             info = ConceptInfo(self, concept)
-            if len(cache) >= _CONCEPT_CACHE_SIZE:
-                cache.clear()
-            cache[key] = info
+            # a concept with a string over the cap is used once, not kept (its texts are labels)
+            sizes = [len(part) for part in key if part is not None]
+            if max(sizes, default=0) <= self.max_chars:
+                cache.put(key, info, sum(sizes))
         return info
 
     # --- clinical kinds --------------------------------------------------------------------
@@ -227,14 +231,14 @@ class Matcher:
         return found
 
     def text_findings(self, text: str) -> tuple[clinical_text.TextFinding, ...]:
-        """The clinical-text component's findings in ``text`` (cached per distinct text)."""
+        """The clinical-text component's findings in ``text`` (its first ``max_chars`` characters;
+        cached per examined text)."""
+        text = text[: self.max_chars]
         cache = self._text_cache
-        found = cache.get(text)
+        found = cache.data.get(text)
         if found is None:
             found = clinical_text.findings(text, self.text)
-            if len(cache) >= _TEXT_CACHE_SIZE:
-                cache.clear()
-            cache[text] = found
+            cache.put(text, found, len(text))
         return found
 
     def clinical_kinds_from_text(self, texts: Iterable[str], *, ignore_modifiers: bool = False) -> list[ClinicalKind]:
@@ -330,37 +334,19 @@ class Matcher:
         if rule.drug_class.value == "gcsf" and gcsf_class is None:
             by_text = self._drug_from_text(texts, only_classified_gcsf=True)
             gcsf_class = by_text.gcsf_class if by_text is not None else self.config.gcsf_unknown_class
-        on_body = False
-        if rule.drug_class.value == "gcsf" and self.config.on_body_injector is not None:
-            pattern = self.config.on_body_injector
-            on_body = any(pattern.search(text) for text in (*texts, *extra_texts) if text)
+        on_body = rule.drug_class.value == "gcsf" and any(
+            self.patterns.on_body_injector(text) for text in (*texts, *extra_texts) if text
+        )
         label = next((text for text in texts if text), rule.label)
         return DrugMatch(rule, gcsf_class, confidence, label, on_body)
 
     def _drug_from_text(self, texts: list[str], *, only_classified_gcsf: bool = False) -> DrugRule | None:
         # rule order first (long-acting before daily), then the texts
-        hits = [self._drug_rules_in_text(text, only_classified_gcsf) for text in texts if text]
+        hits = [self.patterns.drug_rules(text, only_classified_gcsf) for text in texts if text]
         for rule in self.config.drugs:
             if any(rule in found for found in hits):
                 return rule
         return None
-
-    def _drug_rules_in_text(self, text: str, only_classified_gcsf: bool) -> tuple[DrugRule, ...]:
-        key = (text, only_classified_gcsf)
-        found = self._drug_text_cache.get(key)
-        if found is None:
-            found = tuple(
-                rule
-                for rule in self.config.drugs
-                if rule.text is not None
-                and not (only_classified_gcsf and (rule.drug_class.value != "gcsf" or rule.gcsf_class is None))
-                and rule.text.search(text)
-                and not (rule.text_exclude is not None and rule.text_exclude.search(text))
-            )
-            if len(self._drug_text_cache) >= _TEXT_CACHE_SIZE:
-                self._drug_text_cache.clear()
-            self._drug_text_cache[key] = found
-        return found
 
 
 def texts_of(concept: Json | None) -> Iterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,41 @@ def postgres_url() -> str:
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_any_db_app(request, tmp_path: Path):
+    """Build the app on SQLite, and in a second run of the test on PostgreSQL: call it with
+    settings (``make_any_db_app(auth={...})``). PostgreSQL's tables are emptied before and
+    after the test; without a PostgreSQL server the second run is skipped with its reason, or
+    fails when ``BACKPAIN_CDS_REQUIRE_SERVERS=1`` (the ``postgres_url`` fixture)."""
+    from backpain_cds.app import create_app
+    from backpain_cds.storage import metadata
+
+    postgres = request.param == "postgresql"
+    url = request.getfixturevalue("postgres_url") if postgres else f"sqlite:///{tmp_path / 'any.sqlite3'}"
+    apps = []
+
+    def wipe(app) -> None:
+        with app.extensions["backpain_cds"]["store"].engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+    def make(**overrides: t.Any):
+        app = create_app(Settings.from_mapping({"database_url": url, "validate_responses": True, **overrides}))
+        if postgres:
+            wipe(app)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        if postgres:
+            wipe(app)
+        app.extensions["backpain_cds"]["store"].engine.dispose()
+
+
+@pytest.fixture
+def any_db_app(make_any_db_app):
+    """The app with the default settings on SQLite and on PostgreSQL (see ``make_any_db_app``)."""
+    return make_any_db_app()

@@ -6,6 +6,7 @@ are skipped, or fail when ``BACKPAIN_CDS_REQUIRE_SERVERS=1``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import socket
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.e2e
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "backpain-cds.conf"
 NGINX_PORTS = range(18460, 18480)  # this helper's loopback range
+PER_ADDRESS = 8  # the conf's per-address limit (100) made small for the test
 
 
 def _proxy_port() -> int:
@@ -56,6 +58,8 @@ def proxied(tmp_path_factory):
     site = site.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};", 1)
     site = site.replace("listen 127.0.0.1:8443;", f"listen 127.0.0.1:{proxy_port};", 1)
     site = site.replace("client_max_body_size 16m;", "client_max_body_size 195k;", 1)
+    assert "limit_conn backpain_cds_per_address 100;" in site
+    site = site.replace("limit_conn backpain_cds_per_address 100;", f"limit_conn backpain_cds_per_address {PER_ADDRESS};", 1)
     prefix = workdir / "nginx"
     (prefix / "logs").mkdir(parents=True)
     (prefix / "site.conf").write_text(site)
@@ -114,3 +118,38 @@ def test_slow_clients_at_the_proxy_never_reach_the_service(proxied):
             assert requests.post(public + "/cds-services/back-pain-after-chemo", json=body, timeout=5).status_code == 200
     finally:
         slow.close()
+
+
+def _post_from(source: str, port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """A complete POST from the client address ``source`` (any 127.x address is loopback)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_requests_in_progress_are_limited_per_client_address(proxied):
+    """PER_ADDRESS requests from 127.0.0.2 whose bodies never finish hold its whole allowance:
+    its next call is 429 with an OperationOutcome, while calls from 127.0.0.1 are answered."""
+    public, _service, port = proxied
+    body = json.dumps(hr.patient_view("px3", prefetch=hr.nothing_found_prefetch(scenarios.patient("px3")))).encode()
+    path = "/cds-services/back-pain-after-chemo"
+    assert _post_from("127.0.0.2", port, path, body)[0] == 200  # under the limit: answered
+    held = SlowClients(port, source="127.0.0.2")
+    try:
+        held.start(PER_ADDRESS, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 100000\r\n\r\n{".encode(), then_hold=True)
+        time.sleep(1.5)  # every held request's head has been read: each counts
+        status, answer = _post_from("127.0.0.2", port, path, body)
+        assert status == 429, answer[:200]
+        assert json.loads(answer)["issue"][0]["code"] == "throttled"
+        assert _post_from("127.0.0.1", port, path, body)[0] == 200  # another address is not limited
+    finally:
+        held.close()
+    limit = time.monotonic() + 15  # the held requests end (client gone): the allowance is back
+    while (status := _post_from("127.0.0.2", port, path, body)[0]) == 429 and time.monotonic() < limit:
+        time.sleep(0.2)
+    assert status == 200

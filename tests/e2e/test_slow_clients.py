@@ -2,17 +2,22 @@
 
 N connections dribble their headers one byte per second, or declare a Content-Length whose
 body never arrives, for the whole test; meanwhile a normal client must get /healthz and a hook
-call answered. With gunicorn's stock gthread worker (4 threads) the normal calls wait for as
-long as the slow clients last; with the buffering worker they do not. The bound on the normal
-calls is a generous liveness timeout, not a speed measurement (bench/slow_clients.py measures).
+call answered, each within 1 s (the issue's bound), measured call by call over several rounds.
+With gunicorn's stock gthread worker (4 threads) the normal calls wait for as long as the slow
+clients last; with the buffering worker they take milliseconds (bench/slow_clients.py gives
+the p99: under 7 ms at 1,900 slow connections), so 1 s leaves room for a loaded 2-core CI box.
+The socket timeout (5 s) only keeps a broken server from hanging the test.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -23,10 +28,12 @@ from tools.harness.live_service import start_service, stop_service
 
 pytestmark = pytest.mark.e2e
 
-#: slow connections per variant (README "Serving" states the figure)
+#: slow connections per variant (README "Serving" states their sum)
 SLOW_HEADERS = 48
 SLOW_BODIES = 48
-NORMAL_CALL_TIMEOUT = 5.0  # liveness bound for the normal client; the slow ones last longer
+NORMAL_CALL_SECONDS = 1.0  # each normal call, connection included (issue 9)
+ROUNDS = 5  # rounds of (/healthz, hook call) measured while the slow clients hold on
+SOCKET_TIMEOUT = 5.0  # fail-safe only: a call slower than NORMAL_CALL_SECONDS fails anyway
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +53,9 @@ def live(tmp_path_factory):
 class SlowClients:
     """Opens connections that send a request one byte per ``interval`` until stopped."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, source: str | None = None) -> None:
         self.port = port
+        self.source = (source, 0) if source else None  #: e.g. "127.0.0.2": another client address
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.closed_by_server = 0
@@ -61,7 +69,7 @@ class SlowClients:
 
     def _run(self, payload: bytes, interval: float, then_hold: bool) -> None:
         try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=30, source_address=self.source)
         except OSError:
             return
         with sock:
@@ -93,22 +101,56 @@ def slow(live):
     clients.close()
 
 
-def _normal_calls(live) -> None:
-    assert requests.get(live.url("/healthz"), timeout=NORMAL_CALL_TIMEOUT).json() == {"status": "ok"}
+def _timed(call) -> tuple[requests.Response, float]:
+    start = time.monotonic()
+    response = call()
+    return response, time.monotonic() - start
+
+
+def _normal_calls(live) -> list[tuple[str, float]]:
+    """One /healthz and one hook call, each on a new connection; their durations."""
+    health, health_s = _timed(lambda: requests.get(live.url("/healthz"), timeout=SOCKET_TIMEOUT))
+    assert health.json() == {"status": "ok"}
     body = hr.patient_view("slow1", prefetch=hr.nothing_found_prefetch(scenarios.patient("slow1")))
-    response = requests.post(live.url("/cds-services/back-pain-after-chemo"), json=body,
-                             timeout=NORMAL_CALL_TIMEOUT)
-    assert response.status_code == 200, response.text
+    hook, hook_s = _timed(lambda: requests.post(live.url("/cds-services/back-pain-after-chemo"), json=body,
+                                                timeout=SOCKET_TIMEOUT))
+    assert hook.status_code == 200, hook.text
+    return [("/healthz", health_s), ("hook call", hook_s)]
 
 
-def test_normal_calls_are_answered_while_many_clients_send_headers_one_byte_per_second(live, slow):
+def _open_connections(port: int) -> int:
+    """Established TCP connections to ``port`` on loopback, as the kernel lists them (Linux)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # ESTABLISHED, local port
+                count += 1
+    return count
+
+
+def test_normal_calls_are_answered_within_1s_while_many_clients_send_one_byte_per_second(live, slow):
+    port = int(live.base_url.rsplit(":", 1)[1])
     slow.start(SLOW_HEADERS, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200 + b"\r\n\r\n")
     slow.start(SLOW_BODIES, b"POST /cds-services/back-pain-after-chemo HTTP/1.1\r\nHost: x\r\n"
                b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{", then_hold=True)
     time.sleep(1.5)  # let every slow connection be accepted and start dribbling
-    for _ in range(3):
-        _normal_calls(live)
+    if sys.platform.startswith("linux"):  # every slow client did connect and is still connected
+        assert _open_connections(port) >= SLOW_HEADERS + SLOW_BODIES
+    durations = [d for _ in range(ROUNDS) for d in _normal_calls(live)]
+    slowest = max(durations, key=lambda d: d[1])
+    assert slowest[1] < NORMAL_CALL_SECONDS, (slowest, durations)
     assert not slow.stop.is_set() and slow.closed_by_server == 0  # the slow ones are still there
+
+
+def test_the_readme_states_the_number_of_slow_connections_checked_here():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    stated = re.search(r"CI checks (\d+) such connections\s+\(`tests/e2e/test_slow_clients\.py`", readme)
+    assert stated is not None and int(stated.group(1)) == SLOW_HEADERS + SLOW_BODIES
 
 
 def test_a_request_that_never_completes_is_answered_408_at_the_read_deadline(live):

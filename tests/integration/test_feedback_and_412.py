@@ -10,38 +10,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backpain_cds.app import create_app
 from backpain_cds.logs import JsonFormatter
-from backpain_cds.settings import Settings
-from backpain_cds.storage import metadata
 from tests.support import hook_requests as hr
 from tools.harness import scenarios
 
 PV = "back-pain-after-chemo"
 TS = "2026-01-02T03:04:05Z"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_app(request, tmp_path):
-    """The app on SQLite and on PostgreSQL (emptied before and after)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fb.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    app = create_app(Settings.from_mapping({"database_url": url, "validate_responses": True}))
-    store = app.extensions["backpain_cds"]["store"]
-
-    def wipe() -> None:
-        with store.engine.begin() as conn:
-            for table in reversed(metadata.sorted_tables):
-                conn.execute(table.delete())
-
-    if request.param == "postgresql":
-        wipe()
-    yield app
-    if request.param == "postgresql":
-        wipe()
-    store.engine.dispose()
 
 
 def _issue_card(app) -> str:

@@ -14,13 +14,16 @@ Plus the fixed limits: JSON nesting depth, body size, Content-Type, service id s
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import typing as t
 import uuid
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from backpain_cds.app import create_app, load_service_catalog
@@ -500,30 +503,254 @@ def test_a_wrongly_typed_fhir_field_is_a_400_naming_the_resource(dev_app, catalo
 
 
 # --- values a database or a library refuses: invalid input, never a 500 (issue 9) -----------
+# --- each on SQLite and on PostgreSQL (make_any_db_app: the second run skips without a server,
+# --- or fails with BACKPAIN_CDS_REQUIRE_SERVERS=1); examples first, then the class.
+
+_MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z, the largest a datetime holds
+_MAX_JTI = 256  # the seen_jti.jti column
+DB_CAMPAIGN = settings(max_examples=60, deadline=None, database=None,
+                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+def secured_any_db_app(make_any_db_app, signer, tmp_path):
+    """The secured app (one trusted client) on SQLite and on PostgreSQL."""
+    return make_any_db_app(
+        public_base_url=BASE,
+        limits={"max_body_bytes": 1_000_000},
+        auth={"trusted_clients": [{"iss": ISS, "jwks_file": str(signer.write_jwks(tmp_path / "jwks.json"))}]},
+    )
+
+
+def _post_with_claims(client, signer, service_id: str, raw: bytes, **claims):
+    path = f"/cds-services/{service_id}"
+    token = signer.token(BASE + path, **claims)
+    return client.post(path, data=raw, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.mark.parametrize("claims", [
     {"exp": 253402300800}, {"exp": 10**20}, {"iat": 10**20},
     {"nbf": 10**20}, {"exp": -1}, {"jti": "j" * 257}, {"jti": "a\x00b"},
+    {"jti": "a\ud800b"}, {"exp": float("inf")}, {"iat": float("nan")},
 ])
-def test_out_of_range_claims_and_unstorable_jti_are_401(secured_app, signer, catalog, claims):
-    client = secured_app.test_client()
+def test_out_of_range_claims_and_unstorable_jti_are_401(secured_any_db_app, signer, catalog, claims):
     service_id, body = valid_request(catalog, "patient-view", 5)
-    path = f"/cds-services/{service_id}"
-    token = signer.token(BASE + path, **claims)
-    response = client.post(path, data=orjson.dumps(body), content_type="application/json",
-                           headers={"Authorization": f"Bearer {token}"})
+    response = _post_with_claims(secured_any_db_app.test_client(), signer, service_id, orjson.dumps(body), **claims)
     assert response.status_code == 401, (claims, response.status_code)
+    assert response.data == b""
 
 
-@pytest.mark.parametrize("server", ["http://[::1/fhir", "http://[127.0.0.1]:18090/fhir", "http://h:99999/fhir"])
-def test_unparseable_fhir_server_is_400(secured_app, signer, catalog, server):
-    client = secured_app.test_client()
+def test_the_largest_storable_claims_are_accepted(secured_any_db_app, signer, catalog):
+    service_id, body = valid_request(catalog, "patient-view", 5)
+    client = secured_any_db_app.test_client()
+    for claims in ({"exp": _MAX_NUMERIC_DATE}, {"jti": "j" * _MAX_JTI}, {"jti": "\U0001F600" * _MAX_JTI},
+                   {"iat": 0, "nbf": 0}):
+        response = _post_with_claims(client, signer, service_id, orjson.dumps(body), **claims)
+        assert response.status_code == 200, (claims, response.status_code)
+
+
+_FAR = 86_400  # timestamps drawn stay a day away from now, so the clock cannot decide a case
+
+_numeric_dates = st.one_of(
+    st.integers(_MAX_NUMERIC_DATE - 3, _MAX_NUMERIC_DATE + 3),
+    st.floats(_MAX_NUMERIC_DATE - 2, _MAX_NUMERIC_DATE + 2),
+    st.integers(_MAX_NUMERIC_DATE + 1, 10**40),
+    st.integers(-(10**20), 0),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(0, 2 * _MAX_NUMERIC_DATE),
+)
+
+
+def _date_ok(value: float, *, future: bool, now: float) -> bool:
+    """The service's contract: a finite NumericDate in 1970..9999, on the right side of now."""
+    if not (value == value and 0 <= value <= _MAX_NUMERIC_DATE):  # NaN, infinities, out of range
+        return False
+    return value > now if future else value < now
+
+
+def test_numeric_dates_across_and_past_the_representable_range(secured_any_db_app, signer, catalog):
+    """exp / iat / nbf drawn around 9999-12-31, far past it, negative, NaN, infinite: 200 exactly
+    when every one is a representable date on the right side of now, else 401; never a 500."""
+    service_id, body = valid_request(catalog, "patient-view", 5)
+    raw = orjson.dumps(body)
+    client = secured_any_db_app.test_client()
+
+    @DB_CAMPAIGN
+    @given(st.fixed_dictionaries({}, optional={"exp": _numeric_dates, "iat": _numeric_dates, "nbf": _numeric_dates}))
+    def run(dates):
+        now = time.time()
+        assume(all(not (now - _FAR < v < now + _FAR) for v in dates.values() if v == v))
+        response = _post_with_claims(client, signer, service_id, raw, **dates)
+        expected = (
+            _date_ok(dates.get("exp", now + _FAR), future=True, now=now)
+            and _date_ok(dates.get("iat", now - _FAR), future=False, now=now)
+            and ("nbf" not in dates or _date_ok(dates["nbf"], future=False, now=now))
+        )
+        assert response.status_code == (200 if expected else 401), (dates, response.status_code)
+
+    run()
+
+
+@st.composite
+def jti_values(draw) -> str:
+    """Lengths at the edges that matter (0, a few, around the column's 256, around the
+    validator's old 512); any characters, one position possibly set to U+0000, a lone surrogate,
+    an astral or a control character."""
+    n = draw(st.sampled_from([0, 1, 2, 3, 128, 255, _MAX_JTI, _MAX_JTI + 1, _MAX_JTI + 2, 300, 512, 513]))
+    chars = draw(st.lists(st.characters(), min_size=n, max_size=n))
+    special = draw(st.sampled_from([None, "\x00", "\ud800", "\udfff", "\U0001F600", "\x7f"]))
+    if chars and special is not None:
+        chars[draw(st.integers(0, n - 1))] = special
+    return "".join(chars)
+
+
+def _jti_contract(jti: str) -> str | None:
+    """What the service sees (a JSON round trip pairs adjacent surrogates), if it may accept it."""
+    seen = json.loads(json.dumps(jti))
+    try:
+        seen.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no database can store it
+        return None
+    return seen if 1 <= len(seen) <= _MAX_JTI and "\x00" not in seen else None
+
+
+def test_jti_lengths_and_characters_at_the_column_boundary(secured_any_db_app, signer, catalog):
+    """jti of any characters at and around the lengths that matter (see ``jti_values``): 200
+    exactly when the seen_jti column can hold it (and it is new), 401 otherwise; never a 500 on
+    either database."""
+    service_id, body = valid_request(catalog, "patient-view", 5)
+    raw = orjson.dumps(body)
+    client = secured_any_db_app.test_client()
+    accepted: set[str] = set()
+
+    @DB_CAMPAIGN
+    @given(jti_values())
+    def run(jti):
+        seen = _jti_contract(jti)
+        response = _post_with_claims(client, signer, service_id, raw, jti=jti)
+        expected = 200 if seen is not None and seen not in accepted else 401  # a second use is a replay
+        assert response.status_code == expected, (len(jti), ascii(jti[:20]), response.status_code)
+        if response.status_code == 200:
+            accepted.add(seen)
+
+    run()
+
+
+BAD_FHIR_SERVERS = ["http://[::1/fhir", "http://[127.0.0.1]:18090/fhir", "http://h:99999/fhir"]
+
+
+@pytest.mark.parametrize("server", BAD_FHIR_SERVERS)
+def test_unparseable_fhir_server_is_400(secured_any_db_app, signer, catalog, server):
+    client = secured_any_db_app.test_client()
     service_id, body = valid_request(catalog, "patient-view", 5)
     body["fhirServer"] = server
     response, _ = _post_hook(client, signer, service_id, body)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+_url_like = st.tuples(
+    st.sampled_from(["http", "https", "HTTP", "ftp", "", "http:", "file"]),
+    st.sampled_from(["://", ":/", ":///", "//", ""]),
+    st.sampled_from(["[::1", "[::1]", "[127.0.0.1]", "127.0.0.1", "[v1.x]", "h", "", "[", "]", "[::1]]",
+                     "u@h", "u:p@[::1]", "ex ample", "[fe80::1%25eth0]", "\u00e9.example", "h\x00"]),
+    st.sampled_from(["", ":", ":0", ":80", ":99999", ":-1", ":18090", ":abc", ":65536", ":+80", ":8\u0660"]),
+    st.sampled_from(["/fhir", "", "/", "/%00", "?x#y", "/fhir\n", "\\fhir", "/[x]"]),
+).map("".join)
+
+
+def _parses_as_http_url(value: str) -> bool:
+    """The contract: urllib reads it as an absolute http(s) URL with a host and a usable port."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def test_any_fhir_server_string_is_a_400_or_answered_never_a_500(secured_any_db_app, signer, catalog):
+    """fhirServer built from URL pieces (brackets, ports, schemes) or arbitrary text: a value
+    that is not an absolute http(s) URL is 400 naming fhirServer; the rest are answered (the
+    prefetch is complete; a server off the allow-list is never contacted)."""
+    client = secured_any_db_app.test_client()
+    service_id, body = valid_request(catalog, "patient-view", 5)
+
+    @DB_CAMPAIGN
+    @given(st.one_of(_url_like, st.text(max_size=40)))
+    def run(server):
+        response, _ = _post_hook(client, signer, service_id, {**body, "fhirServer": server})
+        assert response.status_code in {200, 400, 412}, (server, response.status_code)
+        if not _parses_as_http_url(server):
+            assert response.status_code == 400, (server, response.status_code)
+        if response.status_code == 400:
+            assert response.get_json()["issue"][0]["expression"] == ["fhirServer"], server
+
+    run()
+
+
+# --- long free text: every text matcher examines at most the cap (issue 9, Found 2 class) -------
+
+
+def test_a_400_kb_drug_text_is_examined_only_up_to_the_cap(tmp_path, signer, catalog, monkeypatch):
+    """A signed call whose MedicationRequest text is "heparin " * 50,000 (400 KB; 64 KB of it
+    took 9.5 s before the cap), with a CarePlan activity, an ImagingStudy and a Condition as long:
+    every configured pattern and the clinical-text component get at most ``max_chars``
+    characters, and the matcher's caches keep nothing longer."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from backpain_cds.replay import prefetch_from_resources
+    from fhir_mapping import clinical_text
+    from fhir_mapping.matcher import matcher_for
+    from tests.support.recording_patterns import instrument
+    from tools.harness import scenarios
+
+    log: list[tuple[str, int]] = []
+    base = load_knowledge()
+    knowledge = dataclasses.replace(base, matching=instrument(base.matching, log))
+    cap = knowledge.matching.text.max_chars
+    real_findings = clinical_text.findings
+    monkeypatch.setattr(clinical_text, "findings",
+                        lambda text, config=None: log.append(("clinical text", len(text))) or real_findings(text, config))
+    app = create_app(Settings.from_mapping({
+        "public_base_url": BASE,
+        "database_url": f"sqlite:///{tmp_path / 'long.sqlite3'}",
+        "validate_responses": True,
+        "auth": {"trusted_clients": [{"iss": ISS, "jwks_file": str(signer.write_jwks(tmp_path / "jwks.json"))}]},
+    }), knowledge=knowledge)
+    now = datetime.now(UTC)
+    long_text = "heparin " * 50_000
+    assert len(long_text) == 400_000
+    resources = scenarios.gcsf_bone_pain("p1", now, score=5) + [
+        {"resourceType": "MedicationRequest", "id": "long-med", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/p1"}, "authoredOn": now.isoformat(),
+         "medicationCodeableConcept": {"text": long_text}},
+        {"resourceType": "MedicationRequest", "id": "long-gcsf", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/p1"}, "authoredOn": now.isoformat(),
+         "medicationCodeableConcept": {"text": "pegfilgrastim " * 30_000},
+         "dosageInstruction": [{"text": "on-body injector " * 25_000}]},
+        {"resourceType": "CarePlan", "id": "long-plan", "status": "active", "intent": "plan",
+         "subject": {"reference": "Patient/p1"}, "created": now.isoformat(),
+         "activity": [{"detail": {"status": "scheduled", "description": "chemo " * 70_000}}]},
+        {"resourceType": "ImagingStudy", "id": "long-study", "status": "available",
+         "subject": {"reference": "Patient/p1"}, "started": now.isoformat(),
+         "description": "MRI " * 100_000},
+        {"resourceType": "Condition", "id": "long-condition", "subject": {"reference": "Patient/p1"},
+         "code": {"text": "no " + "back pain " * 40_000}},
+    ]
+    body = hr.patient_view("p1", prefetch=prefetch_from_resources(catalog.resolve(PV, "patient-view"), resources))
+    response, _ = _post_hook(app.test_client(), signer, PV, body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert log, "no text matcher ran"
+    assert max(length for _, length in log) <= cap
+    examined = {name for name, length in log if length == cap}  # these got a capped long text
+    assert {"[[medication.drug]] anticoagulant text", "[medication] on_body_injector_text",
+            "[chemotherapy_order] text", "[[imaging]] spine-mri text", "clinical text"} <= examined, examined
+    matcher = matcher_for(knowledge.valuesets, knowledge.matching)
+    for cache in (matcher._text_cache, matcher._concept_cache, matcher.patterns._drugs, matcher.patterns._chemo):
+        strings = [k for key in cache.data for k in (key if isinstance(key, tuple) else (key,)) if isinstance(k, str)]
+        assert all(len(k) <= cap for k in strings)
 
 
 # --- chunked bodies are counted while they stream (issue 9, Found 5) --------------------------
