@@ -18,13 +18,13 @@ from typing import Any
 
 from assessment.config_schema import (
     CITATION_LABEL_MAX,
-    _CONTEXT_QUANTITIES,
-    _CONTEXT_STATUS_LISTS,
-    _EXTRA_INDICATORS,
-    _GCSF_QUANTITIES,
-    _NSAID_QUANTITIES,
-    _RULE_QUANTITIES,
-    _TEXT_KEYS,
+    CONTEXT_QUANTITIES,
+    CONTEXT_STATUS_LISTS,
+    EXTRA_INDICATORS,
+    GCSF_QUANTITIES,
+    NSAID_QUANTITIES,
+    RULE_QUANTITIES,
+    TEXT_KEYS,
     ALLOWED_UNITS,
     RULE_IDS,
     RULE_VARIABLES,
@@ -282,21 +282,21 @@ class _Parser(CardTextChecks):
 
     def context(self, data: Mapping[str, Any]) -> ContextSettings | None:
         where = "context"
-        found = self.quantities(data, _CONTEXT_QUANTITIES, where)
+        found = self.quantities(data, CONTEXT_QUANTITIES, where)
         gcsf_data = self.table(data, "gcsf", "context.gcsf")
-        gcsf = self.quantities(gcsf_data, _GCSF_QUANTITIES, "context.gcsf")
+        gcsf = self.quantities(gcsf_data, GCSF_QUANTITIES, "context.gcsf")
         nsaid_data = self.table(data, "nsaid", "context.nsaid")
-        nsaid = self.quantities(nsaid_data, _NSAID_QUANTITIES, "context.nsaid")
-        statuses = {key: self.statuses(data, key, where) for key in _CONTEXT_STATUS_LISTS}
+        nsaid = self.quantities(nsaid_data, NSAID_QUANTITIES, "context.nsaid")
+        statuses = {key: self.statuses(data, key, where) for key in CONTEXT_STATUS_LISTS}
         every = dict(found)
         every.update({f"gcsf.{k}": v for k, v in gcsf.items()})
         every.update({f"nsaid.{k}": v for k, v in nsaid.items()})
         for key, quantity in every.items():
             self.register_number(f"context.{key}", quantity)
         complete = (
-            len(found) == len(_CONTEXT_QUANTITIES)
-            and len(gcsf) == len(_GCSF_QUANTITIES)
-            and len(nsaid) == len(_NSAID_QUANTITIES)
+            len(found) == len(CONTEXT_QUANTITIES)
+            and len(gcsf) == len(GCSF_QUANTITIES)
+            and len(nsaid) == len(NSAID_QUANTITIES)
         )
         if not complete:
             return None
@@ -322,7 +322,7 @@ class _Parser(CardTextChecks):
 
     def texts(self, data: Mapping[str, Any]) -> dict[str, str]:
         texts: dict[str, str] = {}
-        for key in _TEXT_KEYS:
+        for key in TEXT_KEYS:
             value = data.get(key)
             if not isinstance(value, str):
                 self.problem(f"texts.{key}", "missing text")
@@ -354,7 +354,7 @@ class _Parser(CardTextChecks):
         indicator = self.indicator(data.get("indicator"), f"{where}.indicator")
         indicators = {
             key: self.indicator(data.get(key), f"{where}.{key}")
-            for key in _EXTRA_INDICATORS.get(rule_id, ())
+            for key in EXTRA_INDICATORS.get(rule_id, ())
         }
         citation = self.citation(data.get("citation"), f"{where}.citation")
         references = data.get("references", [])
@@ -370,7 +370,7 @@ class _Parser(CardTextChecks):
         if not isinstance(valuesets, list) or not all(isinstance(v, str) for v in valuesets):
             self.problem(f"{where}.valuesets", "must be a list of ValueSet URLs")
             valuesets = []
-        quantities = self.quantities(data, _RULE_QUANTITIES[rule_id], where)
+        quantities = self.quantities(data, RULE_QUANTITIES[rule_id], where)
         numbers = dict(self.numbers)
         for key, quantity in quantities.items():
             numbers.update(number_placeholders(f"{where}.{key}", key, quantity))

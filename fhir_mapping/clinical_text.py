@@ -24,7 +24,6 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-from .text_terms import DEFAULT_PATH as _DEFAULT_PATH
 from .text_terms import TOKEN as _TOKEN
 from .text_terms import TextConfig, correct, load_text_config, parse_text_config
 

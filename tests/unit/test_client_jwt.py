@@ -395,9 +395,9 @@ def test_jku_with_a_pinned_jwks_file_is_rejected_by_default(
     ],
 )
 def test_jku_comparison_normalises_only_trivially(jku: str, same: bool) -> None:
-    from cds_hooks.auth import _comparable_url
+    from cds_hooks.auth_policy import comparable_url
 
-    assert (_comparable_url(jku) == _comparable_url("https://ehr.example.org/jwks.json")) is same
+    assert (comparable_url(jku) == comparable_url("https://ehr.example.org/jwks.json")) is same
 
 
 def test_keys_embedded_in_the_header_are_never_used(auth: ClientAuthenticator, clock: FakeClock) -> None:
