@@ -220,7 +220,9 @@ class _Parser(CardTextChecks):
         elif unit not in units:
             self.problem(where, f"unit {unit!r} does not fit here; expected one of {sorted(units)}")
             ok = False
-        return Quantity(float(number), unit) if ok else None
+        if ok and isinstance(number, (int, float)) and isinstance(unit, str):  # (ok implies both)
+            return Quantity(float(number), unit)
+        return None
 
     def quantities(
         self, data: Mapping[str, Any], spec: Mapping[str, frozenset[str]], where: str
@@ -375,7 +377,7 @@ class _Parser(CardTextChecks):
         for key, quantity in quantities.items():
             numbers.update(number_placeholders(f"{where}.{key}", key, quantity))
         card = self.card(rule_id, data.get("card"), f"{where}.card", numbers)
-        if len(self.problems) > before or None in (version, indicator, citation, card):
+        if len(self.problems) > before or version is None or indicator is None or citation is None or card is None:
             return None
         return RuleSettings(
             rule_id=rule_id,

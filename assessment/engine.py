@@ -96,7 +96,7 @@ def _triage(
         return Assessment(findings=(), differential=(), notes=tuple(notes))
     situation = triage_situation(record, now, config, context, episode)
     fired, notes = _run(TRIAGE_RULES, situation, config, check)
-    return Assessment(findings=fired[:1], differential=tuple(fired), notes=tuple(notes))
+    return Assessment(findings=tuple(fired[:1]), differential=tuple(fired), notes=tuple(notes))
 
 
 def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) -> common.BackPainEpisode | None:

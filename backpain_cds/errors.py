@@ -54,7 +54,7 @@ def operation_outcome(
     Each issue carries the same ``diagnostics`` and its own ``expression`` (a 412 names every
     missing prefetch key as ``prefetch.<key>`` so that a client can act on each).
     """
-    paths = list(expressions) or ([expression] if expression else [])
+    paths: list[str | None] = list(expressions) or ([expression] if expression else [])
     issues: list[dict[str, t.Any]] = []
     for path in paths or [None]:
         issue: dict[str, t.Any] = {"severity": "error", "code": code, "diagnostics": message}

@@ -15,7 +15,7 @@ from backpain_cds.warm import warm_up
 from flask import Flask
 
 
-class _GunicornApp(BaseApplication):  # type: ignore[misc]
+class _GunicornApp(BaseApplication):
     def __init__(self, app: Flask, options: dict[str, t.Any]) -> None:
         self._app = app
         self._options = options

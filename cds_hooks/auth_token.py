@@ -117,7 +117,7 @@ def key_fits(key: PublicKey, alg: str) -> bool:
         return False
     if kty == "EC" and getattr(key, "curve_name", None) != curve:
         return False
-    if kty == "RSA" and key.public_key.key_size < MIN_RSA_BITS:  # type: ignore[union-attr]
+    if kty == "RSA" and key.public_key.key_size < MIN_RSA_BITS:
         return False
     use = key.get("use")
     if use is not None and use != "sig":
