@@ -21,7 +21,6 @@ Only codes from ``knowledge/valuesets/`` are used (plus the negation qualifier S
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from dataclasses import dataclass, field

@@ -12,7 +12,7 @@ from backpain_cds.app import create_app
 from backpain_cds.settings import Settings
 from tests.support import hook_requests as hr
 from tools.harness import scenarios
-from tests.support.http_recorder import CannedResponse, http_recorder  # noqa: F401
+from tests.support.http_recorder import CannedResponse
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ chemotherapy ordered (ServiceRequest) or planned (CarePlan), NDC-only medication
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from assessment.facts import Confidence, DrugClass
 from tests.unit.test_codes_support import (
     ATC, KNOWLEDGE, NDC, RX, SCT, SUBJECT, administration, back_pain, cancer, coded, extract, iso, leg_weakness,
-    request, rheumatoid, rules, statement,
+    request, rheumatoid, rules,
 )
 
 MTX_WEEKLY = coded(RX, "6851", "methotrexate")
