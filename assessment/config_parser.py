@@ -17,19 +17,20 @@ from types import MappingProxyType
 from typing import Any
 
 from assessment.config_schema import (
+    ALLOWED_UNITS,
     CITATION_LABEL_MAX,
     CONTEXT_QUANTITIES,
     CONTEXT_STATUS_LISTS,
     EXTRA_INDICATORS,
     GCSF_QUANTITIES,
     NSAID_QUANTITIES,
-    RULE_QUANTITIES,
-    TEXT_KEYS,
-    ALLOWED_UNITS,
     RULE_IDS,
+    RULE_QUANTITIES,
     RULE_VARIABLES,
     SUMMARY_WARN_CHARS,
+    TEXT_KEYS,
 )
+from assessment.config_text import CardTextChecks, number_placeholders
 from assessment.config_types import (
     CardText,
     ContextSettings,
@@ -39,7 +40,6 @@ from assessment.config_types import (
     RuleConfig,
     RuleSettings,
 )
-from assessment.config_text import CardTextChecks, number_placeholders
 from assessment.findings import Citation, Indicator
 
 __all__ = [

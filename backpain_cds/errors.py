@@ -20,7 +20,6 @@ from flask import Flask, Response, g, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from backpain_cds.logs import safe_traceback
-
 from cds_hooks.auth import AuthenticationFailed
 from cds_hooks.errors import (
     CdsHooksError,

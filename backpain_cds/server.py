@@ -6,13 +6,12 @@ import gc
 import os
 import typing as t
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from backpain_cds.gunicorn_worker import BufferingThreadWorker
 from backpain_cds.warm import enabled as warm_start_enabled
 from backpain_cds.warm import warm_up
-
-from flask import Flask
 
 
 class _GunicornApp(BaseApplication):

@@ -39,7 +39,7 @@ import time
 import typing as t
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from joserfc import jws
@@ -326,7 +326,7 @@ class ClientAuthenticator:
 
         # exp is at most 9999-12-31T23:59:59Z; adding the leeway must not overflow datetime
         remember_until = datetime.fromtimestamp(
-            min(exp + policy.leeway_seconds, MAX_TIMESTAMP), tz=timezone.utc
+            min(exp + policy.leeway_seconds, MAX_TIMESTAMP), tz=UTC
         )
         if not self._jti_store.remember(iss, jti, remember_until):
             raise AuthenticationFailed("replay", **ids)
@@ -335,5 +335,5 @@ class ClientAuthenticator:
             jti=jti,
             tenant=tenant,
             kid=kid,
-            expires_at=datetime.fromtimestamp(exp, tz=timezone.utc),
+            expires_at=datetime.fromtimestamp(exp, tz=UTC),
         )

@@ -56,10 +56,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from fhir_mapping.fhir_errors import FhirAccessError, FhirFetchError, ServerNotAllowed, Cancelled, CancelledFetch
+from fhir_mapping.fhir_errors import Cancelled, CancelledFetch, FhirAccessError, FhirFetchError, ServerNotAllowed
 from fhir_mapping.fhir_fetch import FhirClientLimits, check_resource, collect_pages, request_json
+from fhir_mapping.fhir_urls import check_query, is_read, normalise_base_url, url_origin
 from fhir_mapping.fhir_watchdog import install_tracking
-from fhir_mapping.fhir_urls import check_query, is_read, url_origin, normalise_base_url
 
 __all__ = [
     "FhirAccessError",

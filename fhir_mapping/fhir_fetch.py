@@ -22,7 +22,7 @@ import requests
 from requests.auth import AuthBase
 from urllib3 import exceptions as urllib3_exceptions
 
-from fhir_mapping.fhir_errors import FhirFetchError, Cancelled
+from fhir_mapping.fhir_errors import Cancelled, FhirFetchError
 from fhir_mapping.fhir_urls import url_origin
 from fhir_mapping.fhir_watchdog import time_limit
 

@@ -25,9 +25,7 @@ import typing as t
 from collections.abc import Mapping
 from datetime import datetime
 
-from assessment.facts import MedicationFact, MedicationSource
-
-from assessment.facts import ClinicalKind, DrugClass
+from assessment.facts import ClinicalKind, DrugClass, MedicationFact, MedicationSource
 
 from .matcher import Code, Matcher, texts_of
 from .times import parse_fhir_datetime

@@ -22,8 +22,8 @@ from datetime import datetime
 
 from assessment.facts import ClinicalFact, ClinicalKind, Confidence, LabResult, PainScore
 
-from .matchconfig import LabRule, normalise_unit
 from . import clinical_text
+from .matchconfig import LabRule, normalise_unit
 from .matcher import PAIN, Code, ConceptInfo, Matcher, texts_of
 from .pain_location import PainLocation, component_site, encounter_of, location_site, value_texts
 from .times import parse_fhir_datetime

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 import pygal
 from pygal.style import Style
 
-# pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
-# we do not use; every failed import anywhere in the process then raises an ImportWarning.
-sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
-
 from assessment.config import RuleConfig
 from assessment.facts import ClinicalKind, DrugClass, GcsfClass, PatientRecord
 from assessment.rules.common import gcsf_windows
+
+# pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
+# we do not use; every failed import anywhere in the process then raises an ImportWarning.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
 
 LOOKBACK = timedelta(days=120)
 _RED_FLAGS = (ClinicalKind.RED_FLAG_NEURO, ClinicalKind.RED_FLAG_SPHINCTER, ClinicalKind.MSCC)

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
+from assessment.config import RULE_IDS
 from backpain_cds.app import build_service
 from backpain_cds.cli import main
 from backpain_cds.replay import build_call
 from backpain_cds.settings import Settings
-from assessment.config import RULE_IDS
 from fhir_mapping.knowledge import load_knowledge
 from tools.harness.sekmet import FhirTestServer
 

@@ -27,8 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-
-__all__ = ["CannedResponse", "HttpRecorder", "RecordedRequest", "http_recorder"]
+__all__ = ["CannedResponse", "HttpRecorder", "RecordedRequest"]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -121,7 +121,7 @@ def test_valid_token_is_accepted_for_es384_and_rs384(auth: ClientAuthenticator, 
         jti="jti-1",
         tenant=None,
         kid=signer.kid,
-        expires_at=datetime.fromtimestamp(NOW + 300, tz=timezone.utc),
+        expires_at=datetime.fromtimestamp(NOW + 300, tz=UTC),
     )
 
 
@@ -569,7 +569,7 @@ def test_jti_is_remembered_until_exp_plus_leeway(es_signer: TestSigner, jwks_fil
     )
     auth.verify(f"Bearer {es_signer.token(SERVICE_URL, jti='abc')}", SERVICE_URL)
 
-    assert calls == [(ISS, "abc", datetime.fromtimestamp(NOW + 300 + 60, tz=timezone.utc))]
+    assert calls == [(ISS, "abc", datetime.fromtimestamp(NOW + 300 + 60, tz=UTC))]
 
 
 def test_jti_store_is_not_touched_when_another_check_fails(
@@ -583,7 +583,7 @@ def test_jti_store_is_not_touched_when_another_check_fails(
 
 def test_in_memory_jti_store_forgets_expired_entries(clock: FakeClock) -> None:
     store = InMemoryJtiStore(clock=clock)
-    until = datetime.fromtimestamp(NOW + 10, tz=timezone.utc)
+    until = datetime.fromtimestamp(NOW + 10, tz=UTC)
     assert store.remember(ISS, "a", until) is True
     assert store.remember(ISS, "a", until) is False
     assert store.remember("https://other.example.org", "a", until) is True

@@ -9,8 +9,22 @@ import pytest
 
 from assessment.facts import Confidence, DrugClass
 from tests.unit.test_codes_support import (
-    ATC, KNOWLEDGE, NDC, RX, SCT, SUBJECT, administration, back_pain, cancer, coded, extract, iso, leg_weakness,
-    request, rheumatoid, rules,
+    ATC,
+    KNOWLEDGE,
+    NDC,
+    RX,
+    SCT,
+    SUBJECT,
+    administration,
+    back_pain,
+    cancer,
+    coded,
+    extract,
+    iso,
+    leg_weakness,
+    request,
+    rheumatoid,
+    rules,
 )
 
 MTX_WEEKLY = coded(RX, "6851", "methotrexate")

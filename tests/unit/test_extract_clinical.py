@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 
@@ -87,8 +87,8 @@ def test_condition_status_and_times_are_kept() -> None:
     )
     (fact,) = extract(resource).clinical
     assert fact.status == "resolved"
-    assert fact.time == datetime(2024, 5, 1, tzinfo=timezone.utc)
-    assert fact.recorded == datetime(2024, 5, 10, tzinfo=timezone.utc)
+    assert fact.time == datetime(2024, 5, 1, tzinfo=UTC)
+    assert fact.recorded == datetime(2024, 5, 10, tzinfo=UTC)
     (no_onset,) = extract(condition(coded(ICD, "M54.6"))).clinical
     assert no_onset.status == "active" and no_onset.time == no_onset.recorded
 
@@ -140,7 +140,7 @@ def finding(rid: str = "o1", **fields) -> dict:
 def test_a_coded_red_flag_observation_is_present() -> None:
     (fact,) = extract(finding(code=coded(SCT, "44077006", "Numbness"), valueBoolean=True)).clinical
     assert fact.kind is ClinicalKind.RED_FLAG_NEURO and fact.status == "present"
-    assert fact.time == datetime(2024, 5, 12, 10, tzinfo=timezone.utc)
+    assert fact.time == datetime(2024, 5, 12, 10, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
