@@ -16,7 +16,8 @@ from assessment.facts import ClinicalKind, SpineSite
 from fhir_mapping import clinical_text, text_terms
 from fhir_mapping.clinical_text import absent_answer, absent_value, analyse, current_kinds, findings
 from fhir_mapping.knowledge import check_knowledge, load_knowledge
-from tests.unit.test_extract_clinical import ICD, KNOWLEDGE, LOINC, SCT, coded, condition, extract
+from tests.support.knowledge import KNOWLEDGE, extract
+from tests.unit.test_extract_clinical import ICD, LOINC, SCT, coded, condition
 
 NEURO, BLADDER = "red-flag-neurological", "red-flag-bladder-bowel"
 CONFIG = parse_rule_config(tomllib.loads((KNOWLEDGE / "rules.toml").read_text("utf-8")))

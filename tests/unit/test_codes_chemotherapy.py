@@ -8,9 +8,9 @@ import json
 import pytest
 
 from assessment.facts import Confidence, DrugClass
+from tests.support.knowledge import KNOWLEDGE, extract
 from tests.unit.test_codes_support import (
     ATC,
-    KNOWLEDGE,
     NDC,
     RX,
     SCT,
@@ -19,7 +19,6 @@ from tests.unit.test_codes_support import (
     back_pain,
     cancer,
     coded,
-    extract,
     iso,
     leg_weakness,
     request,

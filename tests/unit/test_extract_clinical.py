@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from importlib.resources import files
-from pathlib import Path
 
 import pytest
 
 from assessment.facts import ClinicalKind, Confidence, LabKind, SpineSite
-from fhir_mapping.extract import extract_record, load_matching_config
-from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files
+from tests.support.knowledge import extract
 
-KNOWLEDGE = Path(str(files("knowledge")))
-VALUESETS = ValueSetIndex.from_resources(load_valueset_files([KNOWLEDGE]))
-MATCHING = load_matching_config([KNOWLEDGE / "matching.toml"])
 SCT = "http://snomed.info/sct"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
-
-
-def extract(*resources: dict):
-    return extract_record(list(resources), VALUESETS, MATCHING, patient_id="p1")
 
 
 def coded(system: str, code: str, display: str = "") -> dict:

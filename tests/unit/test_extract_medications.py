@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from importlib.resources import files
-from pathlib import Path
 
 import pytest
 
 from assessment.facts import Confidence, DrugClass, GcsfClass, MedicationSource
-from fhir_mapping.extract import extract_record, load_matching_config
-from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files
+from tests.support.knowledge import extract
 
-KNOWLEDGE = Path(str(files("knowledge")))
-VALUESETS = ValueSetIndex.from_resources(load_valueset_files([KNOWLEDGE]))
-MATCHING = load_matching_config([KNOWLEDGE / "matching.toml"])
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 SCT = "http://snomed.info/sct"
-
-
-def extract(*resources: dict, **kwargs):
-    return extract_record(list(resources), VALUESETS, MATCHING, patient_id="p1", **kwargs)
 
 
 def admin(rid: str = "a1", *, concept: dict | None = None, reference: str | None = None, **extra) -> dict:

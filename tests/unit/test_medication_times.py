@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support.knowledge import extract
 from tests.unit.test_codes_support import (
     NOW,
     RX,
@@ -13,7 +14,6 @@ from tests.unit.test_codes_support import (
     back_pain,
     cancer,
     coded,
-    extract,
     iso,
     request,
     rules,
