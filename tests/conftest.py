@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from backpain_cds.settings import Settings
+from tests.support.clock import FakeClock
 from tests.support.http_recorder import HttpRecorder
 from tools.harness.sekmet import fhir_server  # noqa: F401  (session fixture, for every test module)
 from tools.harness.servers import unavailable
@@ -45,6 +46,12 @@ def client(app):
 @pytest.fixture
 def store(app):
     return app.extensions["backpain_cds"]["store"]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A hand-driven clock (seconds since the epoch) for code that takes ``clock=``."""
+    return FakeClock()
 
 
 @pytest.fixture

@@ -42,11 +42,6 @@ DISCOVERY_URL = "https://cds.example.org/cds-services"
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def es_signer(clock: FakeClock) -> TestSigner:
     return TestSigner("ES384", iss=ISS, clock=clock)
 
