@@ -119,11 +119,16 @@ def create_app(
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
 ) -> Flask:
-    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up."""
+    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up.
+
+    Everything that can refuse the knowledge or the configuration runs before the first
+    database connection, so a start that fails on them creates no database (no SQLite file):
+    the SMART app checks its view text before creating its tables, and the service's schema
+    is created last.
+    """
     settings = settings or Settings()
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
-    store = store or SqlStore(settings.database_url)
-    store.create_schema()
+    store = store or SqlStore(settings.database_url)  # no connection yet
     metrics = Metrics()
     service = build_service(
         settings, knowledge, audit=store, observer=metrics, client_factory=client_factory, clock=clock
@@ -185,6 +190,7 @@ def create_app(
             metrics.error(response.status_code)
         return response
 
+    store.create_schema()
     for warning in config_warnings(settings):
         log.warning("configuration: %s", warning)
     if settings.auth.development_mode:
