@@ -807,6 +807,11 @@ def fixtures() -> list[Fixture]:
 # -- writing ------------------------------------------------------------------------------------
 
 
+def fixture_bundle(resources: list[Resource]) -> Resource:
+    """The committed form: a tagged transaction Bundle, ``fullUrl`` = ``<type>/<id>``."""
+    return transaction(resources, tag=FIXTURE_TAG, urn_full_urls=False)
+
+
 def expected(fixture: Fixture) -> dict[str, Any]:
     return {
         "description": fixture.description,
@@ -850,7 +855,7 @@ def planned_files() -> dict[Path, str]:
         if fixture.name in names:
             raise SystemExit(f"duplicate fixture name {fixture.name}")
         names.add(fixture.name)
-        files[OUT / f"{fixture.name}.json"] = dump(transaction(fixture.resources, tag=FIXTURE_TAG, urn_full_urls=False))
+        files[OUT / f"{fixture.name}.json"] = dump(fixture_bundle(fixture.resources))
         files[OUT / f"{fixture.name}.expected.json"] = dump(expected(fixture))
     pacio = pacio_bundle()
     pacio_path = OUT / PACIO_NAME
