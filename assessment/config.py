@@ -6,10 +6,11 @@ turns the mapping into a frozen :class:`RuleConfig` or raises :class:`RuleConfig
 every problem; :func:`validate_rule_config` returns the problems instead, and can also check
 references to value sets and card actions that live in other knowledge files.
 
-The implementation is split by concept, and every name is re-exported here so that
-``assessment.config`` stays the one import path: :mod:`assessment.config_types` (the frozen
-dataclasses), :mod:`assessment.config_schema` (rule ids, card-text variables, quantities and
-units the file must carry) and :mod:`assessment.config_parser` (merge, parse, validate).
+The implementation is split by concept, and the names in ``__all__`` are re-exported here so
+that ``assessment.config`` is the one import path for callers: :mod:`assessment.config_types`
+(the frozen dataclasses), :mod:`assessment.config_schema` (rule ids, card-text variables,
+quantities and units the file must carry) and :mod:`assessment.config_parser` (merge, parse,
+validate).
 """
 
 from __future__ import annotations
@@ -25,27 +26,6 @@ from assessment.config_types import (
     RuleConfig,
     RuleSettings,
 )
-
-# Names that lived in this module before it was split but are not in __all__ (unlisted
-# constants, private helpers); still importable from here.
-from assessment.config_parser import _PLACEHOLDER, _SEMVER, _copy, _Parser, _string_list  # noqa: F401
-from assessment.config_schema import (  # noqa: F401
-    COUNT_UNITS,
-    EGFR_UNITS,
-    PLATELET_UNITS,
-    SCORE_UNITS,
-    SUMMARY_WARN_CHARS,
-    TIME_UNITS,
-    _CONTEXT_QUANTITIES,
-    _CONTEXT_STATUS_LISTS,
-    _EXTRA_INDICATORS,
-    _GCSF_QUANTITIES,
-    _NSAID_QUANTITIES,
-    _RULE_QUANTITIES,
-    _TEXT_KEYS,
-    _TRIAGE_VARIABLES,
-)
-from assessment.findings import Citation, Indicator  # noqa: F401
 
 __all__ = [
     "ALLOWED_UNITS",

@@ -18,19 +18,20 @@ from typing import Any
 
 from assessment.config_schema import (
     ACTION_VARIABLES,
-    CITATION_LABEL_MAX,
-    _CONTEXT_QUANTITIES,
-    _CONTEXT_STATUS_LISTS,
-    _EXTRA_INDICATORS,
-    _GCSF_QUANTITIES,
-    _NSAID_QUANTITIES,
-    _RULE_QUANTITIES,
-    _TEXT_KEYS,
     ALLOWED_UNITS,
+    CITATION_LABEL_MAX,
+    CONTEXT_QUANTITIES,
+    CONTEXT_STATUS_LISTS,
+    EXTRA_INDICATORS,
+    GCSF_QUANTITIES,
+    NSAID_QUANTITIES,
     RULE_IDS,
+    RULE_QUANTITIES,
     RULE_VARIABLES,
     SUMMARY_WARN_CHARS,
+    TEXT_KEYS,
 )
+from assessment.config_text import CardTextChecks, number_placeholders
 from assessment.config_types import (
     CardText,
     ContextSettings,
@@ -40,7 +41,6 @@ from assessment.config_types import (
     RuleConfig,
     RuleSettings,
 )
-from assessment.config_text import CardTextChecks, number_placeholders
 from assessment.findings import Citation, Indicator
 
 __all__ = [
@@ -227,7 +227,9 @@ class _Parser(CardTextChecks):
         elif unit not in units:
             self.problem(where, f"unit {unit!r} does not fit here; expected one of {sorted(units)}")
             ok = False
-        return Quantity(float(number), unit) if ok else None
+        if ok and isinstance(number, (int, float)) and isinstance(unit, str):  # (ok implies both)
+            return Quantity(float(number), unit)
+        return None
 
     def quantities(
         self, data: Mapping[str, Any], spec: Mapping[str, frozenset[str]], where: str
@@ -289,21 +291,21 @@ class _Parser(CardTextChecks):
 
     def context(self, data: Mapping[str, Any]) -> ContextSettings | None:
         where = "context"
-        found = self.quantities(data, _CONTEXT_QUANTITIES, where)
+        found = self.quantities(data, CONTEXT_QUANTITIES, where)
         gcsf_data = self.table(data, "gcsf", "context.gcsf")
-        gcsf = self.quantities(gcsf_data, _GCSF_QUANTITIES, "context.gcsf")
+        gcsf = self.quantities(gcsf_data, GCSF_QUANTITIES, "context.gcsf")
         nsaid_data = self.table(data, "nsaid", "context.nsaid")
-        nsaid = self.quantities(nsaid_data, _NSAID_QUANTITIES, "context.nsaid")
-        statuses = {key: self.statuses(data, key, where) for key in _CONTEXT_STATUS_LISTS}
+        nsaid = self.quantities(nsaid_data, NSAID_QUANTITIES, "context.nsaid")
+        statuses = {key: self.statuses(data, key, where) for key in CONTEXT_STATUS_LISTS}
         every = dict(found)
         every.update({f"gcsf.{k}": v for k, v in gcsf.items()})
         every.update({f"nsaid.{k}": v for k, v in nsaid.items()})
         for key, quantity in every.items():
             self.register_number(f"context.{key}", quantity)
         complete = (
-            len(found) == len(_CONTEXT_QUANTITIES)
-            and len(gcsf) == len(_GCSF_QUANTITIES)
-            and len(nsaid) == len(_NSAID_QUANTITIES)
+            len(found) == len(CONTEXT_QUANTITIES)
+            and len(gcsf) == len(GCSF_QUANTITIES)
+            and len(nsaid) == len(NSAID_QUANTITIES)
         )
         if not complete:
             return None
@@ -329,7 +331,7 @@ class _Parser(CardTextChecks):
 
     def texts(self, data: Mapping[str, Any]) -> dict[str, str]:
         texts: dict[str, str] = {}
-        for key in _TEXT_KEYS:
+        for key in TEXT_KEYS:
             value = data.get(key)
             if not isinstance(value, str):
                 self.problem(f"texts.{key}", "missing text")
@@ -361,7 +363,7 @@ class _Parser(CardTextChecks):
         indicator = self.indicator(data.get("indicator"), f"{where}.indicator")
         indicators = {
             key: self.indicator(data.get(key), f"{where}.{key}")
-            for key in _EXTRA_INDICATORS.get(rule_id, ())
+            for key in EXTRA_INDICATORS.get(rule_id, ())
         }
         citation = self.citation(data.get("citation"), f"{where}.citation")
         references = data.get("references", [])
@@ -377,7 +379,7 @@ class _Parser(CardTextChecks):
         if not isinstance(valuesets, list) or not all(isinstance(v, str) for v in valuesets):
             self.problem(f"{where}.valuesets", "must be a list of ValueSet URLs")
             valuesets = []
-        quantities = self.quantities(data, _RULE_QUANTITIES[rule_id], where)
+        quantities = self.quantities(data, RULE_QUANTITIES[rule_id], where)
         numbers = dict(self.numbers)
         for key, quantity in quantities.items():
             numbers.update(number_placeholders(f"{where}.{key}", key, quantity))
@@ -385,7 +387,7 @@ class _Parser(CardTextChecks):
         if window is not None:
             numbers.update(number_placeholders(f"actions.{window}.within", "action_within", self.action_windows[window]))
         card = self.card(rule_id, data.get("card"), f"{where}.card", numbers)
-        if len(self.problems) > before or None in (version, indicator, citation, card):
+        if len(self.problems) > before or version is None or indicator is None or citation is None or card is None:
             return None
         return RuleSettings(
             rule_id=rule_id,

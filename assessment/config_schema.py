@@ -1,7 +1,7 @@
 """What ``rules.toml`` must contain: rule ids, card-text variables, quantities and their units.
 
 The parser (:mod:`assessment.config_parser`) checks a configuration against these tables;
-:mod:`assessment.config` re-exports the public ones. Data about the *shape* of the file only:
+:mod:`assessment.config` re-exports the ones callers outside the parser need. Data about the *shape* of the file only:
 the values themselves (windows, thresholds, citations, texts) live in ``knowledge/``.
 """
 
@@ -12,14 +12,21 @@ from types import MappingProxyType
 
 __all__ = [
     "ALLOWED_UNITS",
+    "CONTEXT_QUANTITIES",
+    "CONTEXT_STATUS_LISTS",
     "COUNT_UNITS",
     "EGFR_UNITS",
+    "EXTRA_INDICATORS",
+    "GCSF_QUANTITIES",
+    "NSAID_QUANTITIES",
     "PLATELET_UNITS",
     "RULE_IDS",
+    "RULE_QUANTITIES",
     "RULE_VARIABLES",
     "SCORE_UNITS",
     "SUMMARY_WARN_CHARS",
     "ACTION_VARIABLES",
+    "TEXT_KEYS",
     "TIME_UNITS",
     "config_placeholder",
 ]
@@ -63,7 +70,7 @@ RULE_VARIABLES: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 
 #: Rule-specific quantities (name -> allowed units) each rule table must carry.
-_RULE_QUANTITIES: Mapping[str, Mapping[str, frozenset[str]]] = {
+RULE_QUANTITIES: Mapping[str, Mapping[str, frozenset[str]]] = {
     "mscc-red-flags": {},
     "progressive-back-pain": {
         "rise_window": TIME_UNITS,
@@ -80,30 +87,30 @@ _RULE_QUANTITIES: Mapping[str, Mapping[str, frozenset[str]]] = {
     "nsaid-caution-post-chemo": {},
 }
 #: Extra indicator keys a rule table must carry besides ``indicator``.
-_EXTRA_INDICATORS: Mapping[str, tuple[str, ...]] = {"gcsf-bone-pain": ("indicator_severe",)}
+EXTRA_INDICATORS: Mapping[str, tuple[str, ...]] = {"gcsf-bone-pain": ("indicator_severe",)}
 
-_CONTEXT_QUANTITIES: Mapping[str, frozenset[str]] = {
+CONTEXT_QUANTITIES: Mapping[str, frozenset[str]] = {
     "chemotherapy_lookback": TIME_UNITS,
     "back_pain_lookback": TIME_UNITS,
     "red_flag_lookback": TIME_UNITS,
     "imaging_lookback": TIME_UNITS,
     "severe_score": SCORE_UNITS,
 }
-_GCSF_QUANTITIES: Mapping[str, frozenset[str]] = {
+GCSF_QUANTITIES: Mapping[str, frozenset[str]] = {
     "long_acting_window": TIME_UNITS,
     "on_body_injector_delay": TIME_UNITS,
     "daily_tail": TIME_UNITS,
     "daily_course_gap": TIME_UNITS,
     "same_dose_within": TIME_UNITS,
 }
-_NSAID_QUANTITIES: Mapping[str, frozenset[str]] = {
+NSAID_QUANTITIES: Mapping[str, frozenset[str]] = {
     "platelets_below": PLATELET_UNITS,
     "egfr_below": EGFR_UNITS,
     "lab_lookback": TIME_UNITS,
     "anticoagulant_lookback": TIME_UNITS,
 }
-_CONTEXT_STATUS_LISTS = ("active_statuses", "present_statuses", "excluded_statuses")
-_TEXT_KEYS = (
+CONTEXT_STATUS_LISTS = ("active_statuses", "present_statuses", "excluded_statuses")
+TEXT_KEYS = (
     "nsaid_advice_safe",
     "nsaid_advice_unchecked",
     "nsaid_advice_unsafe",

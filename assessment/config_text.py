@@ -82,12 +82,12 @@ class CardTextChecks:
             if check:
                 configured.setdefault(float(shown), f"{key} (use {{{name}}})")
         for match in _LITERAL_NUMBER.finditer(prose):
-            key = configured.get(float(match.group()))
-            if key is not None:
+            clash = configured.get(float(match.group()))
+            if clash is not None:
                 line = prose[max(0, match.start() - 30) : match.end() + 30].replace("\n", " ").strip()
                 self.problem(
                     where,
-                    f"literal number {match.group()} in card text equals the configured {key}: "
+                    f"literal number {match.group()} in card text equals the configured {clash}: "
                     f"...{line}...",
                 )
 

@@ -30,7 +30,8 @@ def ckd_epi_2021(creatinine_mg_dl: float, age: int, *, female: bool, constants: 
     kappa = constants.kappa_female if female else constants.kappa_male
     alpha = constants.alpha_female if female else constants.alpha_male
     ratio = creatinine_mg_dl / kappa
-    egfr = (
+    # float ** float is typed Any (a negative base gives a complex); ratio > 0 here, so real
+    egfr: float = (
         constants.multiplier
         * min(ratio, 1.0) ** alpha
         * max(ratio, 1.0) ** constants.beta

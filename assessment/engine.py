@@ -109,7 +109,7 @@ def _triage(
     if situation is None:
         return Assessment(findings=(), differential=(), notes=silence)
     fired, notes = _run(TRIAGE_RULES, situation, config, check)
-    return Assessment(findings=fired[:1], differential=tuple(fired), notes=tuple(notes))
+    return Assessment(findings=tuple(fired[:1]), differential=tuple(fired), notes=tuple(notes))
 
 
 def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) -> common.BackPainEpisode | None:

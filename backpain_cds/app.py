@@ -16,13 +16,13 @@ from backpain_cds.metrics import Metrics
 from backpain_cds.settings import ConfigError, Settings, config_warnings
 from backpain_cds.smart_settings import smart_app_config, smart_secret
 from backpain_cds.storage import SqlStore
-from cds_hooks.auth import AuthPolicy, ClientAuthenticator, TrustedClient
+from cds_hooks.auth import AuthPolicy, ClientAuthenticator, JtiStore, TrustedClient
 from cds_hooks.blueprint import create_blueprint, json_response
 from cds_hooks.cards import CardLinks
 from cds_hooks.catalog import ServiceCatalog, load_catalog
-from cds_hooks.ports import FeedbackSaved
+from cds_hooks.ports import CardAuditLog, FeedbackEntry, FeedbackSaved
 from cds_hooks.prefetch import FetchPolicy
-from cds_hooks.service import CdsService
+from cds_hooks.service import CallObserver, CdsService
 from fhir_mapping.fhir_client import FhirClient, FhirClientLimits
 from fhir_mapping.knowledge import Knowledge, KnowledgeError, load_knowledge
 from smart_launch.app_context import AppContextSigner
@@ -61,8 +61,8 @@ def build_service(
     settings: Settings,
     knowledge: Knowledge,
     *,
-    audit: t.Any = None,
-    observer: t.Any = None,
+    audit: CardAuditLog | None = None,
+    observer: CallObserver | None = None,
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
     apply_deadline: bool = True,
@@ -85,7 +85,7 @@ def build_service(
     )
 
 
-def build_authenticator(settings: Settings, jti_store: t.Any) -> ClientAuthenticator | None:
+def build_authenticator(settings: Settings, jti_store: JtiStore) -> ClientAuthenticator | None:
     """The client-JWT verifier, or None in development mode; ConfigError on a bad client."""
     auth = settings.auth
     if auth.development_mode:
@@ -119,11 +119,16 @@ def create_app(
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
 ) -> Flask:
-    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up."""
+    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up.
+
+    Everything that can refuse the knowledge or the configuration runs before the first
+    database connection, so a start that fails on them creates no database (no SQLite file):
+    the SMART app checks its view text before creating its tables, and the service's schema
+    is created last.
+    """
     settings = settings or Settings()
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
-    store = store or SqlStore(settings.database_url)
-    store.create_schema()
+    store = store or SqlStore(settings.database_url)  # no connection yet
     metrics = Metrics()
     service = build_service(
         settings, knowledge, audit=store, observer=metrics, client_factory=client_factory, clock=clock
@@ -185,6 +190,7 @@ def create_app(
             metrics.error(response.status_code)
         return response
 
+    store.create_schema()
     for warning in config_warnings(settings):
         log.warning("configuration: %s", warning)
     if settings.auth.development_mode:
@@ -230,7 +236,7 @@ class _CountingFeedbackStore:
         self._store = store
         self._metrics = metrics
 
-    def save_feedback(self, service_id: str, entries: t.Sequence[t.Any]) -> FeedbackSaved:
+    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> FeedbackSaved:
         stored = self._store.save_feedback(service_id, entries)
         self._metrics.feedback(e.outcome for e in entries)
         return stored

@@ -20,7 +20,6 @@ from flask import Flask, Response, g, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from backpain_cds.logs import safe_traceback
-
 from cds_hooks.auth import AuthenticationFailed
 from cds_hooks.errors import (
     CdsHooksError,
@@ -54,7 +53,7 @@ def operation_outcome(
     Each issue carries the same ``diagnostics`` and its own ``expression`` (a 412 names every
     missing prefetch key as ``prefetch.<key>`` so that a client can act on each).
     """
-    paths = list(expressions) or ([expression] if expression else [])
+    paths: list[str | None] = list(expressions) or ([expression] if expression else [])
     issues: list[dict[str, t.Any]] = []
     for path in paths or [None]:
         issue: dict[str, t.Any] = {"severity": "error", "code": code, "diagnostics": message}

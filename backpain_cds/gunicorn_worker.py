@@ -119,7 +119,7 @@ def _noop() -> None:
     pass
 
 
-class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
+class BufferingThreadWorker(ThreadWorker):
     """gthread, but a thread only ever gets a request that has fully arrived."""
 
     #: set by ``backpain_cds.server.run_gunicorn`` from the settings, before the fork
@@ -154,7 +154,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             timer.daemon = True
             timer.start()  # wakes the event loop when the pause ends
 
-    def set_accept_enabled(self, enabled: bool) -> None:
+    def set_accept_enabled(self, enabled: bool | None) -> None:
         if enabled and time.monotonic() < self._accept_paused_until:
             return
         super().set_accept_enabled(enabled)

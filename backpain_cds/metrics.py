@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import typing as t
-from collections import Counter
+from collections import Counter, defaultdict
 
 
 class Metrics:
@@ -25,7 +25,7 @@ class Metrics:
         self._cards: Counter[str] = Counter()
         self._feedback: Counter[str] = Counter()
         self._errors: Counter[int] = Counter()
-        self._stage_sum: Counter[str] = Counter()
+        self._stage_sum: defaultdict[str, float] = defaultdict(float)  #: seconds, summed
         self._stage_count: Counter[str] = Counter()
         self._deadline: Counter[str] = Counter()
 

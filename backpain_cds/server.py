@@ -6,16 +6,15 @@ import gc
 import os
 import typing as t
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from backpain_cds.gunicorn_worker import BufferingThreadWorker
 from backpain_cds.warm import enabled as warm_start_enabled
 from backpain_cds.warm import warm_up
 
-from flask import Flask
 
-
-class _GunicornApp(BaseApplication):  # type: ignore[misc]
+class _GunicornApp(BaseApplication):
     def __init__(self, app: Flask, options: dict[str, t.Any]) -> None:
         self._app = app
         self._options = options

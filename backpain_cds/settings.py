@@ -156,7 +156,7 @@ class Settings:
         base_dir: Path | None = None,
     ) -> Settings:
         """Build settings from a parsed TOML mapping; relative paths resolve against ``base_dir``."""
-        parser = _Parser(base_dir or Path.cwd())
+        parser = SettingsParser(base_dir or Path.cwd())
         settings = parser.settings(data, environ or {})
         if parser.problems:
             raise ConfigError(parser.problems)
@@ -175,32 +175,36 @@ _AUTH_KEYS = {
 _FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
 
 
-class _Parser:
-    """Collects every problem instead of stopping at the first."""
+class SettingsParser:
+    """Collects every problem instead of stopping at the first.
+
+    The value checks (:meth:`text`, :meth:`url`, :meth:`integer`, ...) are public: the
+    ``[smart]`` table is parsed with them by :func:`backpain_cds.smart_settings.parse_smart`.
+    """
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
         self.problems: list[str] = []
 
     def settings(self, data: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> Settings:
-        self._unknown(data, _TOP_KEYS, "")
+        self.unknown_keys(data, _TOP_KEYS, "")
         base_url = environ.get(ENV_PUBLIC_BASE_URL) or data.get("public_base_url")
         db_url = environ.get(ENV_DATABASE_URL) or data.get("database_url")
         defaults = Settings()
-        knowledge = self._table(data, "knowledge")
-        self._unknown(knowledge, {"path"}, "knowledge.")
-        knowledge_path = self._path(knowledge.get("path"), "knowledge.path", must_be_dir=True)
+        knowledge = self.table(data, "knowledge")
+        self.unknown_keys(knowledge, {"path"}, "knowledge.")
+        knowledge_path = self.path(knowledge.get("path"), "knowledge.path", must_be_dir=True)
         settings = Settings(
-            public_base_url=self._url(base_url, "public_base_url") or defaults.public_base_url,
-            database_url=self._str(db_url, "database_url") or defaults.database_url,
-            cors_origins=self._str_list(data.get("cors_origins", []), "cors_origins"),
-            auth=self._auth(self._table(data, "auth")),
-            fhir=self._fhir(self._table(data, "fhir")),
-            smart=parse_smart(self, self._table(data, "smart")),
+            public_base_url=self.url(base_url, "public_base_url") or defaults.public_base_url,
+            database_url=self.text(db_url, "database_url") or defaults.database_url,
+            cors_origins=self.text_list(data.get("cors_origins", []), "cors_origins"),
+            auth=self._auth(self.table(data, "auth")),
+            fhir=self._fhir(self.table(data, "fhir")),
+            smart=parse_smart(self, self.table(data, "smart")),
             knowledge_path=knowledge_path,
-            limits=self._limits(self._table(data, "limits")),
-            metrics=self._metrics(self._table(data, "metrics"), environ),
-            validate_responses=self._bool(
+            limits=self._limits(self.table(data, "limits")),
+            metrics=self._metrics(self.table(data, "metrics"), environ),
+            validate_responses=self.flag(
                 data.get("validate_responses", False), "validate_responses"
             ),
         )
@@ -209,7 +213,7 @@ class _Parser:
 
     # --- sections -------------------------------------------------------------------------
     def _auth(self, data: t.Mapping[str, t.Any]) -> AuthSettings:
-        self._unknown(data, _AUTH_KEYS, "auth.")
+        self.unknown_keys(data, _AUTH_KEYS, "auth.")
         d = AuthSettings()
         clients = []
         raw_clients = data.get("trusted_clients", [])
@@ -222,18 +226,18 @@ class _Parser:
             if not isinstance(raw, dict):
                 self.problems.append(f"{key} must be a table")
                 continue
-            self._unknown(raw, {"iss", "jwks_url", "jwks_file", "tenant"}, f"{key}.")
-            iss = self._str(raw.get("iss"), f"{key}.iss", required=True)
-            jwks_url = self._url(raw.get("jwks_url"), f"{key}.jwks_url")
-            jwks_file = self._path(raw.get("jwks_file"), f"{key}.jwks_file", must_be_file=True)
+            self.unknown_keys(raw, {"iss", "jwks_url", "jwks_file", "tenant"}, f"{key}.")
+            iss = self.text(raw.get("iss"), f"{key}.iss", required=True)
+            jwks_url = self.url(raw.get("jwks_url"), f"{key}.jwks_url")
+            jwks_file = self.path(raw.get("jwks_file"), f"{key}.jwks_file", must_be_file=True)
             if (jwks_url is None) == (raw.get("jwks_file") is None):
                 self.problems.append(f"{key} needs exactly one of jwks_url or jwks_file")
             if iss and iss in seen:
                 self.problems.append(f"{key}.iss {iss!r} is configured twice")
             seen.add(iss or "")
-            tenant = self._str(raw.get("tenant"), f"{key}.tenant")
+            tenant = self.text(raw.get("tenant"), f"{key}.tenant")
             clients.append(TrustedClientSettings(iss or "", jwks_url, jwks_file, tenant))
-        algorithms = self._str_list(data.get("algorithms", list(d.algorithms)), "auth.algorithms")
+        algorithms = self.text_list(data.get("algorithms", list(d.algorithms)), "auth.algorithms")
         for alg in algorithms:
             if alg in _FORBIDDEN_ALGS or alg.upper().startswith("HS") or alg.lower() == "none":
                 self.problems.append(
@@ -245,40 +249,40 @@ class _Parser:
         return AuthSettings(
             trusted_clients=tuple(clients),
             algorithms=algorithms,
-            leeway_seconds=self._int(data.get("leeway_seconds", d.leeway_seconds), "auth.leeway_seconds", 0, 600),
-            iat_future_leeway_seconds=self._int(data.get("iat_future_leeway_seconds", d.iat_future_leeway_seconds), "auth.iat_future_leeway_seconds", 0, 300),
-            allow_jku_with_jwks_file=self._bool(data.get("allow_jku_with_jwks_file", d.allow_jku_with_jwks_file), "auth.allow_jku_with_jwks_file"),
-            max_token_age_seconds=None if max_age is None else self._int(max_age, "auth.max_token_age_seconds", 1, 86400),
-            jwks_ttl_seconds=self._int(data.get("jwks_ttl_seconds", d.jwks_ttl_seconds), "auth.jwks_ttl_seconds", 1, 86400 * 7),
-            jwks_min_refresh_seconds=self._int(data.get("jwks_min_refresh_seconds", d.jwks_min_refresh_seconds), "auth.jwks_min_refresh_seconds", 0, 86400),
+            leeway_seconds=self.integer(data.get("leeway_seconds", d.leeway_seconds), "auth.leeway_seconds", 0, 600),
+            iat_future_leeway_seconds=self.integer(data.get("iat_future_leeway_seconds", d.iat_future_leeway_seconds), "auth.iat_future_leeway_seconds", 0, 300),
+            allow_jku_with_jwks_file=self.flag(data.get("allow_jku_with_jwks_file", d.allow_jku_with_jwks_file), "auth.allow_jku_with_jwks_file"),
+            max_token_age_seconds=None if max_age is None else self.integer(max_age, "auth.max_token_age_seconds", 1, 86400),
+            jwks_ttl_seconds=self.integer(data.get("jwks_ttl_seconds", d.jwks_ttl_seconds), "auth.jwks_ttl_seconds", 1, 86400 * 7),
+            jwks_min_refresh_seconds=self.integer(data.get("jwks_min_refresh_seconds", d.jwks_min_refresh_seconds), "auth.jwks_min_refresh_seconds", 0, 86400),
         )
 
     def _fhir(self, data: t.Mapping[str, t.Any]) -> FhirSettings:
         d = FhirSettings()
-        self._unknown(data, set(FhirSettings.__dataclass_fields__), "fhir.")
-        servers = self._str_list(data.get("allowed_servers", []), "fhir.allowed_servers")
+        self.unknown_keys(data, set(FhirSettings.__dataclass_fields__), "fhir.")
+        servers = self.text_list(data.get("allowed_servers", []), "fhir.allowed_servers")
         for i, server in enumerate(servers):
-            if self._url(server, f"fhir.allowed_servers[{i}]") is not None:
+            if self.url(server, f"fhir.allowed_servers[{i}]") is not None:
                 try:
                     normalise_base_url(server)
                 except ValueError as exc:
                     self.problems.append(f"fhir.allowed_servers[{i}]: {exc}")
         return FhirSettings(
             allowed_servers=servers,
-            timeout_seconds=self._float(data.get("timeout_seconds", d.timeout_seconds), "fhir.timeout_seconds", 0.1, 120),
-            overall_timeout_seconds=self._float(data.get("overall_timeout_seconds", d.overall_timeout_seconds), "fhir.overall_timeout_seconds", 0.1, 300),
-            max_pages=self._int(data.get("max_pages", d.max_pages), "fhir.max_pages", 1, 10_000),
-            max_workers=self._int(data.get("max_workers", d.max_workers), "fhir.max_workers", 1, 64),
-            page_size=self._int(data.get("page_size", d.page_size), "fhir.page_size", 0, 10_000),
-            max_response_bytes=self._int(data.get("max_response_bytes", d.max_response_bytes), "fhir.max_response_bytes", 1024, 1 << 31),
+            timeout_seconds=self.number(data.get("timeout_seconds", d.timeout_seconds), "fhir.timeout_seconds", 0.1, 120),
+            overall_timeout_seconds=self.number(data.get("overall_timeout_seconds", d.overall_timeout_seconds), "fhir.overall_timeout_seconds", 0.1, 300),
+            max_pages=self.integer(data.get("max_pages", d.max_pages), "fhir.max_pages", 1, 10_000),
+            max_workers=self.integer(data.get("max_workers", d.max_workers), "fhir.max_workers", 1, 64),
+            page_size=self.integer(data.get("page_size", d.page_size), "fhir.page_size", 0, 10_000),
+            max_response_bytes=self.integer(data.get("max_response_bytes", d.max_response_bytes), "fhir.max_response_bytes", 1024, 1 << 31),
         )
 
     def _metrics(self, data: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> MetricsSettings:
-        self._unknown(data, set(MetricsSettings.__dataclass_fields__), "metrics.")
-        token = environ.get(ENV_METRICS_TOKEN) or self._str(data.get("bearer_token"), "metrics.bearer_token")
+        self.unknown_keys(data, set(MetricsSettings.__dataclass_fields__), "metrics.")
+        token = environ.get(ENV_METRICS_TOKEN) or self.text(data.get("bearer_token"), "metrics.bearer_token")
         if token is not None and (len(token) < 16 or any(c.isspace() for c in token)):
             self.problems.append("metrics.bearer_token must be at least 16 characters, without spaces")
-        bind = self._str(data.get("bind"), "metrics.bind")
+        bind = self.text(data.get("bind"), "metrics.bind")
         if bind is not None:
             host, _, port = bind.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -287,28 +291,28 @@ class _Parser:
 
     def _limits(self, data: t.Mapping[str, t.Any]) -> LimitSettings:
         d = LimitSettings()
-        self._unknown(data, set(LimitSettings.__dataclass_fields__), "limits.")
+        self.unknown_keys(data, set(LimitSettings.__dataclass_fields__), "limits.")
         return LimitSettings(
-            max_body_bytes=self._int(data.get("max_body_bytes", d.max_body_bytes), "limits.max_body_bytes", 1024, 1 << 31),
-            max_prefetch_resources=self._int(data.get("max_prefetch_resources", d.max_prefetch_resources), "limits.max_prefetch_resources", 1, 10_000_000),
-            hook_deadline_seconds=self._float(data.get("hook_deadline_seconds", d.hook_deadline_seconds), "limits.hook_deadline_seconds", 0.05, 300),
-            request_read_seconds=self._float(data.get("request_read_seconds", d.request_read_seconds), "limits.request_read_seconds", 0.5, 600),
+            max_body_bytes=self.integer(data.get("max_body_bytes", d.max_body_bytes), "limits.max_body_bytes", 1024, 1 << 31),
+            max_prefetch_resources=self.integer(data.get("max_prefetch_resources", d.max_prefetch_resources), "limits.max_prefetch_resources", 1, 10_000_000),
+            hook_deadline_seconds=self.number(data.get("hook_deadline_seconds", d.hook_deadline_seconds), "limits.hook_deadline_seconds", 0.05, 300),
+            request_read_seconds=self.number(data.get("request_read_seconds", d.request_read_seconds), "limits.request_read_seconds", 0.5, 600),
         )
 
     # --- scalar checks ---------------------------------------------------------------------
-    def _unknown(self, data: t.Mapping[str, t.Any], allowed: set[str], prefix: str) -> None:
+    def unknown_keys(self, data: t.Mapping[str, t.Any], allowed: set[str], prefix: str) -> None:
         for key in data:
             if key not in allowed:
                 self.problems.append(f"{prefix}{key} is not a known setting")
 
-    def _table(self, data: t.Mapping[str, t.Any], key: str) -> t.Mapping[str, t.Any]:
+    def table(self, data: t.Mapping[str, t.Any], key: str) -> t.Mapping[str, t.Any]:
         value = data.get(key, {})
         if not isinstance(value, dict):
             self.problems.append(f"{key} must be a table")
             return {}
         return value
 
-    def _str(self, value: t.Any, key: str, *, required: bool = False) -> str | None:
+    def text(self, value: t.Any, key: str, *, required: bool = False) -> str | None:
         if value is None:
             if required:
                 self.problems.append(f"{key} is required")
@@ -318,8 +322,8 @@ class _Parser:
             return None
         return value
 
-    def _url(self, value: t.Any, key: str, *, required: bool = False) -> str | None:
-        text = self._str(value, key, required=required)
+    def url(self, value: t.Any, key: str, *, required: bool = False) -> str | None:
+        text = self.text(value, key, required=required)
         if text is None:
             return None
         try:
@@ -331,34 +335,34 @@ class _Parser:
             return None
         return text.rstrip("/")
 
-    def _str_list(self, value: t.Any, key: str) -> tuple[str, ...]:
+    def text_list(self, value: t.Any, key: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             self.problems.append(f"{key} must be an array of non-empty strings")
             return ()
         return tuple(value)
 
-    def _bool(self, value: t.Any, key: str) -> bool:
+    def flag(self, value: t.Any, key: str) -> bool:
         if not isinstance(value, bool):
             self.problems.append(f"{key} must be true or false")
             return False
         return value
 
-    def _int(self, value: t.Any, key: str, low: int, high: int) -> int:
+    def integer(self, value: t.Any, key: str, low: int, high: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             self.problems.append(f"{key} must be an integer from {low} to {high}")
             return low
         return value
 
-    def _float(self, value: t.Any, key: str, low: float, high: float) -> float:
+    def number(self, value: t.Any, key: str, low: float, high: float) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             self.problems.append(f"{key} must be a number from {low} to {high}")
             return low
         return float(value)
 
-    def _path(
+    def path(
         self, value: t.Any, key: str, *, must_be_dir: bool = False, must_be_file: bool = False
     ) -> Path | None:
-        text = self._str(value, key)
+        text = self.text(value, key)
         if text is None:
             return None
         path = Path(text)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from backpain_cds.settings import Settings, _Parser
+    from backpain_cds.settings import Settings, SettingsParser
 
 #: the shortest secret accepted (characters; 32 random URL-safe characters carry 192 bits)
 MIN_SECRET_LENGTH = 32
@@ -58,11 +58,11 @@ class SmartSettings:
     timeout_seconds: float = 5.0
 
 
-def parse_smart(parser: _Parser, data: t.Mapping[str, t.Any]) -> SmartSettings:
+def parse_smart(parser: SettingsParser, data: t.Mapping[str, t.Any]) -> SmartSettings:
     """The ``[smart]`` table; problems go to ``parser.problems``."""
-    parser._unknown(data, _SMART_KEYS, "smart.")
-    default_id = parser._str(data.get("client_id"), "smart.client_id")
-    default_secret = parser._str(data.get("client_secret"), "smart.client_secret")
+    parser.unknown_keys(data, _SMART_KEYS, "smart.")
+    default_id = parser.text(data.get("client_id"), "smart.client_id")
+    default_secret = parser.text(data.get("client_secret"), "smart.client_secret")
     ehrs = []
     raw_ehrs = data.get("ehrs", [])
     if not isinstance(raw_ehrs, list):
@@ -74,22 +74,22 @@ def parse_smart(parser: _Parser, data: t.Mapping[str, t.Any]) -> SmartSettings:
         if not isinstance(raw, dict):
             parser.problems.append(f"{key} must be a table")
             continue
-        parser._unknown(raw, _EHR_KEYS, f"{key}.")
-        iss = parser._url(raw.get("iss"), f"{key}.iss", required=True) or ""
-        client_id = parser._str(raw.get("client_id"), f"{key}.client_id") or default_id
+        parser.unknown_keys(raw, _EHR_KEYS, f"{key}.")
+        iss = parser.url(raw.get("iss"), f"{key}.iss", required=True) or ""
+        client_id = parser.text(raw.get("client_id"), f"{key}.client_id") or default_id
         if client_id is None:
             parser.problems.append(f"{key}.client_id is required (or set smart.client_id)")
         if iss and iss in seen:
             parser.problems.append(f"{key}.iss {iss!r} is configured twice")
         seen.add(iss)
-        secret = parser._str(raw.get("client_secret"), f"{key}.client_secret") or default_secret
+        secret = parser.text(raw.get("client_secret"), f"{key}.client_secret") or default_secret
         ehrs.append(SmartEhrSettings(iss=iss, client_id=client_id or "", client_secret=secret))
-    secret = parser._str(data.get("secret"), "smart.secret")
+    secret = parser.text(data.get("secret"), "smart.secret")
     if secret is not None and len(secret) < MIN_SECRET_LENGTH:
         parser.problems.append(
             f"smart.secret must be at least {MIN_SECRET_LENGTH} characters (use a random value)"
         )
-    ancestors = parser._str_list(data.get("frame_ancestors", []), "smart.frame_ancestors")
+    ancestors = parser.text_list(data.get("frame_ancestors", []), "smart.frame_ancestors")
     for i, source in enumerate(ancestors):
         if not _valid_frame_ancestor(source):
             parser.problems.append(
@@ -99,8 +99,8 @@ def parse_smart(parser: _Parser, data: t.Mapping[str, t.Any]) -> SmartSettings:
         ehrs=tuple(ehrs),
         secret=secret,
         frame_ancestors=ancestors,
-        session_minutes=parser._int(data.get("session_minutes", 60), "smart.session_minutes", 1, 24 * 60),
-        timeout_seconds=parser._float(data.get("timeout_seconds", 5.0), "smart.timeout_seconds", 0.1, 60),
+        session_minutes=parser.integer(data.get("session_minutes", 60), "smart.session_minutes", 1, 24 * 60),
+        timeout_seconds=parser.number(data.get("timeout_seconds", 5.0), "smart.timeout_seconds", 0.1, 60),
     )
 
 

@@ -138,7 +138,7 @@ def warm_up(app: Flask, *, where: str) -> float:
     except Exception as exc:  # noqa: BLE001 - warming is an optimisation, never a failure
         log.warning("warm-up failed; starting cold: %s", exc.__class__.__name__)
     finally:
-        for logger, disabled in zip(quiet, was_disabled):
+        for logger, disabled in zip(quiet, was_disabled, strict=True):
             logger.disabled = disabled
     if key_sets is not None:
         waited = KEY_SET_WAIT_SECONDS - (time.perf_counter() - started)

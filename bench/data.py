@@ -197,14 +197,10 @@ def _ref(kind: str, ident: str) -> dict[str, str]:
     return {"reference": f"{kind}/{ident}"}
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _synthetic_encounter(rng: random.Random, moment: datetime) -> list[Resource]:
     enc_id = str(uuid.UUID(int=rng.getrandbits(128)))
     subject = _ref("Patient", "synthetic")
-    when, until = _iso(moment), _iso(moment + timedelta(minutes=30))
+    when, until = scenarios.iso_at(moment), scenarios.iso_at(moment + timedelta(minutes=30))
     encounter = {
         "resourceType": "Encounter", "id": enc_id, "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
@@ -315,21 +311,21 @@ def clinical_resources(pid: str, now: datetime, *, extra: int) -> list[Resource]
         if kind == "chemo":
             out.append({"resourceType": "Procedure", "id": ident, "subject": subject, "status": "completed",
                         "code": {"coding": [{"system": _SNOMED, "code": "367336001", "display": "Chemotherapy"}]},
-                        "performedDateTime": _iso(when)})
+                        "performedDateTime": scenarios.iso_at(when)})
         elif kind == "gcsf":
             out.append({"resourceType": "MedicationAdministration", "id": ident, "subject": subject, "status": "completed",
                         "medicationCodeableConcept": {"coding": [{"system": _RXNORM, "code": "338036", "display": "pegfilgrastim"}]},
-                        "effectiveDateTime": _iso(when + timedelta(days=1))})
+                        "effectiveDateTime": scenarios.iso_at(when + timedelta(days=1))})
         elif kind == "pain":
             out.append({"resourceType": "Observation", "id": ident, "subject": subject, "status": "final",
                         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}],
                         "code": {"coding": [{"system": _LOINC, "code": "72514-3", "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported"}]},
-                        "effectiveDateTime": _iso(when + timedelta(days=3)), "valueInteger": 2})
+                        "effectiveDateTime": scenarios.iso_at(when + timedelta(days=3)), "valueInteger": 2})
         else:
             code, unit, value = ("777-3", "10*3/uL", 210) if kind == "platelets" else ("62238-1", "mL/min/{1.73_m2}", 85)
             out.append({"resourceType": "Observation", "id": ident, "subject": subject, "status": "final",
                         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
-                        "code": {"coding": [{"system": _LOINC, "code": code}]}, "effectiveDateTime": _iso(when),
+                        "code": {"coding": [{"system": _LOINC, "code": code}]}, "effectiveDateTime": scenarios.iso_at(when),
                         "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}})
     return out
 
@@ -411,7 +407,7 @@ def filtered_prefetch(service: t.Any, resources: list[Resource]) -> dict[str, t.
             out[key] = value
             continue
 
-        def keep(resource: Resource) -> bool:
+        def keep(resource: Resource, codes: set[str] = codes, cats: set[str] = cats) -> bool:
             codings = (resource.get("code") or {}).get("coding") or []
             if codes and not any(f"{c.get('system')}|{c.get('code')}" in codes or c.get("code") in codes for c in codings):
                 return False
@@ -439,7 +435,7 @@ def once_prefetch(service: t.Any, resources: list[Resource]) -> dict[str, t.Any]
         entries = [e for e in value["entry"] if id(e["resource"]) not in placed]
         placed.update(id(e["resource"]) for e in entries)
         out[key] = {**value, "entry": entries}
-    for kind, keys in keys_by_type.items():  # leftovers (e.g. vital signs) go to the last key of their type
+    for keys in keys_by_type.values():  # leftovers (e.g. vital signs) go to the last key of their type
         last = keys[-1]
         if not generous[last] or generous[last].get("resourceType") != "Bundle":
             continue

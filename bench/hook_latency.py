@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402  (also puts the repo root on sys.path)
 
 from backpain_cds.app import build_service  # noqa: E402
-from cds_hooks.json_body import decode_hook_body, decode_json_body  # noqa: E402
 from backpain_cds.settings import Settings  # noqa: E402
+from cds_hooks.json_body import decode_hook_body, decode_json_body  # noqa: E402
 from fhir_mapping.knowledge import load_knowledge  # noqa: E402
 
 STAGES = ("validate", "prefetch", "mapping", "assessment", "cards")

@@ -32,11 +32,10 @@ from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402  (also puts the repo root on sys.path)
-from hook_latency import machine  # noqa: E402
-
 import orjson  # noqa: E402
 import requests  # noqa: E402
 from flask import Flask, Response, request  # noqa: E402
+from hook_latency import machine  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from backpain_cds.app import create_app  # noqa: E402

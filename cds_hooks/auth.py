@@ -24,12 +24,12 @@ Each failure is logged once (logger ``backpain_cds.auth``, WARNING) with reason,
 iss, kid and jti. The token and the Authorization header are never logged, put
 in an exception message, or kept in an attribute. No Flask imports here.
 
-The pieces live in sibling modules and are re-exported here, so ``cds_hooks.auth``
-stays the one import path: ``auth_errors`` (:class:`AuthenticationFailed`, the
-reasons), ``auth_policy`` (:class:`TrustedClient`, :class:`AuthPolicy`, the
-algorithms), ``auth_replay`` (:class:`JtiStore`, :class:`InMemoryJtiStore`) and
-``auth_token`` (reading and checking the parts of a compact JWS). This module holds
-:class:`ClientAuthenticator`, which runs the steps above in order.
+The pieces live in sibling modules, and the names in ``__all__`` are re-exported here so that
+``cds_hooks.auth`` is the one import path for callers: ``auth_errors``
+(:class:`AuthenticationFailed`, the reasons), ``auth_policy`` (:class:`TrustedClient`,
+:class:`AuthPolicy`, the algorithms), ``auth_replay`` (:class:`JtiStore`,
+:class:`InMemoryJtiStore`) and ``auth_token`` (reading and checking the parts of a compact
+JWS). This module holds :class:`ClientAuthenticator`, which runs the steps above in order.
 """
 
 from __future__ import annotations
@@ -39,34 +39,28 @@ import time
 import typing as t
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
 
 from cds_hooks.auth_errors import FAILURE_REASONS, AuthenticationFailed
-from cds_hooks.auth_policy import SUPPORTED_ALGORITHMS, AuthPolicy, TrustedClient, _comparable_url, _is_forbidden_alg
+from cds_hooks.auth_policy import SUPPORTED_ALGORITHMS, AuthPolicy, TrustedClient, comparable_url, is_forbidden_alg
 from cds_hooks.auth_replay import InMemoryJtiStore, JtiStore
 from cds_hooks.auth_token import (
-    _MAX_ID_CHARS,
-    _REQUIRED_CLAIMS,
-    _bearer_token,
-    _MAX_JTI_CHARS,
-    _MAX_TIMESTAMP,
-    _is_timestamp,
-    _json_object,
-    _key_fits,
-    _read_unverified,
-    _single_alg_registry,
+    MAX_ID_CHARS,
+    MAX_JTI_CHARS,
+    MAX_TIMESTAMP,
+    REQUIRED_CLAIMS,
+    bearer_token,
+    is_timestamp,
+    json_object,
+    key_fits,
+    read_unverified,
+    single_alg_registry,
 )
 from cds_hooks.jwks import FileKeySource, JwksError, KeySource, PublicKey, UrlKeySource
-
-# Private names that lived in this module before it was split; still importable from here.
-from cds_hooks.auth_errors import _LOG_VALUE_CHARS, _loggable  # noqa: F401
-from cds_hooks.auth_policy import _LOOPBACK_HOSTS, _check_jwks_url  # noqa: F401
-from cds_hooks.auth_token import _COMPACT_JWS, _MAX_TIMESTAMP, _MAX_TOKEN_CHARS, _b64url_decode, _Unverified  # noqa: F401
-from cds_hooks.jwks import MIN_RSA_BITS  # noqa: F401
 
 __all__ = [
     "AuthenticationFailed",
@@ -133,7 +127,7 @@ class ClientAuthenticator:
                 raise ValueError(f"trusted client {client.iss!r} is configured twice")
             self._clients[client.iss] = client
             if client.jwks_url is not None:
-                comparable = _comparable_url(client.jwks_url)
+                comparable = comparable_url(client.jwks_url)
                 if comparable not in url_sources:
                     url_sources[comparable] = UrlKeySource(
                         client.jwks_url,
@@ -152,7 +146,7 @@ class ClientAuthenticator:
                 except JwksError as exc:
                     raise ValueError(f"trusted client {client.iss!r}: {exc}") from exc
         self._owns_session = session is None
-        self._registries = {alg: _single_alg_registry(alg) for alg in policy.algorithms}
+        self._registries = {alg: single_alg_registry(alg) for alg in policy.algorithms}
 
     def close(self) -> None:
         """Close the HTTP session if this authenticator created it."""
@@ -170,7 +164,7 @@ class ClientAuthenticator:
         return tuple(self._clients)
 
     def key_source(self, iss: str) -> KeySource:
-        """Return the key source of a trusted client (for health checks and tests)."""
+        """The key source of a trusted client (the worker's key-set warm-up, :mod:`cds_hooks.auth_warm`)."""
         return self._sources[iss]
 
     def verify(self, authorization_header: str | None, audience: str) -> VerifiedClient:
@@ -198,12 +192,12 @@ class ClientAuthenticator:
     # -- steps -----------------------------------------------------------------
 
     def _verify(self, authorization_header: str | None, audience: str) -> VerifiedClient:
-        token = _bearer_token(authorization_header)
-        unverified = _read_unverified(token)
+        token = bearer_token(authorization_header)
+        unverified = read_unverified(token)
         header, ids = unverified.header, unverified.ids
 
         alg = header.get("alg")
-        if not isinstance(alg, str) or _is_forbidden_alg(alg) or alg not in self._policy.algorithms:
+        if not isinstance(alg, str) or is_forbidden_alg(alg) or alg not in self._policy.algorithms:
             raise AuthenticationFailed("alg-not-allowed", **ids)
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.upper() != "JWT":
@@ -211,7 +205,7 @@ class ClientAuthenticator:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AuthenticationFailed("missing-kid", **ids)
-        if len(kid) > _MAX_ID_CHARS or "crit" in header or "b64" in header:
+        if len(kid) > MAX_ID_CHARS or "crit" in header or "b64" in header:
             raise AuthenticationFailed("malformed", **ids)
 
         iss = unverified.claims.get("iss")
@@ -237,8 +231,8 @@ class ClientAuthenticator:
             if not self._policy.allow_jku_with_jwks_file:
                 raise AuthenticationFailed("jku-not-allowed", **ids)
             return
-        expected = _comparable_url(client.jwks_url)
-        if not isinstance(jku, str) or expected is None or _comparable_url(jku) != expected:
+        expected = comparable_url(client.jwks_url)
+        if not isinstance(jku, str) or expected is None or comparable_url(jku) != expected:
             raise AuthenticationFailed("jku-not-allowed", **ids)
 
     def _candidate_keys(
@@ -257,7 +251,7 @@ class ClientAuthenticator:
             keys = refreshed.find(kid) if refreshed is not None else ()
         if not keys:
             raise AuthenticationFailed("unknown-kid", **ids)
-        usable = [key for key in keys if _key_fits(key, alg)]
+        usable = [key for key in keys if key_fits(key, alg)]
         if not usable:
             raise AuthenticationFailed("key-mismatch", **ids)
         return usable
@@ -279,7 +273,7 @@ class ClientAuthenticator:
                 break
         if payload is None:
             raise AuthenticationFailed(reason, **ids)
-        claims = _json_object(payload)
+        claims = json_object(payload)
         if claims is None:
             raise AuthenticationFailed("malformed", **ids)
         return claims
@@ -293,7 +287,7 @@ class ClientAuthenticator:
         ids: dict[str, object],
     ) -> VerifiedClient:
         ids = {"iss": claims.get("iss"), "kid": kid, "jti": claims.get("jti")}
-        for name in _REQUIRED_CLAIMS:
+        for name in REQUIRED_CLAIMS:
             if name not in claims:
                 raise AuthenticationFailed("missing-claim", **ids)
         iss, jti, aud, tenant = claims["iss"], claims["jti"], claims["aud"], claims.get("tenant")
@@ -302,11 +296,11 @@ class ClientAuthenticator:
             iss != client.iss
             or not isinstance(jti, str)
             or not jti
-            or len(jti) > _MAX_JTI_CHARS
+            or len(jti) > MAX_JTI_CHARS
             or "\x00" in jti
-            or not _is_timestamp(exp)
-            or not _is_timestamp(iat)
-            or (nbf is not None and not _is_timestamp(nbf))
+            or not is_timestamp(exp)
+            or not is_timestamp(iat)
+            or (nbf is not None and not is_timestamp(nbf))
             or (tenant is not None and not isinstance(tenant, str))
         ):
             raise AuthenticationFailed("malformed", **ids)
@@ -332,7 +326,7 @@ class ClientAuthenticator:
 
         # exp is at most 9999-12-31T23:59:59Z; adding the leeway must not overflow datetime
         remember_until = datetime.fromtimestamp(
-            min(exp + policy.leeway_seconds, _MAX_TIMESTAMP), tz=timezone.utc
+            min(exp + policy.leeway_seconds, MAX_TIMESTAMP), tz=UTC
         )
         if not self._jti_store.remember(iss, jti, remember_until):
             raise AuthenticationFailed("replay", **ids)
@@ -341,5 +335,5 @@ class ClientAuthenticator:
             jti=jti,
             tenant=tenant,
             kid=kid,
-            expires_at=datetime.fromtimestamp(exp, tz=timezone.utc),
+            expires_at=datetime.fromtimestamp(exp, tz=UTC),
         )

@@ -1,7 +1,7 @@
 """What client-JWT verification trusts: the allowed algorithms, the trusted clients, the policy.
 
-Part of client-JWT verification (see :mod:`cds_hooks.auth`, which re-exports every name
-here). Everything is validated at construction, so a bad configuration fails at startup.
+Part of client-JWT verification (see :mod:`cds_hooks.auth`, which re-exports the classes and
+the algorithms; the two helpers are for it alone). Everything is validated at construction, so a bad configuration fails at startup.
 No Flask imports here.
 """
 
@@ -17,6 +17,8 @@ __all__ = [
     "AuthPolicy",
     "TrustedClient",
     "SUPPORTED_ALGORITHMS",
+    "comparable_url",
+    "is_forbidden_alg",
 ]
 
 #: Signature algorithms client-JWT verification supports: alg -> (kty, EC curve or None).
@@ -34,7 +36,7 @@ SUPPORTED_ALGORITHMS: t.Mapping[str, tuple[str, str | None]] = {
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-def _is_forbidden_alg(alg: str) -> bool:
+def is_forbidden_alg(alg: str) -> bool:
     upper = alg.strip().upper()
     return upper == "NONE" or upper.startswith("HS")
 
@@ -90,7 +92,7 @@ def _check_jwks_url(url: object, where: str) -> None:
         raise ValueError(f"{where}: jwks_url must not contain a fragment")
 
 
-def _comparable_url(url: str) -> tuple[object, ...] | None:
+def comparable_url(url: str) -> tuple[object, ...] | None:
     """Trivially normalise a URL for equality: case of scheme and host, default port, empty path."""
     try:
         parts = urlsplit(url)
@@ -138,7 +140,7 @@ class AuthPolicy:
         for alg in self.algorithms:
             if not isinstance(alg, str):
                 raise ValueError(f"AuthPolicy.algorithms: not a string: {alg!r}")
-            if _is_forbidden_alg(alg):
+            if is_forbidden_alg(alg):
                 raise ValueError(f"AuthPolicy.algorithms: {alg!r} is never allowed (none and HMAC are forbidden)")
             if alg not in SUPPORTED_ALGORITHMS:
                 raise ValueError(f"AuthPolicy.algorithms: unsupported algorithm {alg!r}")

@@ -3,9 +3,8 @@
 The building blocks of :class:`cds_hooks.auth.ClientAuthenticator`: the bearer header
 shape, the unverified JOSE header and claims (read only to choose the client and key), the
 NumericDate range, whether a JWK fits an algorithm, and the single-algorithm joserfc
-registry used for the signature check. Every name here is private to client-JWT
-verification; :mod:`cds_hooks.auth` re-exports them for code that imported them from
-there. No Flask imports here.
+registry used for the signature check. These names serve client-JWT verification only
+(:mod:`cds_hooks.auth` uses them; it does not re-export them). No Flask imports here.
 """
 
 from __future__ import annotations
@@ -24,18 +23,30 @@ from cds_hooks.auth_errors import AuthenticationFailed
 from cds_hooks.auth_policy import SUPPORTED_ALGORITHMS
 from cds_hooks.jwks import MIN_RSA_BITS, PublicKey
 
-__all__: list[str] = []  # nothing public: see the module docstring
+__all__ = [
+    "MAX_ID_CHARS",
+    "MAX_JTI_CHARS",
+    "MAX_TIMESTAMP",
+    "REQUIRED_CLAIMS",
+    "UnverifiedToken",
+    "bearer_token",
+    "is_timestamp",
+    "json_object",
+    "key_fits",
+    "read_unverified",
+    "single_alg_registry",
+]
 
 _MAX_TOKEN_CHARS = 16_384
-_MAX_ID_CHARS = 512  # iss, kid, jti, tenant
-_MAX_JTI_CHARS = 256  # the replay store's column (backpain_cds/storage.py): refuse what it cannot hold
-_MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_ID_CHARS = 512  # iss, kid, jti, tenant
+MAX_JTI_CHARS = 256  # the replay store's column (backpain_cds/storage.py): refuse what it cannot hold
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 
 
 @dataclass
-class _Unverified:
+class UnverifiedToken:
     """What we read from the token before its signature is checked."""
 
     header: dict[str, t.Any]
@@ -43,14 +54,14 @@ class _Unverified:
     ids: dict[str, object] = field(default_factory=dict)
 
 
-def _single_alg_registry(alg: str) -> jws.JWSRegistry:
+def single_alg_registry(alg: str) -> jws.JWSRegistry:
     """A joserfc registry that accepts exactly ``alg`` and tolerates unknown header members."""
     registry = jws.JWSRegistry(algorithms=[alg], strict_check_header=False)
     registry.max_header_length = 4096  # joserfc's 512 bytes is tight for a long jku + kid
     return registry
 
 
-def _bearer_token(authorization_header: str | None) -> str:
+def bearer_token(authorization_header: str | None) -> str:
     if not isinstance(authorization_header, str) or not authorization_header.strip():
         raise AuthenticationFailed("missing-token")
     parts = authorization_header.split()
@@ -64,15 +75,15 @@ def _bearer_token(authorization_header: str | None) -> str:
     return token
 
 
-def _read_unverified(token: str) -> _Unverified:
+def read_unverified(token: str) -> UnverifiedToken:
     """Decode header and payload without trusting them (only to choose the key)."""
     header_segment, payload_segment, _ = token.split(".")
-    header = _json_object(_b64url_decode(header_segment))
-    claims = _json_object(_b64url_decode(payload_segment))
+    header = json_object(_b64url_decode(header_segment))
+    claims = json_object(_b64url_decode(payload_segment))
     if header is None or claims is None:
         raise AuthenticationFailed("malformed")
     ids = {"iss": claims.get("iss"), "kid": header.get("kid"), "jti": claims.get("jti")}
-    return _Unverified(header, claims, ids)
+    return UnverifiedToken(header, claims, ids)
 
 
 def _b64url_decode(segment: str) -> bytes | None:
@@ -82,7 +93,7 @@ def _b64url_decode(segment: str) -> bytes | None:
         return None
 
 
-def _json_object(data: bytes | None) -> dict[str, t.Any] | None:
+def json_object(data: bytes | None) -> dict[str, t.Any] | None:
     """The JSON object in ``data`` (strict RFC 8259, as for request bodies), else None.
 
     orjson refuses what the stdlib decoder lets through and no database or JSON writer can hold:
@@ -96,21 +107,21 @@ def _json_object(data: bytes | None) -> dict[str, t.Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _is_timestamp(value: object) -> bool:
+def is_timestamp(value: object) -> bool:
     """A NumericDate (RFC 7519) between 1970 and 9999, so datetime arithmetic cannot overflow."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return 0 <= value <= _MAX_TIMESTAMP and (isinstance(value, int) or math.isfinite(value))
+    return 0 <= value <= MAX_TIMESTAMP and (isinstance(value, int) or math.isfinite(value))
 
 
-def _key_fits(key: PublicKey, alg: str) -> bool:
+def key_fits(key: PublicKey, alg: str) -> bool:
     """Check the key's type, curve, size and optional ``use``/``alg``/``key_ops`` against ``alg``."""
     kty, curve = SUPPORTED_ALGORITHMS[alg]
     if key.key_type != kty:
         return False
     if kty == "EC" and getattr(key, "curve_name", None) != curve:
         return False
-    if kty == "RSA" and key.public_key.key_size < MIN_RSA_BITS:  # type: ignore[union-attr]
+    if kty == "RSA" and key.public_key.key_size < MIN_RSA_BITS:
         return False
     use = key.get("use")
     if use is not None and use != "sig":

@@ -95,7 +95,7 @@ class KeySetPrefetch:
         deadline = time.monotonic() + seconds
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        report = []
+        report: list[KeySetWarmUp] = []
         for key, (source, issuers) in self._sources.items():
             problem = self._problems.get(key, "still fetching")
             host = urlsplit(source.url).hostname or ""

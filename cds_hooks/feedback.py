@@ -103,6 +103,10 @@ def _entry(raw: t.Any, path: str) -> FeedbackEntry:
     )
 
 
+@t.overload
+def _text(value: t.Any, path: str, *, required: t.Literal[True], limit: int) -> str: ...
+@t.overload
+def _text(value: t.Any, path: str, *, required: bool, limit: int) -> str | None: ...
 def _text(value: t.Any, path: str, *, required: bool, limit: int) -> str | None:
     if value is None:
         if required:

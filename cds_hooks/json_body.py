@@ -142,7 +142,7 @@ def _is_utf8(raw: bytes, chunk: int = 1 << 16) -> bool:
     return True
 
 
-def _decode_shaped(decoder: msgspec.json.Decoder, raw: bytes | msgspec.Raw) -> t.Any | None:
+def _decode_shaped(decoder: msgspec.json.Decoder[t.Any], raw: bytes | msgspec.Raw) -> t.Any | None:
     """Decode into the decoder's type; None when the JSON has another shape (400 if invalid)."""
     try:
         return decoder.decode(raw)

@@ -1,13 +1,14 @@
 """Cheap structural bounds on untrusted JSON, checked before anything walks the parsed tree.
 
-orjson refuses nesting deeper than 1024 by itself, but 1024 levels still break code that
-recurses (Python's default recursion limit is 1000: ``copy.deepcopy``, schema validators,
-FHIR mappers). :func:`json_depth_exceeds` bounds the depth far lower (64 by default: real
-CDS Hooks bodies with FHIR Bundles in prefetch are about 10 deep) without walking the tree
-in Python: it works on the raw bytes with a handful of C-level ``bytes`` operations, which
-costs a few per cent of orjson's own parse time on a multi-megabyte body.
+Deep nesting breaks code that recurses: the JSON parser itself (msgspec stops only at
+Python's recursion limit, 1000 by default), ``copy.deepcopy``, schema validators, FHIR
+mappers. :func:`json_depth_exceeds` bounds the depth far lower (64 by default: real CDS Hooks
+bodies with FHIR Bundles in prefetch are about 10 deep) without walking the tree in Python:
+it works on the raw bytes with a handful of C-level ``bytes`` operations.
 
-The check assumes the bytes are valid JSON (call it after ``orjson.loads`` succeeded):
+It runs on the raw request body *before* the parse (:mod:`cds_hooks.json_body`, with msgspec).
+For valid JSON the answer is exact; on invalid JSON it may pass or refuse, and the parse that
+follows refuses what it passes, so either way the caller answers 400. The steps:
 
 1. every byte except ``"`` and the four brackets is deleted (multi-byte UTF-8 sequences
    contain no ASCII bytes, so they go too); when the body has backslashes, each one is kept
@@ -19,9 +20,10 @@ The check assumes the bytes are valid JSON (call it after ``orjson.loads`` succe
 3. ``{}`` become ``[]``, and each pass of ``replace(b"[]", b"")`` removes exactly one level
    from every innermost container, so after ``max_depth`` passes anything left is deeper.
 
-Measured on a 5.3 MB CDS Hooks body (FHIR Bundle prefetch, 2-core CI-class machine): about
-10 ms against about 150 ms for ``orjson.loads`` (roughly 7 %); a walk of the parsed tree in
-Python costs about 3 times the parse.
+Measured when the body was still parsed with orjson, on a 5.3 MB CDS Hooks body (FHIR Bundle
+prefetch, 2-core CI-class machine): about 10 ms against about 150 ms for ``orjson.loads``
+(roughly 7 %); a walk of the parsed tree in Python costs about 3 times the parse. Current
+figures for the whole decode: ``bench/README.md`` (H6, "Still open").
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ _BRACES_TO_BRACKETS = bytes.maketrans(b"{}", b"[]")
 
 
 def json_depth_exceeds(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
-    """True when the (valid) JSON document ``raw`` nests deeper than ``max_depth``."""
+    """True when the JSON document ``raw`` nests deeper than ``max_depth`` (exact for valid JSON;
+    invalid JSON may pass, for the parser to refuse)."""
     if max_depth < 0:
         raise ValueError("max_depth must be >= 0")
     if raw.find(b"\\") < 0:

@@ -24,9 +24,8 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-from .text_terms import DEFAULT_PATH as _DEFAULT_PATH
 from .text_terms import TOKEN as _TOKEN
-from .text_terms import TextConfig, correct, load_text_config, parse_text_config
+from .text_terms import TermNode, TextConfig, correct, load_text_config, parse_text_config
 
 __all__ = [
     "TextAnalysis", "TextConfig", "TextFinding", "absent_answer", "absent_value", "analyse", "current_kinds", "excerpt",
@@ -181,7 +180,7 @@ def analyse(text: str, config: TextConfig | None = None) -> TextAnalysis:
         matches: list[tuple[int, tuple[str, str]]] = []  # (end token index, label)
         j = i
         while frontier and j < n and j - i < config.depth and tokens[j] not in _CLAUSE_END:
-            nxt: list[_Node] = []
+            nxt: list[TermNode] = []
             for node in frontier:
                 for child in node.step(tokens[j]):
                     steps += 1

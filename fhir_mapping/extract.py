@@ -33,8 +33,7 @@ from .imaging import IMAGING_TYPES, imaging_fact
 from .matchconfig import MatchingConfig, MatchingConfigError, load_matching_config, validate_matching_config
 from .matcher import matcher_for
 from .medications import MEDICATION_SOURCES, medication_fact
-from .observations import _NOTHING as _NO_OBSERVATION_FACTS
-from .observations import ObservationFacts, observation_facts
+from .observations import NO_OBSERVATION_FACTS, ObservationFacts, observation_facts
 from .pain_location import PainLocation, pair_locations
 from .patients import patient_demographics
 from .procedures import procedure_fact
@@ -120,7 +119,7 @@ def extract_record(
         try:
             if rtype == "Observation":  # most resources; usually nothing (vital signs, other labs)
                 found = observation_facts(resource, ref, matcher)
-                if found is not _NO_OBSERVATION_FACTS:
+                if found is not NO_OBSERVATION_FACTS:
                     facts.add_observation(found)
             elif rtype in MEDICATION_SOURCES:
                 if draft_refs and ref in draft_refs:

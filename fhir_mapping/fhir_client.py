@@ -56,14 +56,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from fhir_mapping.fhir_errors import FhirAccessError, FhirFetchError, ServerNotAllowed, _Cancelled, _CancelledFetch
+from fhir_mapping.fhir_errors import Cancelled, CancelledFetch, FhirAccessError, FhirFetchError, ServerNotAllowed
 from fhir_mapping.fhir_fetch import FhirClientLimits, check_resource, collect_pages, request_json
+from fhir_mapping.fhir_urls import check_query, is_read, normalise_base_url, url_origin
 from fhir_mapping.fhir_watchdog import install_tracking
-from fhir_mapping.fhir_urls import _check_query, _is_read, _origin, normalise_base_url
-
-# Private names that lived in this module before it was split; still importable from here.
-from fhir_mapping.fhir_fetch import _CHUNK_BYTES, _FHIR_JSON  # noqa: F401
-from fhir_mapping.fhir_urls import _DEFAULT_PORTS, _FORBIDDEN_QUERY_CHARS, _RESOURCE_TYPE  # noqa: F401
 
 __all__ = [
     "FhirAccessError",
@@ -123,7 +119,7 @@ class FhirClient:
             raise ServerNotAllowed("FHIR server is not on the allow-list")
         self.base_url = base
         self.limits = limits
-        self._origin = _origin(base)
+        self._origin = url_origin(base)
         self._auth = _BearerAuth(access_token) if access_token else None
         self._owns_session = session is None
         self._session = session if session is not None else self._new_session()
@@ -214,7 +210,7 @@ class FhirClient:
                     exc = future.exception()
                     if exc is None:
                         results[futures[future]] = future.result()
-                    elif isinstance(exc, _CancelledFetch):
+                    elif isinstance(exc, CancelledFetch):
                         echoes.append(exc)
                     elif isinstance(exc, FhirFetchError):
                         failures.append(exc)
@@ -270,9 +266,9 @@ class FhirClient:
         cancel: threading.Event | None,
         deadline: float | None,
     ) -> dict[str, Any] | None:
-        _check_query(relative_query, key)
+        check_query(relative_query, key)
         url = f"{self.base_url}/{relative_query}"
-        is_read = _is_read(relative_query)
+        single_read = is_read(relative_query)
 
         def request_page(page_url: str, page: int) -> tuple[int, Any]:
             return request_json(
@@ -289,10 +285,10 @@ class FhirClient:
 
         try:
             status, body = request_page(url, 1)
-        except _Cancelled:
-            raise _CancelledFetch("cancelled", key=key, query=relative_query) from None
+        except Cancelled:
+            raise CancelledFetch("cancelled", key=key, query=relative_query) from None
 
-        if is_read:
+        if single_read:
             if status in (404, 410):
                 return None
             resource = check_resource(body, key, relative_query)
@@ -317,5 +313,5 @@ class FhirClient:
                 key=key,
                 query=relative_query,
             )
-        except _Cancelled:
-            raise _CancelledFetch("cancelled", key=key, query=relative_query) from None
+        except Cancelled:
+            raise CancelledFetch("cancelled", key=key, query=relative_query) from None

@@ -7,13 +7,15 @@ Exception hierarchy::
      └── FhirFetchError        timeout, connection error, non-2xx, redirect, bad JSON,
                                OperationOutcome body, caps exceeded, foreign next link, deadline
 
-``_Cancelled`` and ``_CancelledFetch`` are internal to ``fetch_many`` cancellation and never
-reach a caller.
+``Cancelled`` and ``CancelledFetch`` serve ``fetch_many`` cancellation inside the client
+(:mod:`fhir_mapping.fhir_fetch` and :mod:`fhir_mapping.fhir_client`) and never reach a caller.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "Cancelled",
+    "CancelledFetch",
     "FhirAccessError",
     "FhirFetchError",
     "ServerNotAllowed",
@@ -62,9 +64,9 @@ class FhirFetchError(FhirAccessError):
         self.keys = keys or ((key,) if key is not None else ())
 
 
-class _Cancelled(Exception):
+class Cancelled(Exception):
     """Internal: a fetch_many worker noticed the cancel flag."""
 
 
-class _CancelledFetch(FhirFetchError):
+class CancelledFetch(FhirFetchError):
     """Internal: a fetch_many key stopped because another key failed or time ran out."""

@@ -4,7 +4,7 @@ Used by :class:`fhir_mapping.fhir_client.FhirClient` (which re-exports
 :class:`FhirClientLimits`); the decisions these functions implement -- no redirects, time and
 size bounds, same-origin ``next`` links, never a silent truncation -- are documented in that
 module's docstring. Every failure is a :class:`~fhir_mapping.fhir_errors.FhirFetchError`;
-a set cancel flag raises the internal ``_Cancelled`` between pages and between body chunks.
+a set cancel flag raises the internal ``Cancelled`` between pages and between body chunks.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import requests
 from requests.auth import AuthBase
 from urllib3 import exceptions as urllib3_exceptions
 
-from fhir_mapping.fhir_errors import FhirFetchError, _Cancelled
-from fhir_mapping.fhir_urls import _origin
+from fhir_mapping.fhir_errors import Cancelled, FhirFetchError
+from fhir_mapping.fhir_urls import url_origin
 from fhir_mapping.fhir_watchdog import time_limit
 
 __all__ = [
@@ -136,7 +136,7 @@ def next_link(page: dict[str, Any], current_url: str, origin: tuple[str, str, in
             # Absolute links are used verbatim; a relative one is resolved (RFC 3986)
             # against the page it came from, never rebuilt from parameters.
             next_url = urljoin(current_url, raw)
-            if _origin(next_url) != origin:
+            if url_origin(next_url) != origin:
                 raise FhirFetchError(
                     "next link points to another origin; refused", key=key, query=query
                 )
@@ -181,7 +181,7 @@ def request_json(
 ) -> tuple[int, Any]:
     """GET one URL; return (status, parsed JSON or None for 404/410)."""
     if cancel is not None and cancel.is_set():
-        raise _Cancelled
+        raise Cancelled
     timeout = limits.timeout_seconds
     if deadline is not None:
         timeout = min(timeout, deadline - time.monotonic())
@@ -265,7 +265,7 @@ def read_body(
             if left <= 0:
                 raise fail("timed out reading the response body", response.status_code)
             if cancel is not None and cancel.is_set():
-                raise _Cancelled
+                raise Cancelled
             _limit_socket_wait(raw, left)
             chunk = raw.read1(_CHUNK_BYTES, decode_content=True)
             if not chunk:  # end of the body, or the watchdog shut the socket at stop_at
@@ -275,7 +275,7 @@ def read_body(
             buf += chunk
             if len(buf) > cap:
                 raise fail(f"response larger than {cap} bytes", response.status_code)
-    except _Cancelled:
+    except Cancelled:
         raise
     except FhirFetchError:
         raise

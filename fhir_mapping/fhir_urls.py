@@ -1,9 +1,10 @@
 """URLs of the FHIR REST client: base-URL normalisation, origins, and relative-query checks.
 
 :func:`normalise_base_url` is the canonical form used for the fhirServer allow-list
-(re-exported by :mod:`fhir_mapping.fhir_client`). The private helpers decide whether a
-filled prefetch template is a read or a search, refuse a template that could leave the
-base URL, and give the origin a ``next`` link must share with the base.
+(re-exported by :mod:`fhir_mapping.fhir_client`). The other helpers, for the client alone,
+decide whether a filled prefetch template is a read or a search (:func:`is_read`), refuse a
+template that could leave the base URL (:func:`check_query`), and give the origin a ``next``
+link must share with the base (:func:`url_origin`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from urllib.parse import urlsplit
 from fhir_mapping.fhir_errors import FhirFetchError
 
 __all__ = [
+    "check_query",
+    "is_read",
     "normalise_base_url",
+    "url_origin",
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -54,7 +58,7 @@ def normalise_base_url(url: str) -> str:
     return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
-def _origin(url: str) -> tuple[str, str, int] | None:
+def url_origin(url: str) -> tuple[str, str, int] | None:
     """Return (scheme, host, port) of an absolute http(s) URL without user info, else None."""
     try:
         parts = urlsplit(url)
@@ -68,7 +72,7 @@ def _origin(url: str) -> tuple[str, str, int] | None:
         return None
 
 
-def _is_read(relative_query: str) -> bool:
+def is_read(relative_query: str) -> bool:
     """True for ``Type/id`` and ``Type/id/_history/vid`` (with or without parameters such as
     ``_elements``); everything else (``Type?...``, ``Type``, ``Patient/1/Observation``,
     ``Patient/1/$everything``) is a search."""
@@ -78,7 +82,7 @@ def _is_read(relative_query: str) -> bool:
     return len(segments) == 4 and segments[2] == "_history"
 
 
-def _check_query(relative_query: str, key: str | None) -> None:
+def check_query(relative_query: str, key: str | None) -> None:
     """Refuse a relative query that could leave the FHIR base (raises :class:`FhirFetchError`)."""
 
     def bad(why: str) -> FhirFetchError:

@@ -102,13 +102,13 @@ def _watch_current(conn: HTTPConnection) -> None:
 
 
 class _TrackedConnection(HTTPConnection):
-    def getresponse(self, *args: t.Any, **kwargs: t.Any) -> t.Any:  # type: ignore[override]
+    def getresponse(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         _watch_current(self)
         return super().getresponse(*args, **kwargs)
 
 
 class _TrackedHTTPSConnection(HTTPSConnection):
-    def getresponse(self, *args: t.Any, **kwargs: t.Any) -> t.Any:  # type: ignore[override]
+    def getresponse(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         _watch_current(self)
         return super().getresponse(*args, **kwargs)
 

@@ -99,11 +99,12 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
     except (KeyError, TypeError, ValueError) as exc:
         problems.append(f"clinical_text.toml: {exc!r}")
     differential_data = _merged_toml(dirs, "differential.toml", problems, merge=merge_rule_config)
-    rule_ids = rules_data.get("rules") if isinstance(rules_data.get("rules"), dict) else {}
+    rules_table = rules_data.get("rules")
+    rule_ids: set[str] = {str(k) for k in rules_table} if isinstance(rules_table, dict) else set()
     differential = None
     try:
         differential = parse_differential_config(
-            differential_data, rule_ids=set(rule_ids), valueset_concepts=concepts_by_url(resources)
+            differential_data, rule_ids=rule_ids, valueset_concepts=concepts_by_url(resources)
         )
     except DifferentialConfigError as exc:
         problems.extend(f"differential.toml: {p}" for p in exc.problems)

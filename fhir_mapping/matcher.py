@@ -44,7 +44,7 @@ class ConceptInfo:
 
     __slots__ = ("codes", "texts", "first", "kinds", "text_kinds", "chemo", "imaging", "plain", "weakness")
 
-    def __init__(self, matcher: "Matcher", concept: Json | None) -> None:
+    def __init__(self, matcher: Matcher, concept: Json | None) -> None:
         codes = matcher.codes_of(concept)
         self.codes: tuple[Code, ...] = tuple(codes)
         self.texts: tuple[str, ...] = tuple(texts_of(concept))

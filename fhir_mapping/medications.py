@@ -25,9 +25,7 @@ import typing as t
 from collections.abc import Mapping
 from datetime import datetime
 
-from assessment.facts import MedicationFact, MedicationSource
-
-from assessment.facts import ClinicalKind, DrugClass
+from assessment.facts import ClinicalKind, DrugClass, MedicationFact, MedicationSource
 
 from .matcher import Code, Matcher, texts_of
 from .times import parse_fhir_datetime
@@ -222,8 +220,8 @@ def _times(resource: Json, rtype: str, *, dose_time: bool) -> tuple[datetime | N
         if not dose_time:
             return authored or bounds_start, end, None
         if events:
-            first, last = min(events), max(events)
-            return first, end, (last if last != first else None)
+            first_event, last_event = min(events), max(events)
+            return first_event, end, (last_event if last_event != first_event else None)
         start = bounds_start or parse_fhir_datetime(validity.get("start")) or authored
         return start, end, None
     period = resource.get("effectivePeriod") or {}

@@ -22,13 +22,13 @@ from datetime import datetime
 
 from assessment.facts import ClinicalFact, ClinicalKind, Confidence, LabResult, PainScore
 
-from .matchconfig import LabRule, normalise_unit
 from . import clinical_text
+from .matchconfig import LabRule, normalise_unit
 from .matcher import PAIN, Code, ConceptInfo, Matcher, texts_of
 from .pain_location import PainLocation, component_site, encounter_of, location_site, value_texts
 from .times import parse_fhir_datetime
 
-__all__ = ["ObservationFacts", "observation_facts"]
+__all__ = ["NO_OBSERVATION_FACTS", "ObservationFacts", "observation_facts"]
 
 Json = Mapping[str, t.Any]
 
@@ -44,7 +44,8 @@ class ObservationFacts:
     encounter: str | None = None  #: the pain score's encounter (to pair it with a location)
 
 
-_NOTHING = ObservationFacts()
+#: What most Observations give: the one shared empty result (callers may test ``is`` against it).
+NO_OBSERVATION_FACTS = ObservationFacts()
 
 
 def observation_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationFacts:
@@ -57,29 +58,29 @@ def observation_facts(resource: Json, ref: str, matcher: Matcher) -> Observation
     code's text; a pain location; by the value's text; then the components.
     """
     if resource.get("status") in matcher.observation_status_skip:
-        return _NOTHING
+        return NO_OBSERVATION_FACTS
     concept = resource.get("code")
     info = matcher.concept_info(concept) or ConceptInfo(matcher, concept)
     value = resource.get("valueCodeableConcept")
     value_string = resource.get("valueString")
     components = resource.get("component")
     if info.plain and not value and not isinstance(value_string, str) and not components:
-        return _NOTHING  # neither the code nor a value can name anything (vital signs, most labs)
+        return NO_OBSERVATION_FACTS  # neither the code nor a value can name anything (vital signs, most labs)
     first = info.first
     if first is not None:
         if first is PAIN:
             score = _pain_score(resource, ref, matcher)
             if score is None:
-                return _NOTHING
+                return NO_OBSERVATION_FACTS
             return ObservationFacts(pain_score=score, encounter=encounter_of(resource))
         result = _lab(resource, ref, first)  # type: ignore[arg-type]
-        return ObservationFacts(lab=result) if result is not None else _NOTHING
+        return ObservationFacts(lab=result) if result is not None else NO_OBSERVATION_FACTS
     found = _finding(resource, ref, matcher, info, value, value_string)
     if found is not None:
         return found
     if components:
         return _component_facts(resource, ref, matcher)
-    return _NOTHING
+    return NO_OBSERVATION_FACTS
 
 
 def _finding(
@@ -91,26 +92,26 @@ def _finding(
     body = resource.get("bodySite")
     if info.kinds:
         if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
-            return _NOTHING
+            return NO_OBSERVATION_FACTS
         return _clinical(resource, ref, matcher, list(info.kinds), list(info.codes), list(info.texts), Confidence.CODED,
                          also=_value_kinds(holder, matcher, info.kinds))
     if info.weakness:
         if matcher.limb_weakness(info.codes, [body] if body else (), [*info.texts, *value_texts(holder)]):
             if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
-                return _NOTHING
+                return NO_OBSERVATION_FACTS
             return _clinical(
                 resource, ref, matcher, [ClinicalKind.RED_FLAG_NEURO], list(info.codes), list(info.texts), Confidence.CODED
             )
     value_info = matcher.concept_info(value) or ConceptInfo(matcher, value)
     if value_info.kinds:
         if _negative_interpretation(holder, matcher):
-            return _NOTHING
+            return NO_OBSERVATION_FACTS
         return _clinical(
             resource, ref, matcher, list(value_info.kinds), list(value_info.codes), list(value_info.texts), Confidence.CODED
         )
     if info.text_kinds:
         if _negated_value(holder, matcher) or _negative_interpretation(holder, matcher):
-            return _NOTHING
+            return NO_OBSERVATION_FACTS
         return _clinical(resource, ref, matcher, list(info.text_kinds), list(info.codes), list(info.texts), Confidence.TEXT,
                          also=_value_kinds(holder, matcher, info.text_kinds))
     if holder is resource and info.texts:
@@ -126,7 +127,7 @@ def _finding(
     kinds = matcher.clinical_kinds_from_text(vtexts)
     if kinds:
         if _negative_interpretation(holder, matcher):
-            return _NOTHING
+            return NO_OBSERVATION_FACTS
         return _clinical(resource, ref, matcher, kinds, list(value_info.codes), vtexts, Confidence.TEXT)
     return None
 
@@ -161,7 +162,7 @@ def _component_facts(resource: Json, ref: str, matcher: Matcher) -> ObservationF
             found.extend(f for f in got.clinical if f not in found)
     if score is not None:
         return ObservationFacts(clinical=tuple(found), pain_score=score, encounter=encounter_of(resource))
-    return ObservationFacts(clinical=tuple(found)) if found else _NOTHING
+    return ObservationFacts(clinical=tuple(found)) if found else NO_OBSERVATION_FACTS
 
 
 def _clinical(

@@ -90,7 +90,7 @@ def pair_locations(
         return [score for score, _ in scores]
     by_encounter: dict[str, PainLocation] = {}
     timed = sorted((loc for loc in locations if loc.time is not None), key=lambda loc: (loc.time, loc.ref))
-    times = [loc.time for loc in timed]
+    times = [loc.time for loc in timed if loc.time is not None]  # every one: timed holds only timed locations
     for loc in sorted(locations, key=lambda loc: loc.ref):
         if loc.encounter:
             by_encounter.setdefault(loc.encounter, loc)
@@ -99,8 +99,8 @@ def pair_locations(
         if score.site is None:
             found = by_encounter.get(encounter) if encounter else None
             if found is None:
-                lo = bisect.bisect_left(times, score.time - PAIRING_WINDOW)  # type: ignore[arg-type]
-                hi = bisect.bisect_right(times, score.time + PAIRING_WINDOW)  # type: ignore[arg-type]
+                lo = bisect.bisect_left(times, score.time - PAIRING_WINDOW)
+                hi = bisect.bisect_right(times, score.time + PAIRING_WINDOW)
                 found = min(timed[lo:hi], key=lambda loc: (abs(loc.time - score.time), loc.ref), default=None)  # type: ignore[operator]
             if found is not None:
                 score = dataclasses.replace(score, site=found.site)

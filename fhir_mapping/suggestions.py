@@ -8,7 +8,6 @@ then plain dict assembly.
 from __future__ import annotations
 
 import re
-
 import typing as t
 from dataclasses import dataclass
 from datetime import datetime, timedelta

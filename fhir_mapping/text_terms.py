@@ -16,7 +16,9 @@ from pathlib import Path
 
 import knowledge as _knowledge_package
 
-__all__ = ["DEFAULT_PATH", "TOKEN", "NegatedLists", "TextConfig", "correct", "load_text_config", "parse_text_config"]
+__all__ = [
+    "DEFAULT_PATH", "TOKEN", "NegatedLists", "TermNode", "TextConfig", "correct", "load_text_config", "parse_text_config",
+]
 
 #: words, numbers ("1,000" and "1.5" are one token each), clause ends (. ; ! line break) and
 #: commas (a comma does not end a clause, but it may end a negation's scope: see clinical_text)
@@ -28,27 +30,29 @@ MODIFIERS = ("negation_forward", "negation_backward", "negation_final", "pseudo"
 VALUES = ("absent_value", "absent_answer")
 
 
-class _Node:
+class TermNode:
+    """One node of the phrase trie (:attr:`TextConfig.root`): a word, or a prefix/suffix stem."""
+
     __slots__ = ("children", "prefixes", "suffixes", "labels")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.prefixes: list[tuple[str, _Node]] = []
-        self.suffixes: list[tuple[str, _Node]] = []
+        self.children: dict[str, TermNode] = {}
+        self.prefixes: list[tuple[str, TermNode]] = []
+        self.suffixes: list[tuple[str, TermNode]] = []
         self.labels: list[tuple[str, str]] = []  # (group, value), e.g. ("trigger", kind), ("modifier", category)
 
-    def child(self, word: str) -> "_Node":
+    def child(self, word: str) -> TermNode:
         if word.endswith("*") or word.startswith("*"):
             table, stem = (self.prefixes, word[:-1]) if word.endswith("*") else (self.suffixes, word[1:])
             for known, node in table:
                 if known == stem:
                     return node
-            node = _Node()
+            node = TermNode()
             table.append((stem, node))
             return node
-        return self.children.setdefault(word, _Node())
+        return self.children.setdefault(word, TermNode())
 
-    def step(self, token: str) -> t.Iterator["_Node"]:
+    def step(self, token: str) -> t.Iterator[TermNode]:
         node = self.children.get(token)
         if node is not None:
             yield node
@@ -72,7 +76,7 @@ class NegatedLists:
 
 @dataclass(frozen=True, eq=False)
 class TextConfig:
-    root: _Node
+    root: TermNode
     depth: int
     pairs: tuple[tuple[str, str, str, int | None], ...]  # (kind, concept a, concept b, own window)
     max_chars: int
@@ -116,7 +120,7 @@ def _expand(phrase: str) -> list[list[str]]:
 
 def parse_text_config(data: t.Mapping[str, t.Any]) -> TextConfig:
     """Build the phrase trie from the parsed TOML (raises ValueError on bad shape)."""
-    root = _Node()
+    root = TermNode()
     depth = 0
     vocabulary: set[str] = set()
 

@@ -8,13 +8,13 @@ convention, see :mod:`assessment.facts`).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from assessment.facts import DATE_ONLY
 
 __all__ = ["parse_fhir_datetime"]
 
-_UTC = timezone.utc
+_UTC = UTC
 
 
 def parse_fhir_datetime(value: object) -> datetime | None:

@@ -172,7 +172,7 @@ def validate_valueset(resource: Mapping[str, t.Any]) -> list[str]:
     includes = (resource.get("compose") or {}).get("include") or []
     expansion = (resource.get("expansion") or {}).get("contains") or []
     if not includes and not expansion:
-        problems.append(f"no compose.include and no expansion: the value set is empty")
+        problems.append("no compose.include and no expansion: the value set is empty")
     count = 0
     for i, include in enumerate(includes):
         where = f"compose.include[{i}]"
@@ -194,7 +194,7 @@ def validate_valueset(resource: Mapping[str, t.Any]) -> list[str]:
             problems.append(f"expansion.contains[{j}] lacks system or code")
         else:
             count += 1
-    for j, exclude in enumerate((resource.get("compose") or {}).get("exclude") or []):
+    for j, _exclude in enumerate((resource.get("compose") or {}).get("exclude") or []):
         problems.append(f"compose.exclude[{j}] is not supported (leave excluded codes out)")
     if (includes or expansion) and count == 0:
         problems.append("holds no code")

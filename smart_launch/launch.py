@@ -32,6 +32,7 @@ import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from flask import Blueprint, Response, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from fhir_mapping.extract import MalformedResource
 from fhir_mapping.fhir_client import FhirAccessError
@@ -109,7 +110,7 @@ def create_smart_blueprint(
         return apply_headers(response, config)
 
     @bp.get("/launch")
-    def launch() -> Response:
+    def launch() -> WerkzeugResponse:  # flask.redirect is typed as werkzeug's Response
         iss = request.args.get("iss", "")
         launch_value = request.args.get("launch", "")
         if not iss or not launch_value:
@@ -149,7 +150,7 @@ def create_smart_blueprint(
         return response
 
     @bp.get("/callback")
-    def callback() -> Response:
+    def callback() -> WerkzeugResponse:
         state = request.args.get("state", "")
         if not state or len(state) > _MAX_PARAM:
             raise SmartError(400, "Sign-in failed", "The EHR's answer has no state.", "no state")

@@ -12,6 +12,7 @@ import typing as t
 
 from flask import Response, g, render_template
 from werkzeug.http import dump_cookie
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from smart_launch.config import SmartConfig
 
@@ -58,7 +59,7 @@ def apply_headers(response: Response, config: SmartConfig) -> Response:
     return response
 
 
-def browser_cookie(response: Response, name: str, value: str, *, max_age: int) -> None:
+def browser_cookie(response: WerkzeugResponse, name: str, value: str, *, max_age: int) -> None:
     """Set the opaque browser-id cookie: Secure, HttpOnly, SameSite=None, Partitioned (CHIPS).
 
     Written with :func:`werkzeug.http.dump_cookie` plus ``Partitioned`` by hand, which works

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 import pygal
 from pygal.style import Style
 
-# pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
-# we do not use; every failed import anywhere in the process then raises an ImportWarning.
-sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
-
 from assessment.config import RuleConfig
 from assessment.facts import ClinicalKind, DrugClass, GcsfClass, PatientRecord
 from assessment.rules.common import gcsf_windows
+
+# pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
+# we do not use; every failed import anywhere in the process then raises an ImportWarning.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
 
 LOOKBACK = timedelta(days=120)
 _RED_FLAGS = (ClinicalKind.RED_FLAG_NEURO, ClinicalKind.RED_FLAG_SPHINCTER, ClinicalKind.MSCC)
@@ -99,7 +99,9 @@ def _chart(events: tuple[TimelineEvent, ...], windows: tuple[tuple[datetime, dat
         x_value_formatter=lambda d: d.strftime("%d %b"), title="Pain scores, G-CSF, chemotherapy",
         truncate_legend=-1, explicit_size=False, y_labels=list(range(0, 11, 2)), legend_at_bottom_columns=2,
     )
-    scores = [(e.time, float(e.value.split("/")[0])) for e in events if e.kind == "pain-score"]
+    scores: list[tuple[datetime, float] | None] = [
+        (e.time, float(e.value.split("/")[0])) for e in events if e.kind == "pain-score"
+    ]
     chart.add("Pain score (0-10)", scores or [None])
     for cls, title in (("long-acting", "Long-acting G-CSF window"), ("daily", "Daily G-CSF window")):
         row = _ROWS[f"gcsf-{cls}"]
@@ -111,7 +113,7 @@ def _chart(events: tuple[TimelineEvent, ...], windows: tuple[tuple[datetime, dat
     for kind, title in (("gcsf-long-acting", "G-CSF dose (long-acting)"), ("gcsf-daily", "G-CSF dose (daily)"),
                         ("red-flag", "Red flag"), ("imaging", "Spine imaging"), ("chemotherapy", "Chemotherapy")):
         row = _ROWS[kind]
-        points = [(e.time, row) for e in events if e.kind == kind]
+        points: list[tuple[datetime, float] | None] = [(e.time, row) for e in events if e.kind == kind]
         chart.add(title, points or [None], stroke=False, dots_size=5)
     svg = _COMMENT.sub("", _SCRIPT.sub("", chart.render(is_unicode=True)))
     # CSP blocks style attributes (only the <style> elements are hashed): the one pygal writes

@@ -1,15 +1,23 @@
-"""Shared fixtures: settings on a temporary SQLite file, the app, its test client."""
+"""Shared fixtures: settings on a temporary SQLite file, the app, its test client, a loopback
+HTTP recorder, the sekmet FHIR server and PostgreSQL.
+
+Fixtures used by more than one test module live here: a test module that imported a fixture
+would shadow it with each test's parameter of the same name.
+"""
 
 from __future__ import annotations
 
 import os
 import typing as t
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backpain_cds.settings import Settings
-from tools.harness.sekmet import fhir_server  # noqa: F401  (session fixture)
+from tests.support.clock import FakeClock
+from tests.support.http_recorder import HttpRecorder
+from tools.harness.sekmet import fhir_server  # noqa: F401  (session fixture, for every test module)
 from tools.harness.servers import unavailable
 
 
@@ -39,6 +47,19 @@ def client(app):
 @pytest.fixture
 def store(app):
     return app.extensions["backpain_cds"]["store"]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A hand-driven clock (seconds since the epoch) for code that takes ``clock=``."""
+    return FakeClock()
+
+
+@pytest.fixture
+def http_recorder() -> Iterator[HttpRecorder]:
+    """A started :class:`~tests.support.http_recorder.HttpRecorder`, stopped after the test."""
+    with HttpRecorder() as recorder:
+        yield recorder
 
 
 @pytest.fixture(scope="session")

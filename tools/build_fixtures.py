@@ -21,10 +21,9 @@ Only codes from ``knowledge/valuesets/`` are used (plus the negation qualifier S
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from assessment.config import RULE_IDS  # noqa: E402
+from tools.harness.scenarios import (  # noqa: E402
+    ICD,
+    LOINC,
+    RX,
+    SCT,
+    UCUM,
+    SyntheticPatient,
+    coding,
+    concept,
+    iso_at,
+    transaction,
+)
 
 OUT = ROOT / "tests" / "fixtures"
 DOCS = ROOT / "docs" / "rules"
@@ -52,182 +63,20 @@ FIXTURE_TAG = {
     "display": "backpain-cds test fixture",
 }
 
-RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
-SCT = "http://snomed.info/sct"
-ICD = "http://hl7.org/fhir/sid/icd-10-cm"
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-
 Resource = dict[str, Any]
 
 
 def iso(days_ago: float) -> str:
     """The instant ``days_ago`` days before :data:`NOW` (seconds precision, Z)."""
-    moment = NOW - timedelta(days=days_ago)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_at(NOW - timedelta(days=days_ago))
 
 
-def coding(system: str, code: str, display: str) -> dict[str, str]:
-    return {"system": system, "code": code, "display": display}
+class P(SyntheticPatient):
+    """One fixture patient (the shared builder of :mod:`tools.harness.scenarios`): times count
+    back from :data:`NOW`, the Patient is named and tagged as a test fixture."""
 
-
-def concept(system: str, code: str, display: str, text: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"coding": [coding(system, code, display)]}
-    if text:
-        out["text"] = text
-    return out
-
-
-# -- resource builders (every id is prefixed with the fixture's patient id) -------------------
-
-
-@dataclass
-class P:
-    """One synthetic patient: collects resources with ids unique to the fixture."""
-
-    pid: str
-    resources: list[Resource] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.resources.append({
-            "resourceType": "Patient", "id": self.pid,
-            "meta": {"tag": [FIXTURE_TAG]},
-            "name": [{"family": "Fixture", "given": [self.pid]}],
-            "gender": "female", "birthDate": "1961-04-02",
-        })
-
-    @property
-    def subject(self) -> dict[str, str]:
-        return {"reference": f"Patient/{self.pid}"}
-
-    def add(self, resource: Resource) -> Resource:
-        resource["id"] = f"{self.pid}-{resource['id']}"
-        self.resources.append(resource)
-        return resource
-
-    # conditions ---------------------------------------------------------------------------
-    def condition(self, rid: str, code: dict[str, Any], *, onset: float | None = None, recorded: float | None = None,
-                  clinical: str | None = "active", verification: str | None = "confirmed",
-                  body_site: dict[str, Any] | None = None) -> Resource:
-        r: Resource = {"resourceType": "Condition", "id": rid}
-        if clinical:
-            r["clinicalStatus"] = {"coding": [{"system": CLINICAL, "code": clinical}]}
-        if verification:
-            r["verificationStatus"] = {"coding": [{"system": VERIFICATION, "code": verification}]}
-        r["code"] = code
-        if body_site:
-            r["bodySite"] = [body_site]
-        r["subject"] = self.subject
-        if onset is not None:
-            r["onsetDateTime"] = iso(onset)
-        if recorded is not None:
-            r["recordedDate"] = iso(recorded)
-        return self.add(r)
-
-    def breast_cancer(self, **kw: Any) -> Resource:
-        code = concept(ICD, "C50.911", "Malignant neoplasm of unspecified site of right female breast",
-                       "Right breast cancer")
-        return self.condition("cancer", code, onset=kw.pop("onset", 150), **kw)
-
-    def back_pain(self, onset: float, *, code: tuple[str, str, str] = (ICD, "M54.50", "Low back pain, unspecified"),
-                  rid: str = "backpain", text: str | None = None, **kw: Any) -> Resource:
-        return self.condition(rid, concept(*code, text=text), onset=onset, recorded=kw.pop("recorded", onset), **kw)
-
-    # procedures and medications -----------------------------------------------------------
-    def chemo(self, days_ago: float, rid: str = "chemo") -> Resource:
-        return self.add({
-            "resourceType": "Procedure", "id": rid, "status": "completed",
-            "code": concept(SCT, "367336001", "Chemotherapy (procedure)"),
-            "subject": self.subject, "performedDateTime": iso(days_ago),
-        })
-
-    def administration(self, rid: str, days_ago: float, medication: dict[str, Any], *, status: str = "completed",
-                       contained: list[Resource] | None = None) -> Resource:
-        r: Resource = {"resourceType": "MedicationAdministration", "id": rid}
-        if contained:
-            r["contained"] = contained
-        r["status"] = status
-        r.update(medication)
-        r["subject"] = self.subject
-        r["effectiveDateTime"] = iso(days_ago)
-        return self.add(r)
-
-    def peg(self, days_ago: float, rid: str = "peg", **kw: Any) -> Resource:
-        med = {"medicationCodeableConcept": concept(RX, "727539", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe",
-                                                    "Pegfilgrastim 6 mg subcutaneous")}
-        return self.administration(rid, days_ago, med, **kw)
-
-    def filgrastim(self, days_ago: float, rid: str) -> Resource:
-        med = {"medicationCodeableConcept": concept(RX, "727535", "0.5 ML filgrastim 0.6 MG/ML Prefilled Syringe",
-                                                    "Filgrastim 300 micrograms subcutaneous")}
-        return self.administration(rid, days_ago, med)
-
-    def request(self, rid: str, medication: dict[str, Any], *, status: str = "active", intent: str = "order",
-                authored: float | None = None, dosage: str | None = None) -> Resource:
-        r: Resource = {"resourceType": "MedicationRequest", "id": rid, "status": status, "intent": intent}
-        r.update(medication)
-        r["subject"] = self.subject
-        if authored is not None:
-            r["authoredOn"] = iso(authored)
-        if dosage:
-            r["dosageInstruction"] = [{"text": dosage}]
-        return self.add(r)
-
-    def draft(self, rid: str, medication: dict[str, Any], dosage: str) -> Resource:
-        return self.request(rid, medication, status="draft", authored=0, dosage=dosage)
-
-    def draft_peg(self, rid: str = "draft-peg") -> Resource:
-        med = {"medicationCodeableConcept": concept(RX, "727539", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe",
-                                                    "Pegfilgrastim 6 mg subcutaneous")}
-        return self.draft(rid, med, "6 mg subcutaneously once, 24 hours after chemotherapy")
-
-    def draft_naproxen(self, rid: str = "draft-naproxen") -> Resource:
-        return self.draft(rid, {"medicationCodeableConcept": {"text": "Naproxen 500 mg oral tablet"}},
-                          "500 mg by mouth twice a day with food")
-
-    def apixaban(self, *, status: str = "active", authored: float = 30) -> Resource:
-        med = {"medicationCodeableConcept": concept(RX, "1364445", "apixaban 5 MG Oral Tablet", "Apixaban 5 mg tablet")}
-        return self.request("apixaban", med, status=status, authored=authored, dosage="5 mg by mouth twice a day")
-
-    # observations ---------------------------------------------------------------------------
-    def observation(self, rid: str, code: dict[str, Any], days_ago: float, *, category: str | None = None,
-                    status: str = "final", value: dict[str, Any] | None = None,
-                    body_site: dict[str, Any] | None = None) -> Resource:
-        r: Resource = {"resourceType": "Observation", "id": rid, "status": status}
-        if category:
-            r["category"] = [{"coding": [{"system": OBS_CATEGORY, "code": category}]}]
-        r["code"] = code
-        r["subject"] = self.subject
-        r["effectiveDateTime"] = iso(days_ago)
-        if value:
-            r.update(value)
-        if body_site:
-            r["bodySite"] = body_site
-        return self.add(r)
-
-    def score(self, days_ago: float, score: int, rid: str | None = None, *, body_site: dict[str, Any] | None = None) -> Resource:
-        code = concept(LOINC, "72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported")
-        value = {"valueQuantity": {"value": score, "unit": "{score}", "system": UCUM, "code": "{score}"}}
-        return self.observation(rid or f"pain-{days_ago:g}d", code, days_ago, category="survey", value=value,
-                                body_site=body_site)
-
-    def platelets(self, value: float, days_ago: float = 1, unit: str = "10*3/uL") -> Resource:
-        code = concept(LOINC, "777-3", "Platelets [#/volume] in Blood by Automated count")
-        return self.observation("platelets", code, days_ago, category="laboratory",
-                                value={"valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}})
-
-    def egfr(self, value: float, days_ago: float = 1) -> Resource:
-        code = concept(LOINC, "98979-8", "GFR/1.73 sq M.predicted by Creatinine-based formula (CKD-EPI 2021)")
-        unit = "mL/min/{1.73_m2}"
-        return self.observation("egfr", code, days_ago, category="laboratory",
-                                value={"valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}})
-
-    def safe_labs(self) -> None:
-        self.platelets(210)
-        self.egfr(88)
+    def __init__(self, pid: str) -> None:
+        super().__init__(pid, NOW, tag=FIXTURE_TAG, named=True)
 
 
 THORACIC = (ICD, "M54.6", "Pain in thoracic spine")
@@ -343,20 +192,17 @@ def fixtures() -> list[Fixture]:
     fx("in-mscc-red-flags-text-both-legs-feel-weak", "ct1",
        "G-CSF bone-pain picture plus a nursing note 'Both legs feel weak' (free text, no code): critical, not G-CSF",
        lambda p: (gcsf_bone_pain_base(p),
-                  p.observation("note", {"text": "Nursing assessment"}, 0.5, category="exam",
-                                value={"valueString": "Both legs feel weak"})),
+                  p.note("note", "Both legs feel weak", code="Nursing assessment")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-negation-scope", "ct2",
        "G-CSF bone pain plus 'No numbness, but new weakness in both legs': the negation covers only its own clause",
        lambda p: (gcsf_bone_pain_base(p),
-                  p.observation("neuro", {"text": "Neuro exam"}, 0.5, category="exam",
-                                value={"valueString": "No numbness, but new weakness in both legs"})),
+                  p.note("neuro", "No numbness, but new weakness in both legs", code="Neuro exam")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-unable-to-void", "ct3",
        "G-CSF bone pain plus 'Unable to void since last night, bladder scan 900 mL' as free text",
        lambda p: (gcsf_bone_pain_base(p),
-                  p.observation("bladder", {"text": "Bladder"}, 0.3, category="exam",
-                                value={"valueString": "Unable to void since last night, bladder scan 900 mL"})),
+                  p.note("bladder", "Unable to void since last night, bladder scan 900 mL", 0.3, code="Bladder")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-old-back-pain-new-weakness", "ct4",
        "Back pain for 5 months (onset 150 days ago, still active) with known bone metastasis, and "
@@ -367,41 +213,37 @@ def fixtures() -> list[Fixture]:
     fx("out-mscc-red-flags-text-denied", "ct5",
        "G-CSF bone pain with 'Denies leg weakness, numbness or trouble walking': negated, so G-CSF bone pain",
        lambda p: (gcsf_bone_pain_base(p),
-                  p.observation("neuro", {"text": "Neuro review"}, 0.5, category="exam",
-                                value={"valueString": "Denies leg weakness, numbness or trouble walking"})),
+                  p.note("neuro", "Denies leg weakness, numbness or trouble walking", code="Neuro review")),
        [card(GCSF, "info")])
     # more phrasings real charts use (issue 11 audit): each was a missed critical
-    def note(p: P, text: str, rid: str = "note") -> Resource:
-        return p.observation(rid, {"text": "Nursing note"}, 0.5, category="exam", value={"valueString": text})
-
     fx("in-mscc-red-flags-text-comma-ends-negation", "ct6",
        "G-CSF bone pain plus 'No fever, c/o bilateral leg weakness': the comma and 'c/o' end the negation's scope",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "No fever, c/o bilateral leg weakness")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "No fever, c/o bilateral leg weakness")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-not-able-to-walk", "ct7",
        "G-CSF bone pain plus 'Not able to walk since this morning': a finding with a negative word of its own",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "Not able to walk since this morning")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "Not able to walk since this morning")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-no-bladder-control", "ct8",
        "G-CSF bone pain plus 'No bladder control overnight, pad wet x3'",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "No bladder control overnight, pad wet x3")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "No bladder control overnight, pad wet x3")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-unable-to-ambulate", "ct9",
        "G-CSF bone pain plus 'Denies incontinence, unable to ambulate since yesterday'",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "Denies incontinence, unable to ambulate since yesterday")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "Denies incontinence, unable to ambulate since yesterday")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-long-nursing-note", "ct13",
        "G-CSF bone pain plus a 300-word nursing note with 'she reports new weakness in both legs' in the middle: "
        "critical, and the card quotes the clause that matters, not the whole note",
-       lambda p: (gcsf_bone_pain_base(p), note(p, LONG_NOTE)),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", LONG_NOTE)),
        [card(MSCC, "critical")])
     fx("out-mscc-red-flags-text-negated-list", "ct10",
        "G-CSF bone pain with 'Patient denies leg weakness, numbness, or incontinence': the whole list is negated",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "Patient denies leg weakness, numbness, or incontinence")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "Patient denies leg weakness, numbness, or incontinence")),
        [card(GCSF, "info")])
     fx("out-mscc-red-flags-text-fluid-retention", "ct11",
        "G-CSF bone pain with 'Fluid retention, ankles swollen': retention of fluid is not urinary retention",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "Fluid retention, ankles swollen")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "Fluid retention, ankles swollen")),
        [card(GCSF, "info")])
     fx("in-mscc-red-flags-undated-back-pain", "ct12",
        "Active back-pain Condition with neither onset nor recordedDate (undated), breast cancer, chemotherapy, "
@@ -726,9 +568,6 @@ def fixtures() -> list[Fixture]:
        [], hook="order-sign")
 
     # --- text helper: clinical-text component, red-flag sources, pain location (issue 11) ---
-    def note(p: P, rid: str, text: str, days_ago: float = 0.5, code: str = "Nursing note") -> Resource:
-        return p.observation(rid, {"text": code}, days_ago, category="exam", value={"valueString": text})
-
     def pro_ctcae(p: P, rid: str, question: str, answer: str, days_ago: float = 1) -> Resource:
         return p.add({"resourceType": "QuestionnaireResponse", "id": rid, "status": "completed",
                       "subject": p.subject, "authored": iso(days_ago),
@@ -756,15 +595,15 @@ def fixtures() -> list[Fixture]:
 
     fx("in-mscc-red-flags-text-misspelt", "tx1",
        "G-CSF bone pain plus 'Weakeness in both legs, numbess in feet' (one-letter misspellings): critical",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "note", "Weakeness in both legs, numbess in feet")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "Weakeness in both legs, numbess in feet")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-lay-phrasing", "tx2",
        "G-CSF bone pain plus 'Says she can't feel her legs and they gave way on the stairs' (lay phrasing): critical",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "note", "Says she can't feel her legs and they gave way on the stairs")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "Says she can't feel her legs and they gave way on the stairs")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-text-bladder-scan-volume", "tx3",
        "G-CSF bone pain plus 'Bladder scan 650 mL after voiding' (residual volume >= 200 mL): critical",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "bladder", "Bladder scan 650 mL after voiding", code="Bladder")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("bladder", "Bladder scan 650 mL after voiding", code="Bladder")),
        [card(MSCC, "critical")])
     fx("in-mscc-red-flags-neuro-panel-component", "tx4",
        "G-CSF bone pain plus a neuro exam panel whose component 'Lower limb power' = 'legs weak 4/5 bilaterally': critical",
@@ -820,11 +659,11 @@ def fixtures() -> list[Fixture]:
     fx("out-mscc-red-flags-text-denies-all", "tx12",
        "G-CSF bone pain with 'No numbness; no weakness in either leg, denies urinary retention or incontinence of faeces'",
        lambda p: (gcsf_bone_pain_base(p),
-                  note(p, "note", "No numbness; no weakness in either leg, denies urinary retention or incontinence of faeces")),
+                  p.note("note", "No numbness; no weakness in either leg, denies urinary retention or incontinence of faeces")),
        [card(GCSF, "info")])
     fx("out-mscc-red-flags-text-small-bladder-scan", "tx13",
        "G-CSF bone pain with 'Bladder scan 80 mL, voiding well' (residual below 200 mL): no red flag",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "bladder", "Bladder scan 80 mL, voiding well", code="Bladder")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("bladder", "Bladder scan 80 mL, voiding well", code="Bladder")),
        [card(GCSF, "info")])
     fx("out-mscc-red-flags-pro-ctcae-none", "tx14",
        "G-CSF bone pain with PRO-CTCAE numbness/tingling answered 'None': not a red flag",
@@ -833,7 +672,7 @@ def fixtures() -> list[Fixture]:
     fx("out-mscc-red-flags-generalised-weakness", "tx15",
        "G-CSF bone pain with generalised weakness (ICD-10-CM R53.1, no limb site) and 'Fatigue and generalised weakness'",
        lambda p: (gcsf_bone_pain_base(p), p.condition("weakness", weakness, onset=1, recorded=1),
-                  note(p, "note", "Fatigue and generalised weakness")),
+                  p.note("note", "Fatigue and generalised weakness")),
        [card(GCSF, "info")])
     fx("out-mscc-red-flags-old-cord-compression-no-back-pain", "tx16",
        "Cord compression (G95.20) recorded 20 days ago, no back-pain record: older than 14 days, no card",
@@ -849,7 +688,7 @@ def fixtures() -> list[Fixture]:
        [])
     fx("out-mscc-red-flags-text-history-resolved", "tx19",
        "G-CSF bone pain with 'History of foot drop in 2019, resolved': historical, not a current red flag",
-       lambda p: (gcsf_bone_pain_base(p), note(p, "note", "History of foot drop in 2019, resolved")),
+       lambda p: (gcsf_bone_pain_base(p), p.note("note", "History of foot drop in 2019, resolved")),
        [card(GCSF, "info")])
 
     # --- codes helper: chemotherapy by ingredient / name / order / plan, dual-use agents, HCPCS,
@@ -968,17 +807,9 @@ def fixtures() -> list[Fixture]:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def transaction(resources: list[Resource]) -> Resource:
-    return {
-        "resourceType": "Bundle",
-        "meta": {"tag": [FIXTURE_TAG]},
-        "type": "transaction",
-        "entry": [
-            {"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
-             "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in resources
-        ],
-    }
+def fixture_bundle(resources: list[Resource]) -> Resource:
+    """The committed form: a tagged transaction Bundle, ``fullUrl`` = ``<type>/<id>``."""
+    return transaction(resources, tag=FIXTURE_TAG, urn_full_urls=False)
 
 
 def expected(fixture: Fixture) -> dict[str, Any]:
@@ -1024,7 +855,7 @@ def planned_files() -> dict[Path, str]:
         if fixture.name in names:
             raise SystemExit(f"duplicate fixture name {fixture.name}")
         names.add(fixture.name)
-        files[OUT / f"{fixture.name}.json"] = dump(transaction(fixture.resources))
+        files[OUT / f"{fixture.name}.json"] = dump(fixture_bundle(fixture.resources))
         files[OUT / f"{fixture.name}.expected.json"] = dump(expected(fixture))
     pacio = pacio_bundle()
     pacio_path = OUT / PACIO_NAME

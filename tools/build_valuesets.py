@@ -11,7 +11,9 @@ hand-picked rows carry a per-concept ``verification-status`` extension (VERIFIED
 the row comes from CODES_2026-12.md, a ``code-source`` extension naming that source (CODES_2026-12.md
 "Sources used" keys: CIBMTR-TX, CDC-ICD, VSAC-24, VSAC-R4-21, ...).
 """
-import json, re, sys
+import json
+import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +57,8 @@ def build(vid, title, purpose, concepts, sources=(), clinical_ref=""):
         k = (x["system"], x["code"])
         if k in seen:
             continue
-        seen.add(k); merged.append(x)
+        seen.add(k)
+        merged.append(x)
     includes = {}
     for x in merged:
         includes.setdefault(x["system"], []).append(x)
@@ -372,7 +375,8 @@ build("pain-severity-score", "Pain severity 0-10 scores",
 # --- red flags -----------------------------------------------------------------------------
 TRAUMA = re.compile(r"injury|fracture|dislocation|subluxation|contusion|avulsion|traction", re.I)
 _, nrows = vsac("neurologic-impairment.json")
-d = json.loads((VSAC / "neurologic-impairment.json").read_text()); nsrc = (f"{d['url']}|{d['version']}", d["title"])
+d = json.loads((VSAC / "neurologic-impairment.json").read_text())
+nsrc = (f"{d['url']}|{d['version']}", d["title"])
 MSCC_SCT = {"12454008", "16846261000119106", "192970008", "192971007", "267590006", "782388003", "782390002",
             "8663007", "764272007", "94242004", "363477002", "93743001"}
 BOWEL = {"K59.2"}
@@ -427,7 +431,8 @@ build("generalised-weakness", "Generalised weakness (not a limb red flag by itse
        c(SCT, "26544005", "Muscle weakness (finding)", A, "CODES_2026-12.md §6 (VSAC Frailty Symptom …113.11.1311)")],
       (), "operational definitions (red flag), CODES_2026-12.md §5, §6")
 _, urows = vsac("urinary-retention.json")
-d = json.loads((VSAC / "urinary-retention.json").read_text()); usrc = (f"{d['url']}|{d['version']}", d["title"])
+d = json.loads((VSAC / "urinary-retention.json").read_text())
+usrc = (f"{d['url']}|{d['version']}", d["title"])
 bb = [c(r["system"], r["code"], r["display"], "VSAC") for r in urows] + bowel_v + [
     c(SCT, "165232002", "Urinary incontinence (finding)", A), c(SCT, "40492006", "Dysfunction of urinary bladder (finding)", A),
     c(SCT, "72042002", "Incontinence of feces (finding)", A), c(ICD, "R32", "Unspecified urinary incontinence", A, CDC),
@@ -478,7 +483,9 @@ build("nsaid-medications", "NSAIDs (RxNorm products, partial)",
 allrows, srcs = [], []
 for f in ["anticoagulant-therapy.json", "oral-anticoagulant-medications.json", "warfarin.json", "unfractionated-heparin.json",
           "low-molecular-weight-heparin-vte-prophylaxis.json"]:
-    rows, src = from_vsac(f); allrows += rows; srcs.append(src)
+    rows, src = from_vsac(f)
+    allrows += rows
+    srcs.append(src)
 build("anticoagulant-medications", "Anticoagulants (RxNorm products)",
       "Active anticoagulant (NSAID caution). Union of five VSAC anticoagulant lists; ATC B01A prefix rule and names in matching.toml.",
       allrows, srcs)

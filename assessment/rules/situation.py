@@ -144,9 +144,8 @@ def build_finding(settings: RuleSettings, record: PatientRecord, parts: FindingP
     nsaid_refs = parts.nsaid.refs if parts.nsaid is not None and not parts.nsaid.safe else ()
     # the labs / anticoagulants behind "Avoid NSAIDs" are evidence too (the text names no ids)
     evidence = tuple(dict.fromkeys(parts.evidence + nsaid_refs))
-    text_facts = [
-        f for f in chain(record.clinical, record.medications, record.draft_orders) if common.is_text_match(f)
-    ]
+    facts: chain[ClinicalFact | MedicationFact] = chain(record.clinical, record.medications, record.draft_orders)
+    text_facts = [f for f in facts if common.is_text_match(f)]
     text_refs = {f.ref for f in text_facts}
     coded_by_name = {f.ref for f in text_facts if getattr(f, "coded", False)}
     nsaid = parts.nsaid

@@ -36,8 +36,8 @@ import requests
 
 from backpain_cds.storage import SqlStore
 from cds_hooks.schemas import validate_cds_response, validate_discovery
-from tools.harness import scenarios
 from tests.support.jwt_factory import JwksServer, TestSigner
+from tools.harness import scenarios
 from tools.harness.live_service import start_service, stop_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir_server]

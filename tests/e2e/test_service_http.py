@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
@@ -13,8 +12,8 @@ from backpain_cds.replay import prefetch_from_resources
 from backpain_cds.storage import SqlStore
 from cds_hooks.schemas import validate_cds_response, validate_discovery
 from tests.support import hook_requests as hr
-from tools.harness import scenarios
 from tests.support.http_recorder import CannedResponse, HttpRecorder
+from tools.harness import scenarios
 from tools.harness.live_service import start_service, stop_service
 
 pytestmark = pytest.mark.e2e

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tools.harness import scenarios
+from tools.harness.fake_ehr import TestEhr
 from tools.harness.live_service import start_service, stop_service
 from tools.harness.servers import unavailable
-from tools.harness.fake_ehr import TestEhr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir_server]
 

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from tools.harness import scenarios
-from tools.harness.live_service import start_service, stop_service
 from tools.harness.fake_ehr import TestEhr
+from tools.harness.live_service import start_service, stop_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir_server]
 

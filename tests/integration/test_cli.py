@@ -206,3 +206,68 @@ def test_check_config_warns_when_trusted_clients_meet_a_loopback_public_base_url
     assert main(["check-config", "--config", config]) == 0
     out = capsys.readouterr().out
     assert ("warning: trusted clients are configured but public_base_url is http://127.0.0.1:8080" in out) is warned
+
+
+def _serve_without_gunicorn(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
+    """``backpain-cds serve --config CONFIG`` up to the point where gunicorn would start (its
+    ``run_gunicorn`` is replaced by a stub in the child process), on a free port."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = (
+        "import sys, backpain_cds.server as server\n"
+        "server.run_gunicorn = lambda app, **kw: 0\n"
+        "from backpain_cds.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", child, "serve", "--config", config, "--port", str(port)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(("base_url", "warned"), [(None, True), ("https://cds.example.org", False)])
+def test_serve_warns_when_trusted_clients_meet_a_loopback_public_base_url(tmp_path, base_url, warned):
+    from tests.support.jwt_factory import TestSigner
+
+    TestSigner(iss="https://ehr.example.org").write_jwks(tmp_path / "jwks.json")
+    top = f'public_base_url = "{base_url}"\n' if base_url else ""
+    config = _write(tmp_path, "c.toml", top + '[[auth.trusted_clients]]\niss = "https://ehr.example.org"\njwks_file = "jwks.json"\n')
+    result = _serve_without_gunicorn(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    warnings = [r["message"] for r in logged if r.get("level") == "WARNING" and "public_base_url" in r.get("message", "")]
+    assert bool(warnings) is warned, result.stderr
+    if warned:
+        assert "trusted clients are configured but public_base_url is http://127.0.0.1:8080" in warnings[0]
+
+
+_SMART = '[smart]\nclient_id = "c"\nehrs = [{iss = "https://ehr.example.org/fhir/r4"}]\n'
+
+
+@pytest.mark.parametrize(
+    ("files", "config", "error"),
+    [
+        # a site overlay of the SMART view's text that does not parse as one
+        ({"overlay/detail_view.toml": "[safety_netting]\ntitle = 1\n"},
+         '[knowledge]\npath = "overlay"\n' + _SMART, "detail_view.toml"),
+        # a site overlay of the service catalogue with an incomplete service
+        ({"overlay/services.toml": '[[services]]\nid = "x"\n'}, '[knowledge]\npath = "overlay"\n', "services.toml"),
+        # a trusted client whose key file is no JWK Set
+        ({"jwks.json": "not json"},
+         '[[auth.trusted_clients]]\niss = "https://ehr.example.org"\njwks_file = "jwks.json"\n', "auth:"),
+    ],
+)
+def test_serve_that_fails_on_knowledge_or_configuration_leaves_no_database_file(tmp_path, files, config, error):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    database = tmp_path / "data" / "cds.sqlite3"
+    database.parent.mkdir()
+    path = _write(tmp_path, "c.toml", f'database_url = "sqlite:///{database}"\n' + config)
+    result = _serve_without_gunicorn(tmp_path, path)
+    assert result.returncode == 2, result.stderr
+    assert error in result.stderr
+    assert not list(database.parent.iterdir()), "a failed start must not create the SQLite file"

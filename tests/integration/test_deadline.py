@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from backpain_cds.app import create_app
 from backpain_cds.settings import Settings
 from tests.support import hook_requests as hr
+from tests.support.http_recorder import CannedResponse
 from tools.harness import scenarios
-from tests.support.http_recorder import CannedResponse, http_recorder  # noqa: F401
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 from backpain_cds.app import load_service_catalog
 from backpain_cds.replay import prefetch_from_resources
 from fhir_mapping.knowledge import load_knowledge
-
 from tests.support import hook_requests as hr
 from tools.harness import scenarios
 

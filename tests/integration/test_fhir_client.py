@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from fhir_mapping.fhir_client import FhirClient, FhirClientLimits, FhirFetchError
-from tools.harness.sekmet import FhirTestServer, fhir_server  # noqa: F401  (fixture)
+from tools.harness.sekmet import FhirTestServer
 
 pytestmark = pytest.mark.fhir_server
 

@@ -36,13 +36,13 @@ from tests.support.hostile_requests import (
     FAKE_ACCESS_TOKEN,
     ORDERS,
     PV,
-    mutate,
     json_paths,
-    set_field,
-    valid_request,
     json_values,
+    mutate,
     mutated_requests,
     requests_with_random_prefetch,
+    set_field,
+    valid_request,
 )
 from tests.support.jwt_factory import TestSigner, b64url
 

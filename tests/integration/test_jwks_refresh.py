@@ -31,11 +31,6 @@ MIN_REFRESH = 60
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def signer(clock: FakeClock) -> TestSigner:
     return TestSigner("ES384", iss=ISS, clock=clock)
 

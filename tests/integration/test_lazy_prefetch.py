@@ -27,8 +27,8 @@ from backpain_cds.settings import Settings
 from cds_hooks.json_body import decode_hook_body
 from fhir_mapping.knowledge import load_knowledge
 from tests.support import hook_requests as hr
-from tools.harness import scenarios
 from tests.support.hostile_requests import mutated_requests, requests_with_random_prefetch
+from tools.harness import scenarios
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -107,7 +107,7 @@ def test_every_fixture_gives_the_same_record_assessment_and_cards(service, catal
     answered = 0
     calls = list(_fixture_calls(catalog))
     assert len(calls) >= 67
-    for name, service_id, raw in calls:
+    for _name, service_id, raw in calls:
         result = _assert_same(service, records, service_id, raw)
         answered += result[0] == "answered"
     assert answered >= 67  # each fixture answers at least on its main hook
@@ -127,10 +127,10 @@ def test_a_large_shuffled_record_with_medications_after_their_requests(service, 
                           "code": {"text": "pegfilgrastim 6 mg" if i % 2 else "ondansetron 8 mg"}})
         resources.append({"resourceType": "MedicationRequest", "id": f"mr{i}", "status": "active",
                           "intent": "order", "subject": {"reference": "Patient/p1"},
-                          "authoredOn": "2026-11-1%dT09:00:00Z" % (i % 10),
+                          "authoredOn": f"2026-11-1{i % 10}T09:00:00Z",
                           "medicationReference": {"reference": f"Medication/med{i}"}})
         resources.append({"resourceType": "MedicationAdministration", "id": f"ma{i}", "status": "completed",
-                          "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-11-1%dT09:00:00Z" % (i % 10),
+                          "subject": {"reference": "Patient/p1"}, "effectiveDateTime": f"2026-11-1{i % 10}T09:00:00Z",
                           "medicationCodeableConcept": {"text": "filgrastim 300 mcg" if i % 3 else "paracetamol"}})
     for kind, service_id in (("patient-view", "back-pain-after-chemo"), ("order-sign", "gcsf-order-review")):
         body = hr.patient_view("p1") if kind == "patient-view" else hr.order_sign(

@@ -22,8 +22,8 @@ from backpain_cds.settings import Settings
 from cds_hooks.json_body import decode_resource
 from fhir_mapping.knowledge import load_knowledge
 from tests.support import hook_requests as hr
-from tools.harness import scenarios
 from tests.support.jwt_factory import TestSigner
+from tools.harness import scenarios
 from tools.harness.live_service import start_service, stop_service
 
 BASE = "https://cds.example.org"

@@ -38,6 +38,7 @@ from backpain_cds.settings import Settings
 from fhir_mapping.bundles import bundle_to_resources
 from fhir_mapping.extract import extract_record
 from fhir_mapping.knowledge import load_knowledge
+from tools.harness.scenarios import CLINICAL, VERIFICATION
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -134,8 +135,8 @@ def red_flag(pid: str, form: int, phrase: str, code: dict[str, Any], days_ago: f
     if form == 1:  # coded Condition (refuted when negated)
         status = "refuted" if negated else "confirmed"
         return {"resourceType": "Condition", "id": rid, "subject": subject, "code": code,
-                "clinicalStatus": {"coding": [{"system": bf.CLINICAL, "code": "active"}]},
-                "verificationStatus": {"coding": [{"system": bf.VERIFICATION, "code": status}]},
+                "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]},
+                "verificationStatus": {"coding": [{"system": VERIFICATION, "code": status}]},
                 "onsetDateTime": _iso(days_ago), "recordedDate": _iso(days_ago)}
     if form == 2:  # coded exam Observation (valueBoolean false when negated)
         return {"resourceType": "Observation", "id": rid, "status": "final", "subject": subject, "code": code,
@@ -232,7 +233,7 @@ def unrelated(pid: str, n: int) -> list[dict[str, Any]]:
              "code": bf.concept(bf.LOINC, "29463-7", "Body weight"), "effectiveDateTime": _iso(i + 0.3),
              "valueQuantity": {"value": 70, "unit": "kg", "system": bf.UCUM, "code": "kg"}},
             {"resourceType": "Condition", "id": f"{pid}-htn{i}", "subject": subject,
-             "clinicalStatus": {"coding": [{"system": bf.CLINICAL, "code": "active"}]},
+             "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]},
              "code": bf.concept(bf.ICD, "I10", "Essential (primary) hypertension"), "onsetDateTime": _iso(400 + i)},
             {"resourceType": "Immunization", "id": f"{pid}-imm{i}", "status": "completed", "patient": subject,
              "vaccineCode": {"text": "Influenza vaccine"}, "occurrenceDateTime": _iso(30 + i)},
@@ -327,7 +328,7 @@ def generated_patients(draw) -> dict[str, Any]:
         p.score(days + 0.25, value)
     if draw(st.booleans()):
         p.safe_labs()
-    return bf.transaction(p.resources)
+    return bf.fixture_bundle(p.resources)
 
 
 @PROPERTY

@@ -10,7 +10,6 @@ from backpain_cds.app import load_service_catalog
 from backpain_cds.replay import prefetch_from_resources
 from cds_hooks.schemas import CdsResponse
 from fhir_mapping.knowledge import load_knowledge
-
 from tests.support import hook_requests as hr
 from tools.harness import scenarios
 

@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
+from assessment.config import RULE_IDS
 from backpain_cds.app import build_service
 from backpain_cds.cli import main
 from backpain_cds.replay import build_call
 from backpain_cds.settings import Settings
-from assessment.config import RULE_IDS
 from fhir_mapping.knowledge import load_knowledge
-from tools.harness.sekmet import FhirTestServer, fhir_server  # noqa: F401  (session fixture)
+from tools.harness.sekmet import FhirTestServer
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -187,7 +187,7 @@ def _stored_part(bundle: dict[str, Any], hook: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def sekmet_service(fhir_server: FhirTestServer):  # noqa: F811  (pytest fixture argument)
+def sekmet_service(fhir_server: FhirTestServer):
     settings = Settings.from_mapping({"fhir": {"allowed_servers": [fhir_server.base_url], "timeout_seconds": 30,
                                                 "overall_timeout_seconds": 60}})
     # no hook deadline: a slow test machine must not turn into "no cards"

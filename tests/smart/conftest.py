@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from backpain_cds.settings import Settings
-from tools.harness.sekmet import FhirTestServer
 from tools.harness.fake_ehr import TestEhr
+from tools.harness.sekmet import FhirTestServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)

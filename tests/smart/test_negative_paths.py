@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from smart_launch.session_store import launch_state, view_session
 from tests.smart.conftest import MSCC, local_path, patient_of, run_launch, smart_settings
@@ -229,6 +229,6 @@ def test_a_narrower_granted_scope_is_honoured_and_said(browser, ehr) -> None:
 
 
 def test_the_view_does_not_outlive_the_access_token(browser, ehr) -> None:
-    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC)))
+    run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC)))
     (row,) = _store(browser).raw_rows()["smart_session"]
     assert row["expires_at"] - row["created_at"] <= 3600  # authlib's default expires_in (1 h)

@@ -10,8 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from assessment.facts import (
-    ClinicalFact, ClinicalKind, DrugClass, GcsfClass, MedicationFact, MedicationSource, PainScore,
-    PatientRecord, ProcedureFact,
+    ClinicalFact,
+    ClinicalKind,
+    DrugClass,
+    GcsfClass,
+    MedicationFact,
+    MedicationSource,
+    PainScore,
+    PatientRecord,
+    ProcedureFact,
 )
 from fhir_mapping.knowledge import load_knowledge
 from smart_launch.timeline import build_timeline

@@ -12,8 +12,8 @@ Routes match on the request target (path + query) exactly first, then on the pat
 Unrouted requests get 404 with an OperationOutcome. The server speaks HTTP/1.0 and closes
 every connection after one answer, so no keep-alive sockets outlive a test.
 
-Pytest: ``from tests.support.http_recorder import http_recorder  # noqa: F401`` gives a
-function-scoped, started recorder.
+Pytest: the ``http_recorder`` fixture (``tests/conftest.py``) gives a function-scoped, started
+recorder.
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
-
-__all__ = ["CannedResponse", "HttpRecorder", "RecordedRequest", "http_recorder"]
+__all__ = ["CannedResponse", "HttpRecorder", "RecordedRequest"]
 
 
 @dataclass(frozen=True)
@@ -224,10 +222,3 @@ class HttpRecorder:
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
         return Handler
-
-
-@pytest.fixture
-def http_recorder() -> Iterator[HttpRecorder]:
-    """A started :class:`HttpRecorder`, stopped after the test."""
-    with HttpRecorder() as recorder:
-        yield recorder

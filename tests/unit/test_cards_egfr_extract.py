@@ -8,7 +8,8 @@ from datetime import date
 import pytest
 
 from assessment.facts import LabKind
-from tests.unit.test_extract_record import LOINC, extract
+from tests.support.knowledge import extract
+from tests.unit.test_extract_record import LOINC
 
 
 def creatinine(value: float, unit: str, rid: str = "scr") -> dict:

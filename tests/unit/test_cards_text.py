@@ -14,7 +14,7 @@ import pytest
 
 from assessment.config import RULE_IDS, merge_rule_config, parse_rule_config, validate_rule_config
 from assessment.egfr import age_in_years, ckd_epi_2021
-from assessment.facts import DrugClass, LabKind, LabResult, MedicationFact, MedicationSource
+from assessment.facts import DrugClass, LabKind, LabResult, MedicationSource
 from assessment.rules import common
 from cds_hooks.cards import render_card
 from cds_hooks.schemas import CdsResponse

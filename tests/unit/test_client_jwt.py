@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,11 +39,6 @@ NOW = 1_800_000_000.0
 ISS = "https://ehr.example.org"
 SERVICE_URL = "https://cds.example.org/cds-services/back-pain-after-chemo"
 DISCOVERY_URL = "https://cds.example.org/cds-services"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -121,7 +116,7 @@ def test_valid_token_is_accepted_for_es384_and_rs384(auth: ClientAuthenticator, 
         jti="jti-1",
         tenant=None,
         kid=signer.kid,
-        expires_at=datetime.fromtimestamp(NOW + 300, tz=timezone.utc),
+        expires_at=datetime.fromtimestamp(NOW + 300, tz=UTC),
     )
 
 
@@ -395,9 +390,9 @@ def test_jku_with_a_pinned_jwks_file_is_rejected_by_default(
     ],
 )
 def test_jku_comparison_normalises_only_trivially(jku: str, same: bool) -> None:
-    from cds_hooks.auth import _comparable_url
+    from cds_hooks.auth_policy import comparable_url
 
-    assert (_comparable_url(jku) == _comparable_url("https://ehr.example.org/jwks.json")) is same
+    assert (comparable_url(jku) == comparable_url("https://ehr.example.org/jwks.json")) is same
 
 
 def test_keys_embedded_in_the_header_are_never_used(auth: ClientAuthenticator, clock: FakeClock) -> None:
@@ -569,7 +564,7 @@ def test_jti_is_remembered_until_exp_plus_leeway(es_signer: TestSigner, jwks_fil
     )
     auth.verify(f"Bearer {es_signer.token(SERVICE_URL, jti='abc')}", SERVICE_URL)
 
-    assert calls == [(ISS, "abc", datetime.fromtimestamp(NOW + 300 + 60, tz=timezone.utc))]
+    assert calls == [(ISS, "abc", datetime.fromtimestamp(NOW + 300 + 60, tz=UTC))]
 
 
 def test_jti_store_is_not_touched_when_another_check_fails(
@@ -583,7 +578,7 @@ def test_jti_store_is_not_touched_when_another_check_fails(
 
 def test_in_memory_jti_store_forgets_expired_entries(clock: FakeClock) -> None:
     store = InMemoryJtiStore(clock=clock)
-    until = datetime.fromtimestamp(NOW + 10, tz=timezone.utc)
+    until = datetime.fromtimestamp(NOW + 10, tz=UTC)
     assert store.remember(ISS, "a", until) is True
     assert store.remember(ISS, "a", until) is False
     assert store.remember("https://other.example.org", "a", until) is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_mapping import clinical_text
+from fhir_mapping import clinical_text, text_terms
 from fhir_mapping.clinical_text import analyse, current_kinds, findings, load_text_config
 
 NEURO = "red-flag-neurological"
@@ -122,7 +122,7 @@ def test_huge_text_work_is_bounded_by_the_cap() -> None:
 def _raw() -> dict:
     import tomllib
 
-    with clinical_text._DEFAULT_PATH.open("rb") as fh:
+    with text_terms.DEFAULT_PATH.open("rb") as fh:
         return tomllib.load(fh)
 
 

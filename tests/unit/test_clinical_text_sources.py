@@ -13,10 +13,11 @@ import pytest
 from assessment.config import parse_rule_config
 from assessment.engine import assess
 from assessment.facts import ClinicalKind, SpineSite
-from fhir_mapping import clinical_text
+from fhir_mapping import clinical_text, text_terms
 from fhir_mapping.clinical_text import absent_answer, absent_value, analyse, current_kinds, findings
 from fhir_mapping.knowledge import check_knowledge, load_knowledge
-from tests.unit.test_extract_clinical import ICD, KNOWLEDGE, LOINC, SCT, coded, condition, extract
+from tests.support.knowledge import KNOWLEDGE, extract
+from tests.unit.test_extract_clinical import ICD, LOINC, SCT, coded, condition
 
 NEURO, BLADDER = "red-flag-neurological", "red-flag-bladder-bowel"
 CONFIG = parse_rule_config(tomllib.loads((KNOWLEDGE / "rules.toml").read_text("utf-8")))
@@ -112,7 +113,7 @@ def test_400_kb_text_with_many_negations_and_hits_is_linear() -> None:
 
 
 def _raw() -> dict:
-    with clinical_text._DEFAULT_PATH.open("rb") as fh:
+    with text_terms.DEFAULT_PATH.open("rb") as fh:
         return tomllib.load(fh)
 
 

@@ -4,14 +4,26 @@ chemotherapy ordered (ServiceRequest) or planned (CarePlan), NDC-only medication
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from assessment.facts import Confidence, DrugClass
+from tests.support.knowledge import KNOWLEDGE, extract
 from tests.unit.test_codes_support import (
-    ATC, KNOWLEDGE, NDC, RX, SCT, SUBJECT, administration, back_pain, cancer, coded, extract, iso, leg_weakness,
-    request, rheumatoid, rules, statement,
+    ATC,
+    NDC,
+    RX,
+    SCT,
+    SUBJECT,
+    administration,
+    back_pain,
+    cancer,
+    coded,
+    iso,
+    leg_weakness,
+    request,
+    rheumatoid,
+    rules,
 )
 
 MTX_WEEKLY = coded(RX, "6851", "methotrexate")

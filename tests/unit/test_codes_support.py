@@ -4,18 +4,12 @@ raw resources -> extract_record -> assess, with the shipped knowledge."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from assessment.engine import assess
-from fhir_mapping.extract import extract_record, load_matching_config
-from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files
+from tests.support.knowledge import extract
 from tests.unit.test_rules_common import CONFIG
 
-KNOWLEDGE = Path(str(files("knowledge")))
-VALUESETS = ValueSetIndex.from_resources(load_valueset_files([KNOWLEDGE]))
-MATCHING = load_matching_config([KNOWLEDGE / "matching.toml"])
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 SCT = "http://snomed.info/sct"
@@ -35,10 +29,6 @@ def coded(system: str, code: str, display: str = "") -> dict[str, Any]:
     if display:
         coding["display"] = display
     return {"coding": [coding]}
-
-
-def extract(*resources: dict[str, Any], **kwargs: Any):
-    return extract_record(list(resources), VALUESETS, MATCHING, patient_id="p1", **kwargs)
 
 
 def rules(*resources: dict[str, Any], hook: str = "patient-view", now: datetime = NOW) -> list[str]:

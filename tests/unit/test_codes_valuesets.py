@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from assessment.facts import ClinicalKind, Confidence, DrugClass, GcsfClass
-from tests.unit.test_codes_support import ATC, ICD, KNOWLEDGE, LOINC, RX, SCT, VALUESETS, administration, coded, extract
+from tests.support.knowledge import KNOWLEDGE, extract, shipped_mapping
+from tests.unit.test_codes_support import ATC, ICD, LOINC, RX, SCT, administration, coded
+
+VALUESETS, _ = shipped_mapping()
 
 BASE = "https://backpain-cds.org/fhir/ValueSet/"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"

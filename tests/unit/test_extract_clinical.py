@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from importlib.resources import files
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 
 from assessment.facts import ClinicalKind, Confidence, LabKind, SpineSite
-from fhir_mapping.extract import extract_record, load_matching_config
-from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files
+from tests.support.knowledge import extract
 
-KNOWLEDGE = Path(str(files("knowledge")))
-VALUESETS = ValueSetIndex.from_resources(load_valueset_files([KNOWLEDGE]))
-MATCHING = load_matching_config([KNOWLEDGE / "matching.toml"])
 SCT = "http://snomed.info/sct"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
-
-
-def extract(*resources: dict):
-    return extract_record(list(resources), VALUESETS, MATCHING, patient_id="p1")
 
 
 def coded(system: str, code: str, display: str = "") -> dict:
@@ -87,8 +77,8 @@ def test_condition_status_and_times_are_kept() -> None:
     )
     (fact,) = extract(resource).clinical
     assert fact.status == "resolved"
-    assert fact.time == datetime(2024, 5, 1, tzinfo=timezone.utc)
-    assert fact.recorded == datetime(2024, 5, 10, tzinfo=timezone.utc)
+    assert fact.time == datetime(2024, 5, 1, tzinfo=UTC)
+    assert fact.recorded == datetime(2024, 5, 10, tzinfo=UTC)
     (no_onset,) = extract(condition(coded(ICD, "M54.6"))).clinical
     assert no_onset.status == "active" and no_onset.time == no_onset.recorded
 
@@ -140,7 +130,7 @@ def finding(rid: str = "o1", **fields) -> dict:
 def test_a_coded_red_flag_observation_is_present() -> None:
     (fact,) = extract(finding(code=coded(SCT, "44077006", "Numbness"), valueBoolean=True)).clinical
     assert fact.kind is ClinicalKind.RED_FLAG_NEURO and fact.status == "present"
-    assert fact.time == datetime(2024, 5, 12, 10, tzinfo=timezone.utc)
+    assert fact.time == datetime(2024, 5, 12, 10, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

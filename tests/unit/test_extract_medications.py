@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from importlib.resources import files
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 
 from assessment.facts import Confidence, DrugClass, GcsfClass, MedicationSource
-from fhir_mapping.extract import extract_record, load_matching_config
-from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files
+from tests.support.knowledge import extract
 
-KNOWLEDGE = Path(str(files("knowledge")))
-VALUESETS = ValueSetIndex.from_resources(load_valueset_files([KNOWLEDGE]))
-MATCHING = load_matching_config([KNOWLEDGE / "matching.toml"])
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 SCT = "http://snomed.info/sct"
-
-
-def extract(*resources: dict, **kwargs):
-    return extract_record(list(resources), VALUESETS, MATCHING, patient_id="p1", **kwargs)
 
 
 def admin(rid: str = "a1", *, concept: dict | None = None, reference: str | None = None, **extra) -> dict:
@@ -57,7 +47,7 @@ def test_pegfilgrastim_via_medication_reference_to_a_contained_medication_is_lon
     assert fact.confidence is Confidence.CODED
     assert fact.source is MedicationSource.ADMINISTRATION
     assert fact.ref == "MedicationAdministration/a1"
-    assert fact.time == datetime(2024, 5, 2, 9, 30, tzinfo=timezone.utc)
+    assert fact.time == datetime(2024, 5, 2, 9, 30, tzinfo=UTC)
 
 
 def test_medication_id_reference_is_resolved_from_the_resource_list() -> None:
@@ -186,14 +176,14 @@ def test_request_times_come_from_bounds_before_authored_on_and_intent_is_kept() 
         "dispenseRequest": {"validityPeriod": {"end": "2024-06-01"}},
     }
     (fact,) = extract(request).medications
-    assert fact.time == datetime(2024, 5, 1, tzinfo=timezone.utc)
-    assert fact.end == datetime(2024, 6, 1, tzinfo=timezone.utc)
+    assert fact.time == datetime(2024, 5, 1, tzinfo=UTC)
+    assert fact.end == datetime(2024, 6, 1, tzinfo=UTC)
     assert fact.intent == "plan" and fact.source is MedicationSource.REQUEST
     (authored,) = extract({**request, "authoredOn": "2024-04-30T08:00:00+02:00"}).medications
-    assert authored.time == datetime(2024, 5, 1, tzinfo=timezone.utc)
+    assert authored.time == datetime(2024, 5, 1, tzinfo=UTC)
     no_bounds = {**request, "authoredOn": "2024-04-30T08:00:00+02:00", "dosageInstruction": []}
     (authored,) = extract(no_bounds).medications
-    assert authored.time == datetime(2024, 4, 30, 6, tzinfo=timezone.utc)
+    assert authored.time == datetime(2024, 4, 30, 6, tzinfo=UTC)
 
 
 def test_administration_period_gives_start_and_end() -> None:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
 
 from assessment.facts import ClinicalKind, GcsfClass, ImagingKind, PatientRecord
-from fhir_mapping.extract import extract_record, load_matching_config, validate_matching_config
+from fhir_mapping.extract import load_matching_config, validate_matching_config
 from fhir_mapping.matchconfig import MatchingConfigError
-from fhir_mapping.valuesets import ValueSetIndex, load_valueset_files
+from tests.support.knowledge import KNOWLEDGE, extract, shipped_mapping
 
-KNOWLEDGE = Path(str(files("knowledge")))
-VALUESETS = ValueSetIndex.from_resources(load_valueset_files([KNOWLEDGE]))
-MATCHING = load_matching_config([KNOWLEDGE / "matching.toml"])
 SCT = "http://snomed.info/sct"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
 CPT = "http://www.ama-assn.org/go/cpt"
-
-
-def extract(*resources: dict, patient_id: str = "p1") -> PatientRecord:
-    return extract_record(list(resources), VALUESETS, MATCHING, patient_id=patient_id)
 
 
 def coded(system: str, code: str) -> dict:
@@ -120,7 +112,7 @@ def test_a_config_bound_to_a_missing_value_set_is_reported(tmp_path: Path) -> No
     overlay = tmp_path / "matching.toml"
     overlay.write_text('[pain_score]\nvaluesets = ["no-such-valueset"]\n')
     config = load_matching_config([KNOWLEDGE / "matching.toml", overlay])
-    problems = validate_matching_config(config, VALUESETS)
+    problems = validate_matching_config(config, shipped_mapping()[0])
     assert problems == ["matching configuration refers to value set https://backpain-cds.org/fhir/ValueSet/no-such-valueset which is not loaded"]
 
 

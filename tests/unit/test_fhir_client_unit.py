@@ -17,12 +17,7 @@ from fhir_mapping.fhir_client import (
     ServerNotAllowed,
     normalise_base_url,
 )
-from tests.support.http_recorder import (  # noqa: F401  (fixture)
-    CannedResponse,
-    HttpRecorder,
-    RecordedRequest,
-    http_recorder,
-)
+from tests.support.http_recorder import CannedResponse, HttpRecorder, RecordedRequest
 
 TOKEN = "s3cr3t-token-value"
 EHR = "https://ehr.example.org/fhir"

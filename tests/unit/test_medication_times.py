@@ -6,8 +6,18 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support.knowledge import extract
 from tests.unit.test_codes_support import (
-    NOW, RX, administration, back_pain, cancer, coded, extract, iso, request, rules, statement,
+    NOW,
+    RX,
+    administration,
+    back_pain,
+    cancer,
+    coded,
+    iso,
+    request,
+    rules,
+    statement,
 )
 
 PEG = coded(RX, "727542", "0.6 ML pegfilgrastim 10 MG/ML Prefilled Syringe [Neulasta]")
@@ -83,9 +93,9 @@ def test_nypozi_is_daily_by_text() -> None:
 
 
 def test_medication_statement_is_included_from_prefetch_and_fallback() -> None:
-    from pathlib import Path
     import tomllib
     from importlib.resources import files
+    from pathlib import Path
     services = tomllib.loads((Path(str(files("knowledge"))) / "services.toml").read_text())
     for service in services["services"]:
         if "same_as" in service:  # a deprecated pair inherits the prefetch of its current service

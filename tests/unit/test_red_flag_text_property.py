@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from assessment.config import parse_rule_config
 from assessment.engine import assess
-from tests.unit.test_extract_clinical import ICD, KNOWLEDGE, extract
+from tests.support.knowledge import KNOWLEDGE, extract
+from tests.unit.test_extract_clinical import ICD
 
 CONFIG = parse_rule_config(tomllib.loads((KNOWLEDGE / "rules.toml").read_text("utf-8")))
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from assessment.engine import assess
-from tests.unit.test_extract_clinical import ICD, KNOWLEDGE, extract
+from tests.support.knowledge import KNOWLEDGE, extract
+from tests.unit.test_extract_clinical import ICD
 from tests.unit.test_red_flag_text_property import CONFIG
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)

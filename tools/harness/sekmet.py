@@ -20,9 +20,8 @@ setting into every ``next`` link, so it must match the port it listens on; ``SEK
 settings file, so they are removed from the child's environment; sekmet resolves
 ``keys/...`` relative to its working directory, so it runs inside the temp directory.
 
-Use in a test module (the lead also imports it in ``tests/conftest.py``)::
-
-    from tools.harness.sekmet import fhir_server  # noqa: F401
+``tests/conftest.py`` imports the fixture, so every test module has it; a test module names it
+as a parameter and does not import it (an imported fixture is shadowed by that parameter)::
 
     @pytest.mark.fhir_server
     def test_x(fhir_server):
