@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import orjson
 import requests
 from joserfc import jwt
-from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError
+from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import KeySet
 
 #: the only algorithms an id_token may use (OIDC's default RS256 among them)
@@ -155,13 +155,12 @@ class JwksCache:
             if isinstance(entry, dict) and entry.get("kty") in ("RSA", "EC")
             and entry.get("use", "sig") == "sig" and "d" not in entry
         ]
+        if not public:
+            raise IdTokenError("the EHR publishes no RSA or EC signing key", status=502)
         try:
-            keys = KeySet.import_key_set({"keys": public})
+            return KeySet.import_key_set({"keys": public})
         except (JoseError, ValueError, TypeError):
             raise IdTokenError("the EHR's signing keys cannot be read", status=502) from None
-        if not keys:
-            raise IdTokenError("the EHR publishes no RSA or EC signing key", status=502)
-        return keys
 
 
 class IdTokenValidator:
@@ -224,6 +223,9 @@ class IdTokenValidator:
                 if refresh:
                     raise IdTokenError("the identity token is signed with a key the EHR does not "
                                        "publish") from None
+            except UnsupportedAlgorithmError:
+                raise IdTokenError("the identity token is signed with an algorithm this app does not "
+                                   f"accept (only {', '.join(oidc.algorithms)})") from None
             except JoseError as exc:
                 raise IdTokenError(f"the identity token's signature is not valid ({exc.error})") from None
             except (ValueError, TypeError):

@@ -226,6 +226,8 @@ class TestEhr:
         self.discovery_overrides: dict[str, t.Any] = {}
         self.fhir_down = False
         self.jwks_down = False
+        self.jwks_override: t.Any = None  #: served at jwks_uri instead of the keys (JSON or bytes)
+        self.id_tokens: list[str] = []  #: every id_token issued
         self.used_nonces: set[str] = set()
         self.rsa_key, self.ec_key, self.stranger_key, self.unknown_kid_key = _keys()
         self._http = requests.Session()
@@ -349,6 +351,8 @@ class TestEhr:
                         body[key] = value
                 body.update(launch.extra or {})
                 ehr.tokens[body["access_token"]] = launch
+                if body.get("id_token"):
+                    ehr.id_tokens.append(body["id_token"])
                 return status, body, headers
 
         def save_token(token: dict[str, t.Any], req: t.Any) -> None:
@@ -387,7 +391,9 @@ class TestEhr:
         def jwks() -> Response:
             if ehr.jwks_down:
                 return Response("keys unavailable", status=503)
-            return jsonify(ehr.jwks())
+            if isinstance(ehr.jwks_override, bytes):
+                return Response(ehr.jwks_override, mimetype="application/json")
+            return jsonify(ehr.jwks() if ehr.jwks_override is None else ehr.jwks_override)
 
         @app.get("/auth/authorize")
         def authorize() -> t.Any:
