@@ -150,12 +150,25 @@ def _keys() -> tuple[RSAKey, ECKey, RSAKey, RSAKey]:
 
 
 class _OpenID(OpenIDCode):
-    """authlib's OpenID Connect extension, signing with the EHR's keys (or forging, on request)."""
+    """authlib's OpenID Connect extension, signing with the EHR's keys (or forging, on request).
+
+    authlib ≥ 1.7 builds the id_token from ``resolve_client_private_key``, ``get_client_claims``,
+    ``get_client_algorithm`` and ``get_encode_header``; older versions (the pyproject's lower
+    bound) from ``get_jwt_config``. Both are given, from the launch being answered.
+    """
 
     def __init__(self, ehr: TestEhr) -> None:
         super().__init__(require_nonce=False)
         self.ehr = ehr
-        self._current = threading.local()  # the launch whose id_token is being encoded
+        self._current = threading.local()  # the launch whose id_token is being made
+
+    def process_token(self, grant: t.Any, response: t.Any) -> t.Any:
+        launch = grant.request.authorization_code.launch
+        self._current.launch = launch
+        token = super().process_token(grant, response)
+        if token.get("id_token") and launch.id_token_signer in ("none", "hs256"):
+            token["id_token"] = self._forge(token["id_token"], launch.id_token_signer)
+        return token
 
     def exists_nonce(self, nonce: str, req: t.Any) -> bool:
         return nonce in self.ehr.used_nonces
@@ -176,6 +189,14 @@ class _OpenID(OpenIDCode):
         return {"iss": self.ehr.base_url, "aud": client.get_client_id(),
                 "exp": int(time.time()) + ID_TOKEN_SECONDS}
 
+    def get_jwt_config(self, grant: t.Any) -> dict[str, t.Any]:  # authlib < 1.7
+        key = self.resolve_client_private_key(grant.client)
+        return {"key": key.as_dict(private=True), "alg": self.get_client_algorithm(grant.client),
+                "kid": key.kid, "iss": self.ehr.base_url, "exp": ID_TOKEN_SECONDS}
+
+    def get_audiences(self, req: t.Any) -> str:  # authlib < 1.7
+        return str(req.client.get_client_id())
+
     def generate_user_info(self, user: t.Any, scope: str) -> dict[str, t.Any]:
         launch = self._current.launch
         info: dict[str, t.Any] = {"sub": "test-ehr-clinician"}
@@ -184,14 +205,9 @@ class _OpenID(OpenIDCode):
         info.update(launch.id_token_claims or {})
         return info
 
-    def encode_id_token(self, token: t.Any, req: t.Any) -> str:
-        launch = req.authorization_code.launch
-        self._current.launch = launch
-        signed = super().encode_id_token(token, req)
-        if launch.id_token_signer not in ("none", "hs256"):
-            return signed
+    def _forge(self, signed: str, how: str) -> str:
         claims = jwt.decode(signed, self.ehr.rsa_key, algorithms=["RS256"]).claims
-        if launch.id_token_signer == "hs256":  # an HMAC keyed with something public
+        if how == "hs256":  # an HMAC keyed with something public
             secret = OctKey.import_key(self.ehr.client.client_id.encode() * 4)
             return jwt.encode({"alg": "HS256", "kid": self.ehr.rsa_key.kid}, claims, secret, ["HS256"])
         # alg "none": joserfc warns on it (rightly), so the unsigned token is put together here
