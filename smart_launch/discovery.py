@@ -4,7 +4,9 @@ Required for an EHR launch with PKCE (SMART.md §1.2): ``authorization_endpoint`
 ``token_endpoint`` (absolute; https unless on loopback), ``grant_types_supported`` with
 ``authorization_code``, ``code_challenge_methods_supported`` with ``S256`` (no S256: refused,
 never downgraded to ``plain`` or to no PKCE), ``capabilities`` with ``launch-ehr``.
-Redirects are not followed and the body is bounded. Every failure is a :class:`DiscoveryError`.
+With ``sso-openid-connect`` listed, ``issuer`` and ``jwks_uri`` are required too (the id_token
+is checked against them: :mod:`smart_launch.identity`); ``id_token_signing_alg_values_supported``,
+when given, narrows the algorithms accepted for it. Redirects are not followed and the body is bounded. Every failure is a :class:`DiscoveryError`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
+
+from smart_launch.identity import OidcSettings, accepted_algorithms
 
 _MAX_BYTES = 256 * 1024
 WELL_KNOWN = "/.well-known/smart-configuration"
@@ -38,6 +42,13 @@ class SmartConfiguration:
     capabilities: tuple[str, ...]
     issuer: str | None = None
     token_endpoint_auth_methods: tuple[str, ...] = ()
+    jwks_uri: str | None = None
+    id_token_algorithms: tuple[str, ...] = ()  #: as advertised (empty: not advertised)
+
+    @property
+    def oidc(self) -> OidcSettings:
+        """What the id_token is checked against."""
+        return OidcSettings(self.issuer, self.jwks_uri, accepted_algorithms(self.id_token_algorithms))
 
 
 def fetch_smart_configuration(
@@ -95,13 +106,26 @@ def parse_smart_configuration(document: t.Any, iss: str) -> SmartConfiguration:
             raise DiscoveryError(f"the EHR's SMART configuration has no {key}")
         endpoints[key] = _checked_endpoint(urljoin(base, value), key)
     issuer = document.get("issuer")
+    issuer = issuer if isinstance(issuer, str) and issuer else None
+    jwks_uri = document.get("jwks_uri")
+    if isinstance(jwks_uri, str) and jwks_uri:
+        jwks_uri = _checked_endpoint(urljoin(base, jwks_uri), "jwks_uri")
+    else:
+        jwks_uri = None
+    if "sso-openid-connect" in capabilities and (issuer is None or jwks_uri is None):
+        raise DiscoveryError(
+            "the EHR lists sso-openid-connect but not the issuer and jwks_uri needed to check "
+            "its identity tokens"
+        )
     auth_methods = _str_list(document, "token_endpoint_auth_methods_supported", required=False)
     return SmartConfiguration(
         authorization_endpoint=endpoints["authorization_endpoint"],
         token_endpoint=endpoints["token_endpoint"],
         capabilities=capabilities,
-        issuer=issuer if isinstance(issuer, str) and issuer else None,
+        issuer=issuer,
         token_endpoint_auth_methods=auth_methods,
+        jwks_uri=jwks_uri,
+        id_token_algorithms=_str_list(document, "id_token_signing_alg_values_supported", required=False),
     )
 
 

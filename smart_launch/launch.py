@@ -6,19 +6,24 @@ EHR launch per SMART App Launch 2.2 (SMART.md §1) on authlib's OAuth 2 client:
   ``[[smart.ehrs]]`` FHIR base (only a trailing ``/`` is ignored). Both are checked before any
   network call. Then discovery (:mod:`smart_launch.discovery`), and a 302 to the
   ``authorization_endpoint`` with ``response_type=code``, ``client_id``, ``redirect_uri`` =
-  ``{public_base_url}/smart/callback``, ``launch`` unchanged, v2 scopes (``launch`` and
-  ``patient/<Type>.rs``; no ``openid fhirUser``: see :func:`smart_scope`), ``state`` (256 bits,
-  single use, 10 minutes, bound to this browser), ``aud`` = ``iss`` and PKCE S256.
-* ``/smart/callback``: the state and its browser binding are checked (and the state used up)
-  before anything else; then ``error=``; then the code is exchanged (public client, or
-  ``client_secret_basic`` when a secret is configured).
-* ``/smart/view/<view id>``: the detail view for that launch, in that browser only.
+  ``{public_base_url}/smart/callback``, ``launch`` unchanged, v2 scopes (:func:`smart_scope`:
+  ``launch openid fhirUser`` and ``patient/<Type>.rs``), a ``nonce`` (256 bits, stored as a
+  digest with the state), ``state`` (256 bits, single use, 10 minutes, bound to this browser),
+  ``aud`` = ``iss`` and PKCE S256.
+* ``/smart/callback``: the state and its browser binding are checked (and the state, with its
+  nonce, used up) before anything else; then ``error=``; then the code is exchanged (public
+  client, or ``client_secret_basic`` when a secret is configured); then an ``id_token``, if the
+  EHR sent one, is validated (:mod:`smart_launch.identity`) or the session is refused.
+* ``/smart/view/<view id>``: the detail view for that launch, in that browser only, with the
+  signed-in user's ``fhirUser`` in its header when a valid id_token named one.
 
 The browser holds one opaque cookie (a random browser id: ``Secure; HttpOnly; SameSite=None;
 Partitioned`` so it survives EHR iframes) and the view id in the URL, so several launches in
 one browser (several patients in tabs) never share a slot. Tokens, the PKCE verifier and the
 launch value stay in the SQL store (:mod:`smart_launch.session_store`); nothing of them reaches
-the browser. Logs carry reasons, never tokens, codes, states or patient ids.
+the browser. The id_token is read once, in the callback, and kept nowhere: only its validated
+``fhirUser`` reference is stored (encrypted) and shown. Logs carry reasons, never tokens,
+id_tokens, codes, states, nonces or patient ids.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from fhir_mapping.fhir_client import FhirAccessError
 from smart_launch.app_context import AppContextSigner
 from smart_launch.config import LAUNCH_SECONDS, EhrRegistration, SmartConfig
 from smart_launch.discovery import DiscoveryError, fetch_smart_configuration
+from smart_launch.identity import IdTokenError, IdTokenValidator, JwksCache, new_nonce
 from smart_launch.pages import SmartError, apply_headers, browser_cookie, render_page
 from smart_launch.session_store import SmartStore, SmartStoreError
 from smart_launch.views import DetailViewBuilder, PatientMissing
@@ -50,14 +56,14 @@ _MAX_PARAM = 4096
 
 
 def smart_scope(resource_types: t.Iterable[str]) -> str:
-    """SMART v2 scopes: ``launch`` and read+search on each type the view reads.
+    """SMART v2 scopes: ``launch openid fhirUser`` and read+search on each type the view reads.
 
-    No ``openid fhirUser``: the view needs no user identity, and an identity the app does not
-    use is one it would have to validate (SMART.md §1.4, §1.9: the ``id_token`` against the
-    EHR's ``jwks_uri``, ``iss``, ``aud``, ``exp``, ``nonce``) or risk trusting unchecked. Any
-    ``id_token`` an EHR sends anyway is dropped unread (the session keeps named fields only).
+    ``openid fhirUser`` asks for an ``id_token`` naming the signed-in user (SMART.md §1.4); the
+    view shows its ``fhirUser`` only after validating it (:mod:`smart_launch.identity`: the
+    EHR's JWKS, ``iss``, ``aud``, ``exp``, the ``nonce`` sent), and an EHR that grants no
+    ``openid`` simply gets a view without the user line.
     """
-    scopes = ["launch"]
+    scopes = ["launch", "openid", "fhirUser"]
     scopes += [f"patient/{rtype}.rs" for rtype in sorted(set(resource_types))]
     return " ".join(scopes)
 
@@ -74,6 +80,8 @@ def create_smart_blueprint(
     bp = Blueprint("smart", __name__, url_prefix="/smart", template_folder="templates",
                    static_folder="static", static_url_path="/static")
     scope = smart_scope(builder.resource_types())
+    id_tokens = IdTokenValidator(JwksCache(session_factory=http_session_factory,
+                                           timeout_seconds=config.timeout_seconds))
 
     def oauth_session(ehr: EhrRegistration) -> OAuth2Session:
         return OAuth2Session(
@@ -132,18 +140,20 @@ def create_smart_blueprint(
                 raise SmartError(502, "The EHR's sign-in service cannot be used", exc.reason,
                                  "discovery failed") from None
         state = secrets.token_urlsafe(32)
+        nonce, nonce_hash = new_nonce()
         verifier = secrets.token_urlsafe(64)
         browser_id = _browser_id() or secrets.token_urlsafe(32)
         with oauth_session(ehr) as client:
             url, _ = client.create_authorization_url(
                 discovery.authorization_endpoint, state=state, code_verifier=verifier,
-                aud=iss, launch=launch_value,
+                aud=iss, launch=launch_value, nonce=nonce,
             )
         now = int(time.time())
         store.save_launch(state=state, browser_id=browser_id, iss=iss, launch=launch_value,
                           code_verifier=verifier, issuer=discovery.issuer,
                           token_endpoint=discovery.token_endpoint, now=now,
-                          expires_at=now + LAUNCH_SECONDS)
+                          expires_at=now + LAUNCH_SECONDS, nonce_hash=nonce_hash,
+                          oidc=discovery.oidc)
         response = redirect(url, code=302)
         browser_cookie(response, BROWSER_COOKIE, browser_id,
                        max_age=max(LAUNCH_SECONDS, config.session_seconds))
@@ -199,6 +209,24 @@ def create_smart_blueprint(
         if str(token.get("token_type", "")).lower() != "bearer":
             raise SmartError(502, "The EHR did not issue access", "The token is not a Bearer "
                              "token.", "token_type")
+        fhir_user = None
+        id_token = token.pop("id_token", None)
+        if id_token is not None:
+            try:
+                fhir_user = id_tokens.fhir_user(
+                    id_token, iss=pending.iss, oidc=pending.oidc, client_id=ehr.client_id,
+                    nonce_hash=pending.nonce_hash, now=int(time.time()),
+                )
+            except IdTokenError as exc:
+                if exc.status == 502:
+                    raise SmartError(502, "The EHR's sign-in cannot be checked",
+                                     f"The app could not verify who is signed in: {exc.reason}. "
+                                     "Nothing was read.", f"id_token unverifiable: {exc.reason}") from None
+                raise SmartError(403, "Sign-in refused: the identity could not be verified",
+                                 f"The EHR's answer named a signed-in user, but {exc.reason}. The app "
+                                 "does not open a session on an identity it cannot verify; nothing "
+                                 "was read. Open the app again from the EHR, and tell its support "
+                                 "if this repeats.", f"id_token invalid: {exc.reason}") from None
         if not isinstance(token.get("patient"), str) or not token["patient"]:
             raise SmartError(400, "No patient in context", "Open the app from a patient's chart.",
                              "no patient")
@@ -211,8 +239,10 @@ def create_smart_blueprint(
         if isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in > 0:
             lifetime = min(lifetime, expires_in)  # no view outlives its access token
         store.save_session(view_id=view_id, browser_id=browser_id, iss=pending.iss, token=token,
-                           now=now, expires_at=now + lifetime)
-        log.info("SMART launch completed", extra={"scope": token.get("scope", "")})
+                           now=now, expires_at=now + lifetime, fhir_user=fhir_user)
+        log.info("SMART launch completed (%s)",
+                 "id_token validated" if id_token is not None else "no id_token",
+                 extra={"scope": token.get("scope", "")})
         return redirect(f"{config.public_base_url.rstrip('/')}/smart/view/{view_id}", code=303)
 
     def load_detail(view_id: str) -> t.Any:

@@ -2,11 +2,14 @@
 
 The browser holds only an opaque browser id (cookie) and, in the view's URL, an opaque view id;
 the database keeps their SHA-256 hashes, never the values. The PKCE verifier, the ``launch``
-value and the access token are stored encrypted (Fernet, key derived from ``[smart] secret``).
+value, the access token and the signed-in user's ``fhirUser`` reference are stored encrypted
+(Fernet, key derived from ``[smart] secret``); the OpenID Connect ``nonce`` only as its SHA-256
+digest, with the state it is used up with. The ``id_token`` itself is never stored.
 Times are epoch seconds (portable between SQLite and PostgreSQL).
 
 Tables live in their own :class:`sqlalchemy.MetaData` on the service's engine and are
-created when the app starts (:meth:`SmartStore.create_schema`).
+created when the app starts (:meth:`SmartStore.create_schema`), which also adds the nullable
+columns later versions introduced to tables an older version created.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
+
+from smart_launch.identity import OidcSettings
 
 metadata = sa.MetaData()
 
@@ -35,6 +40,10 @@ launch_state = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
     sa.Column("used_at", sa.BigInteger),
+    # OpenID Connect (added after the first release: nullable, added by create_schema)
+    sa.Column("nonce_hash", sa.String(64)),
+    sa.Column("jwks_uri", sa.String(2048)),
+    sa.Column("id_token_algs", sa.String(256)),  #: accepted algorithms, space-separated
 )
 
 view_session = sa.Table(
@@ -53,6 +62,7 @@ view_session = sa.Table(
     sa.Column("fhir_context", sa.Text),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("fhir_user_enc", sa.Text),  #: the validated id_token's fhirUser (added later)
 )
 
 
@@ -69,6 +79,13 @@ class PendingLaunch:
     code_verifier: str
     issuer: str | None
     token_endpoint: str
+    nonce_hash: str | None = None
+    jwks_uri: str | None = None
+    id_token_algorithms: tuple[str, ...] = ()
+
+    @property
+    def oidc(self) -> OidcSettings:
+        return OidcSettings(self.issuer, self.jwks_uri, self.id_token_algorithms)
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,7 @@ class ViewSession:
     app_context: str | None
     fhir_context: list[t.Any]
     expires_at: int
+    fhir_user: str | None = None  #: from a validated id_token
 
 
 def digest(value: str) -> str:
@@ -107,6 +125,29 @@ class SmartStore:
             pass
         except sa.exc.SQLAlchemyError as exc:
             raise SmartStoreError(f"cannot create the SMART tables: {exc.__class__.__name__}") from exc
+        try:
+            self._add_missing_columns()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SmartStoreError(f"cannot upgrade the SMART tables: {exc.__class__.__name__}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """``ALTER TABLE … ADD COLUMN`` for nullable columns an older version's table lacks."""
+        for table in metadata.sorted_tables:
+            with self.engine.connect() as conn:
+                present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                assert column.nullable, f"{table.name}.{column.name} must be nullable to be added"
+                kind = column.type.compile(dialect=self.engine.dialect)
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                except sa.exc.SQLAlchemyError:
+                    with self.engine.connect() as conn:  # a concurrent instance added it first?
+                        again = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+                    if column.name not in again:
+                        raise
 
     # --- launches ---------------------------------------------------------------------------
     def save_launch(
@@ -121,6 +162,8 @@ class SmartStore:
         token_endpoint: str,
         now: int,
         expires_at: int,
+        nonce_hash: str | None = None,
+        oidc: OidcSettings | None = None,
     ) -> None:
         row = {
             "state_hash": digest(state),
@@ -133,6 +176,9 @@ class SmartStore:
             "created_at": now,
             "expires_at": expires_at,
             "used_at": None,
+            "nonce_hash": nonce_hash,
+            "jwks_uri": oidc.jwks_uri if oidc else None,
+            "id_token_algs": " ".join(oidc.algorithms) if oidc else None,
         }
         with self._begin() as conn:
             conn.execute(launch_state.delete().where(launch_state.c.expires_at < now - 86400))
@@ -168,6 +214,9 @@ class SmartStore:
                     code_verifier=self._decrypt(row.verifier_enc),
                     issuer=row.issuer,
                     token_endpoint=row.token_endpoint,
+                    nonce_hash=row.nonce_hash,
+                    jwks_uri=row.jwks_uri,
+                    id_token_algorithms=tuple((row.id_token_algs or "").split()),
                 ),
                 "",
             )
@@ -176,8 +225,17 @@ class SmartStore:
 
     # --- view sessions ----------------------------------------------------------------------
     def save_session(
-        self, *, view_id: str, browser_id: str, iss: str, token: t.Mapping[str, t.Any], now: int, expires_at: int
+        self,
+        *,
+        view_id: str,
+        browser_id: str,
+        iss: str,
+        token: t.Mapping[str, t.Any],
+        now: int,
+        expires_at: int,
+        fhir_user: str | None = None,
     ) -> None:
+        """Keep the named fields of the token response (never its ``id_token``)."""
         fhir_context = token.get("fhirContext")
         row = {
             "view_hash": digest(view_id),
@@ -193,6 +251,7 @@ class SmartStore:
             "fhir_context": json.dumps(fhir_context if isinstance(fhir_context, list) else []),
             "created_at": now,
             "expires_at": expires_at,
+            "fhir_user_enc": self._encrypt(fhir_user) if fhir_user else None,
         }
         with self._begin() as conn:
             conn.execute(view_session.delete().where(view_session.c.expires_at < now))
@@ -215,6 +274,7 @@ class SmartStore:
             return None, "session expired"
         try:
             token = self._decrypt(row.token_enc)
+            fhir_user = self._decrypt(row.fhir_user_enc) if row.fhir_user_enc else None
         except InvalidToken:
             return None, "stored token cannot be decrypted (secret changed)"
         return (
@@ -229,6 +289,7 @@ class SmartStore:
                 app_context=row.app_context,
                 fhir_context=json.loads(row.fhir_context or "[]"),
                 expires_at=row.expires_at,
+                fhir_user=fhir_user,
             ),
             "",
         )

@@ -70,6 +70,7 @@ class DetailView:
     differential: Differential  #: the leaflet's causes with facts for and against
     differential_text: DifferentialConfig  #: the section's heading, intro and empty text
     card_rules: tuple[str, ...] = ()  #: the rule ids of the cards (the cause they stand for is marked)
+    fhir_user: str | None = None  #: the signed-in user's fhirUser, from a validated id_token
 
 
 def granted_types(scope: str) -> set[str] | None:
@@ -191,6 +192,7 @@ class DetailViewBuilder:
             differential=build_differential(record, now, knowledge.rules, knowledge.differential),
             differential_text=knowledge.differential,
             card_rules=tuple(sorted(card_rules)),
+            fhir_user=session.fhir_user,
         )
 
     def _action_labels(self, finding: Finding) -> tuple[str, ...]:

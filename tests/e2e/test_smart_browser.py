@@ -80,6 +80,10 @@ def test_the_view_works_in_an_iframe_of_another_site(browser_setup) -> None:
     try:
         app_frame = page.frame(name="app")
         assert app_frame is not None and app_frame.url.startswith(service.url("/smart/view/")), app_frame.url
+        # the signed-in user, from the EHR's id_token validated against its JWKS (nonce, iss, aud)
+        user = frame.locator('[data-user="fhirUser"] [data-fhir-user]')
+        assert user.count() == 1 and user.inner_text() == "Practitioner/test-ehr-clinician"
+        assert len(ehr.id_tokens) >= 1 and ("GET", "/auth/jwks") in ehr.hits
         finding = frame.locator('[data-rule="mscc-red-flags"]')
         assert finding.count() == 1
         assert frame.locator('[data-rule="mscc-red-flags"] [data-evidence]').count() >= 1

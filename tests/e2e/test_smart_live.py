@@ -75,9 +75,12 @@ def test_launch_callback_and_view_over_real_http(live_smart) -> None:
             assert view.status_code == 200
             assert 'data-rule="mscc-red-flags"' in view.text
             assert re.search(r'data-resources-read="\d+"', view.text)
+            # the signed-in user from the validated id_token, in every worker (stored with the session)
+            assert "<code data-fhir-user>Practitioner/test-ehr-clinician</code>" in view.text
         replay = http.get(callback_url, headers={"Cookie": header}, allow_redirects=False, timeout=30)
         assert replay.status_code == 400
-    for token in ehr.tokens:
+    assert len(ehr.id_tokens) == 1
+    for token in [*ehr.tokens, *ehr.id_tokens]:
         assert token not in service.log()
         for answer in (first, callback, view):
             assert token not in answer.text and token not in str(answer.headers)

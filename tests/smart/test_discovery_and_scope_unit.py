@@ -54,6 +54,31 @@ def test_a_non_object_is_refused() -> None:
         parse_smart_configuration(["S256"], ISS)
 
 
+def test_openid_connect_needs_issuer_and_jwks_uri() -> None:
+    sso = ["launch-ehr", "sso-openid-connect"]
+    config = parse_smart_configuration(_doc(capabilities=sso, jwks_uri="https://ehr.example.org/jwks"), ISS)
+    assert config.oidc.jwks_uri == "https://ehr.example.org/jwks"
+    assert config.oidc.issuer == "https://ehr.example.org"
+    for changes in ({"jwks_uri": None}, {"jwks_uri": "https://ehr.example.org/jwks", "issuer": None}):
+        with pytest.raises(DiscoveryError, match="issuer and jwks_uri"):
+            parse_smart_configuration(_doc(capabilities=sso, **changes), ISS)
+    with pytest.raises(DiscoveryError, match="jwks_uri must be an https URL"):
+        parse_smart_configuration(_doc(capabilities=sso, jwks_uri="http://ehr.example.org/jwks"), ISS)
+    # without sso-openid-connect neither is required (an id_token would then be refused)
+    assert parse_smart_configuration(_doc(), ISS).oidc.jwks_uri is None
+
+
+@pytest.mark.parametrize("advertised, accepted", [
+    (None, ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")),
+    (["RS256"], ("RS256",)),
+    (["HS256", "none", "ES384", "RS256"], ("RS256", "ES384")),
+    (["HS256", "none"], ()),
+])
+def test_id_token_algorithms_are_asymmetric_and_narrowed_to_the_advertised(advertised, accepted) -> None:
+    config = parse_smart_configuration(_doc(id_token_signing_alg_values_supported=advertised), ISS)
+    assert config.oidc.algorithms == accepted
+
+
 def test_loopback_http_endpoints_are_allowed_for_development() -> None:
     config = parse_smart_configuration(_doc(token_endpoint="http://127.0.0.1:9/token"), ISS)
     assert config.token_endpoint == "http://127.0.0.1:9/token"
@@ -74,7 +99,7 @@ def test_granted_types(scope, types) -> None:
 
 def test_requested_scope_and_query_types() -> None:
     assert smart_scope(["Observation", "Patient", "Observation"]) == (
-        "launch patient/Observation.rs patient/Patient.rs"
+        "launch openid fhirUser patient/Observation.rs patient/Patient.rs"
     )
     assert query_type("Patient/123") == "Patient"
     assert query_type("Observation?patient=1&code=x") == "Observation"

@@ -23,6 +23,9 @@ def test_full_launch_shows_the_cards_finding_with_its_evidence(browser, ehr) -> 
     assert 'data-section="safety-netting"' in html
     assert "NICE QS56" in html  # the rule's citation
     assert 'class="note"' not in html  # the rules' notes on silence are not warnings
+    # the signed-in user from the validated id_token, and nothing else of it
+    assert 'data-user="fhirUser"' in html
+    assert "<code data-fhir-user>Practitioner/test-ehr-clinician</code>" in html
 
 
 def test_the_authorization_request_has_every_smart_parameter(browser, ehr) -> None:
@@ -39,11 +42,14 @@ def test_the_authorization_request_has_every_smart_parameter(browser, ehr) -> No
     assert query["code_challenge_method"] == "S256"
     assert len(query["code_challenge"]) == 43  # base64url(SHA-256)
     assert len(query["state"]) >= 22  # >= 128 bits in base64url
+    assert len(query["nonce"]) >= 22 and query["nonce"] != query["state"]
     scopes = query["scope"].split()
-    assert {"launch", "patient/Observation.rs", "patient/Patient.rs"} <= set(scopes)
-    # no user identity is asked for: nothing uses it, so no unvalidated id_token is ever trusted
-    assert not {"openid", "fhirUser", "profile"} & set(scopes)
-    assert all(s == "launch" or s.startswith("patient/") for s in scopes)
+    assert {"launch", "openid", "fhirUser", "patient/Observation.rs", "patient/Patient.rs"} <= set(scopes)
+    assert all(s in ("launch", "openid", "fhirUser") or s.startswith("patient/") for s in scopes)
+    # the nonce is kept as a digest only, with the (now used) state
+    store = browser.application.extensions["smart_launch"]["store"]
+    (row,) = store.raw_rows()["smart_launch_state"]
+    assert query["nonce"] not in repr(row) and row["nonce_hash"] and row["used_at"] is not None
     # the token request carried the PKCE verifier and, for a public client, no Basic auth
     token_request = ehr.token_requests[-1]
     assert token_request["form"]["code_verifier"]
@@ -113,18 +119,30 @@ def test_the_patient_banner_follows_need_patient_banner(browser, ehr, need_banne
     assert 'data-rule="mscc-red-flags"' in html  # the view itself is the same either way
 
 
-def test_an_id_token_sent_anyway_is_neither_kept_nor_shown(browser, ehr) -> None:
-    id_token = "eyJhbGciOiJSUzI1NiJ9.eyJmaGlyVXNlciI6IlByYWN0aXRpb25lci8xIn0.c2lnbmF0dXJl"
-    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), extra={"id_token": id_token}))
+def test_the_id_token_is_validated_shown_as_fhir_user_and_never_kept_or_sent(browser, ehr) -> None:
+    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), fhir_user="PractitionerRole/pr-7"))
     assert flow.view is not None and flow.view.status_code == 200
+    (id_token,) = ehr.id_tokens
+    assert "<code data-fhir-user>PractitionerRole/pr-7</code>" in flow.view.get_data(as_text=True)
     for answer in (flow.launch, flow.callback, flow.view):
         exposed = answer.get_data(as_text=True) + "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
-        assert id_token not in exposed and "Practitioner/1" not in exposed
+        assert id_token not in exposed
+        assert id_token.split(".")[1] not in exposed  # not even its payload
     store = browser.application.extensions["smart_launch"]["store"]
-    rows = store.raw_rows()
-    assert id_token not in repr(rows)
-    (row,) = rows["smart_session"]
-    assert not [column for column in row if "id_token" in column or "user" in column]
+    rows = repr(store.raw_rows())
+    assert id_token not in rows and id_token.split(".")[1] not in rows
+    assert "PractitionerRole/pr-7" not in rows  # the fhirUser is stored encrypted
+    assert [path for _, path in ehr.hits].count("/auth/jwks") == 1
+
+
+def test_an_ehr_that_grants_no_openid_gives_a_view_without_a_user_line(browser, ehr) -> None:
+    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), openid=False))
+    assert ehr.id_tokens == []
+    assert flow.view is not None and flow.view.status_code == 200
+    html = flow.view.get_data(as_text=True)
+    assert 'data-rule="mscc-red-flags"' in html
+    assert "data-user" not in html and "test-ehr-clinician" not in html
+    assert ("GET", "/auth/jwks") not in ehr.hits  # nothing to check, nothing fetched
 
 
 def test_the_differential_is_an_accessible_section_with_the_leaflets_four_causes(browser, ehr) -> None:

@@ -79,3 +79,46 @@ def test_sessions_keep_the_token_encrypted_and_bound_to_the_browser(store) -> No
     assert "AT-" + view not in dump and view not in dump and browser not in dump
     other = SmartStore(store.engine, "another-secret-0123456789-0123456789-xyz")
     assert other.load_session(view_id=view, browser_id=browser, now=1500)[0] is None
+
+
+def test_the_nonce_is_kept_as_a_digest_and_the_fhir_user_encrypted(store) -> None:
+    from smart_launch.identity import OidcSettings, new_nonce
+
+    nonce, nonce_hash = new_nonce()
+    oidc = OidcSettings("https://ehr", "https://ehr/jwks", ("RS256", "ES256"))
+    state, browser = _launch(store, nonce_hash=nonce_hash, oidc=oidc, issuer=oidc.issuer)
+    assert nonce not in repr(store.raw_rows())
+    pending, _ = store.claim_launch(state=state, browser_id=browser, now=1001)
+    assert pending.nonce_hash == nonce_hash and pending.oidc == oidc
+    view, browser = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    store.save_session(view_id=view, browser_id=browser, iss="https://ehr/fhir", now=1000, expires_at=2000,
+                       token={"access_token": "AT", "patient": "p1"}, fhir_user="Practitioner/dr-" + view)
+    assert "Practitioner/dr-" + view not in repr(store.raw_rows())
+    assert store.load_session(view_id=view, browser_id=browser, now=1500)[0].fhir_user == "Practitioner/dr-" + view
+
+
+def test_tables_of_an_older_version_get_the_new_columns(tmp_path) -> None:
+    """A database created before OpenID Connect support: create_schema adds the nullable columns
+    (SQLite here; the ALTER TABLE ... ADD COLUMN statement is the same on PostgreSQL)."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE smart_launch_state (state_hash VARCHAR(64) PRIMARY KEY, browser_hash VARCHAR(64) "
+            "NOT NULL, iss VARCHAR(1024) NOT NULL, launch_enc TEXT NOT NULL, verifier_enc TEXT NOT NULL, "
+            "issuer VARCHAR(1024), token_endpoint VARCHAR(2048) NOT NULL, created_at BIGINT NOT NULL, "
+            "expires_at BIGINT NOT NULL, used_at BIGINT)"))
+        conn.execute(sa.text(
+            "CREATE TABLE smart_session (view_hash VARCHAR(64) PRIMARY KEY, browser_hash VARCHAR(64) NOT NULL, "
+            "iss VARCHAR(1024) NOT NULL, patient VARCHAR(256), encounter VARCHAR(256), token_enc TEXT NOT NULL, "
+            "scope TEXT NOT NULL, need_patient_banner BOOLEAN NOT NULL, smart_style_url TEXT, app_context TEXT, "
+            "fhir_context TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)"))
+    smart = SmartStore(engine, SECRET)
+    smart.create_schema()
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        assert {"nonce_hash", "jwks_uri", "id_token_algs"} <= {c["name"] for c in inspector.get_columns("smart_launch_state")}
+        assert "fhir_user_enc" in {c["name"] for c in inspector.get_columns("smart_session")}
+    smart.create_schema()  # idempotent
+    state, browser = _launch(smart, nonce_hash="ab" * 32)
+    assert smart.claim_launch(state=state, browser_id=browser, now=1001)[0].nonce_hash == "ab" * 32
+    engine.dispose()

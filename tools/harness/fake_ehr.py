@@ -2,9 +2,15 @@
 
 Built on ``authlib.integrations.flask_oauth2.AuthorizationServer`` with the RFC 6749
 authorization-code grant and RFC 7636 ``CodeChallenge(required=True)`` (PKCE enforced; codes
-single use, 60 s). Each ``launch`` value is registered with :meth:`TestEhr.add_launch` and
-carries its context (patient, encounter, appContext, fhirContext, need_patient_banner) into
-the token response, or a failure to simulate (denied consent, token endpoint error).
+single use, 60 s) and authlib's OpenID Connect ``OpenIDCode`` extension: with ``openid`` in
+the scope the token response carries an ``id_token`` signed RS256 (or ES256) with this EHR's
+key, with ``iss`` = its ``issuer``, ``aud`` = the client id, the ``nonce`` the app sent (a
+nonce is accepted once) and, with ``fhirUser`` in the scope, the launch's ``fhirUser``. The
+public keys are served at ``jwks_uri``; discovery lists ``sso-openid-connect``, ``issuer``
+and ``jwks_uri``. Each ``launch`` value is registered with :meth:`TestEhr.add_launch` and
+carries its context (patient, encounter, appContext, fhirContext, need_patient_banner,
+fhirUser) into the token response, or a failure to simulate (denied consent, token endpoint
+error, no ``openid`` granted, a forged id_token: wrong claims, a stranger's key, ``none``, HS256).
 ``{base}/fhir`` is the FHIR base (the ``iss``): ``.well-known/smart-configuration`` is served
 here, everything else is proxied to the sekmet-fhir test server, only with a Bearer token this
 EHR issued and only for that token's patient. Every request is recorded in ``hits``.
@@ -17,6 +23,7 @@ Runs on a werkzeug server in a thread on a free loopback port::
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
@@ -27,10 +34,16 @@ import requests
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Error, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, Response, jsonify, request
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
+from joserfc.util import json_b64encode
 from werkzeug.serving import make_server
 
 CODE_SECONDS = 60
+ID_TOKEN_SECONDS = 300
+CLINICIAN = "Practitioner/test-ehr-clinician"
 
 
 @dataclass
@@ -44,6 +57,14 @@ class Launch:
     token_error: bool = False
     scope: str | None = None  #: grant this scope instead of the requested one
     extra: dict[str, t.Any] | None = None  #: more token-response fields (e.g. an id_token)
+    fhir_user: str | None = CLINICIAN  #: the signed-in user's fhirUser claim
+    openid: bool = True  #: False: grant neither openid nor fhirUser (no id_token)
+    #: id_token claims to override (e.g. ``{"iss": "https://other"}``, ``{"exp": 0}``)
+    id_token_claims: dict[str, t.Any] | None = None
+    #: how the id_token is signed: "rs256"/"es256" (this EHR's keys), "stranger" (another key
+    #: with this EHR's kid: a bad signature), "unknown-kid" (another key and kid), "none"
+    #: (unsigned), "hs256" (HMAC, the algorithm-confusion forgery)
+    id_token_signer: str = "rs256"
 
 
 @dataclass
@@ -88,7 +109,9 @@ class _Code:
     code_challenge: str | None
     code_challenge_method: str | None
     launch: Launch
+    nonce: str | None = None
     created: float = field(default_factory=time.monotonic)
+    auth_time: int = field(default_factory=lambda: int(time.time()))
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -96,12 +119,100 @@ class _Code:
     def get_scope(self) -> str:
         return self.scope
 
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
+
     def is_expired(self) -> bool:
         return time.monotonic() - self.created > CODE_SECONDS
 
 
 class _User:
-    id = "Practitioner/test-ehr-clinician"
+    id = CLINICIAN
+
+
+@functools.cache
+def _keys() -> tuple[RSAKey, ECKey, RSAKey, RSAKey]:
+    """The EHR's RSA and EC signing keys, a stranger's key with the RSA key's kid, and one with
+    a kid of its own (made once per process: RSA key generation is slow)."""
+    rsa = RSAKey.generate_key(2048, {"use": "sig", "alg": "RS256"}, auto_kid=True)
+    ec = ECKey.generate_key("P-256", {"use": "sig", "alg": "ES256"}, auto_kid=True)
+    stranger = RSAKey.generate_key(2048, {"kid": rsa.kid}, auto_kid=False)
+    return rsa, ec, stranger, RSAKey.generate_key(2048, auto_kid=True)
+
+
+class _OpenID(OpenIDCode):
+    """authlib's OpenID Connect extension, signing with the EHR's keys (or forging, on request).
+
+    authlib ≥ 1.7 builds the id_token from ``resolve_client_private_key``, ``get_client_claims``,
+    ``get_client_algorithm`` and ``get_encode_header``; older versions (the pyproject's lower
+    bound) from ``get_jwt_config``. Both are given, from the launch being answered.
+    """
+
+    def __init__(self, ehr: TestEhr) -> None:
+        super().__init__(require_nonce=False)
+        self.ehr = ehr
+        self._current = threading.local()  # the launch whose id_token is being made
+
+    def process_token(self, grant: t.Any, response: t.Any) -> t.Any:
+        launch = grant.request.authorization_code.launch
+        self._current.launch = launch
+        token = super().process_token(grant, response)
+        if token.get("id_token") and launch.id_token_signer in ("none", "hs256"):
+            token["id_token"] = self._forge(token["id_token"], launch.id_token_signer)
+        return token
+
+    def exists_nonce(self, nonce: str, req: t.Any) -> bool:
+        return nonce in self.ehr.used_nonces
+
+    def resolve_client_private_key(self, client: t.Any) -> t.Any:
+        signer = self._current.launch.id_token_signer
+        return {"rs256": self.ehr.rsa_key, "es256": self.ehr.ec_key, "stranger": self.ehr.stranger_key,
+                "unknown-kid": self.ehr.unknown_kid_key}.get(signer, self.ehr.rsa_key)
+
+    def get_client_algorithm(self, client: t.Any) -> str:
+        return "ES256" if self._current.launch.id_token_signer == "es256" else "RS256"
+
+    def get_encode_header(self, client: t.Any) -> dict[str, str]:
+        key = self.resolve_client_private_key(client)
+        return {"alg": self.get_client_algorithm(client), "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client: t.Any) -> dict[str, t.Any]:
+        return {"iss": self.ehr.base_url, "aud": client.get_client_id(),
+                "exp": int(time.time()) + ID_TOKEN_SECONDS}
+
+    def get_jwt_config(self, grant: t.Any) -> dict[str, t.Any]:  # authlib < 1.7
+        key = self.resolve_client_private_key(grant.client)
+        return {"key": key.as_dict(private=True), "alg": self.get_client_algorithm(grant.client),
+                "kid": key.kid, "iss": self.ehr.base_url, "exp": ID_TOKEN_SECONDS}
+
+    def get_audiences(self, req: t.Any) -> str:  # authlib < 1.7
+        return str(req.client.get_client_id())
+
+    def generate_user_info(self, user: t.Any, scope: str) -> dict[str, t.Any]:
+        launch = self._current.launch
+        info: dict[str, t.Any] = {"sub": "test-ehr-clinician"}
+        if "fhirUser" in scope.split() and launch.fhir_user:
+            info["fhirUser"] = launch.fhir_user
+        info.update(launch.id_token_claims or {})
+        return info
+
+    def _forge(self, signed: str, how: str) -> str:
+        claims = jwt.decode(signed, self.ehr.rsa_key, algorithms=["RS256"]).claims
+        if how == "hs256":  # an HMAC keyed with something public
+            secret = OctKey.import_key(self.ehr.client.client_id.encode() * 4)
+            return jwt.encode({"alg": "HS256", "kid": self.ehr.rsa_key.kid}, claims, secret, ["HS256"])
+        # alg "none": joserfc warns on it (rightly), so the unsigned token is put together here
+        return (json_b64encode({"alg": "none", "typ": "JWT"}).decode() + "."
+                + json_b64encode(claims).decode() + ".")
 
 
 class TestEhr:
@@ -130,6 +241,11 @@ class TestEhr:
         self.authorize_requests: list[dict[str, str]] = []
         self.discovery_overrides: dict[str, t.Any] = {}
         self.fhir_down = False
+        self.jwks_down = False
+        self.jwks_override: t.Any = None  #: served at jwks_uri instead of the keys (JSON or bytes)
+        self.id_tokens: list[str] = []  #: every id_token issued
+        self.used_nonces: set[str] = set()
+        self.rsa_key, self.ec_key, self.stranger_key, self.unknown_kid_key = _keys()
         self._http = requests.Session()
         self._http.trust_env = False  # loopback only
         self._lock = threading.Lock()
@@ -164,9 +280,19 @@ class TestEhr:
         self.launches[launch_id] = Launch(patient=patient, **context)
         return launch_id
 
+    def rotate_keys(self) -> None:
+        """A new RSA signing key (new kid) replaces the old one in the JWKS and in use."""
+        self.rsa_key = RSAKey.generate_key(2048, {"use": "sig", "alg": "RS256"}, auto_kid=True)
+
+    def jwks(self) -> dict[str, t.Any]:
+        """The public keys (``jwks_uri``)."""
+        return dict(KeySet([self.rsa_key, self.ec_key]).as_dict(private=False))
+
     def discovery(self) -> dict[str, t.Any]:
         document = {
             "issuer": self.base_url,
+            "jwks_uri": f"{self.base_url}/auth/jwks",
+            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
             "authorization_endpoint": f"{self.base_url}/auth/authorize",
             "token_endpoint": f"{self.base_url}/auth/token",
             "grant_types_supported": ["authorization_code"],
@@ -175,7 +301,7 @@ class TestEhr:
             "scopes_supported": ["launch", "openid", "fhirUser", "patient/*.rs"],
             "response_types_supported": ["code"],
             "capabilities": [
-                "launch-ehr", "client-public", "client-confidential-symmetric",
+                "launch-ehr", "client-public", "client-confidential-symmetric", "sso-openid-connect",
                 "context-ehr-patient", "context-ehr-encounter", "context-banner", "context-style",
                 "permission-v2", "permission-patient",
             ],
@@ -197,14 +323,21 @@ class TestEhr:
 
             def save_authorization_code(self, code: str, req: t.Any) -> None:
                 data = req.payload.data
+                launch = ehr.launches[data["launch"]]
+                scope = req.payload.scope or ""
+                if not launch.openid:  # an EHR that grants no identity
+                    scope = " ".join(s for s in scope.split() if s not in ("openid", "fhirUser"))
+                if data.get("nonce"):
+                    ehr.used_nonces.add(data["nonce"])
                 ehr.codes[code] = _Code(
                     code=code,
                     client_id=req.client.client_id,
                     redirect_uri=req.payload.redirect_uri,
-                    scope=req.payload.scope or "",
+                    scope=scope,
                     code_challenge=data.get("code_challenge"),
                     code_challenge_method=data.get("code_challenge_method"),
-                    launch=ehr.launches[data["launch"]],
+                    launch=launch,
+                    nonce=data.get("nonce"),
                 )
 
             def query_authorization_code(self, code: str, client: t.Any) -> _Code | None:
@@ -234,6 +367,8 @@ class TestEhr:
                         body[key] = value
                 body.update(launch.extra or {})
                 ehr.tokens[body["access_token"]] = launch
+                if body.get("id_token"):
+                    ehr.id_tokens.append(body["id_token"])
                 return status, body, headers
 
         def save_token(token: dict[str, t.Any], req: t.Any) -> None:
@@ -241,7 +376,7 @@ class TestEhr:
 
         server = AuthorizationServer(app, query_client=lambda cid: ehr.client if cid == ehr.client.client_id else None,
                                      save_token=save_token)
-        server.register_grant(Grant, [CodeChallenge(required=True)])
+        server.register_grant(Grant, [CodeChallenge(required=True), _OpenID(ehr)])
 
         @app.before_request
         def _record() -> None:
@@ -267,6 +402,14 @@ class TestEhr:
         @app.get("/fhir/.well-known/smart-configuration")
         def smart_configuration() -> Response:
             return jsonify(ehr.discovery())
+
+        @app.get("/auth/jwks")
+        def jwks() -> Response:
+            if ehr.jwks_down:
+                return Response("keys unavailable", status=503)
+            if isinstance(ehr.jwks_override, bytes):
+                return Response(ehr.jwks_override, mimetype="application/json")
+            return jsonify(ehr.jwks() if ehr.jwks_override is None else ehr.jwks_override)
 
         @app.get("/auth/authorize")
         def authorize() -> t.Any:
