@@ -13,6 +13,7 @@ from flask_cors import CORS
 from backpain_cds.errors import register_error_handlers
 from backpain_cds.gc_pause import GcPauseMiddleware
 from backpain_cds.metrics import Metrics
+from backpain_cds.schema import require_current
 from backpain_cds.settings import ConfigError, Settings, config_warnings
 from backpain_cds.smart_settings import smart_app_config, smart_secret
 from backpain_cds.storage import SqlStore
@@ -119,11 +120,13 @@ def create_app(
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
 ) -> Flask:
-    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up."""
+    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up
+    (:class:`backpain_cds.schema.SchemaError`, a StorageError, when the database is not at this
+    release's schema revision; a brand-new SQLite database gets its schema created)."""
     settings = settings or Settings()
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
     store = store or SqlStore(settings.database_url)
-    store.create_schema()
+    require_current(store.engine)  # SchemaError (one line) unless migrated; creates a new SQLite file's
     metrics = Metrics()
     service = build_service(
         settings, knowledge, audit=store, observer=metrics, client_factory=client_factory, clock=clock

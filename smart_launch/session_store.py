@@ -5,8 +5,8 @@ the database keeps their SHA-256 hashes, never the values. The PKCE verifier, th
 value and the access token are stored encrypted (Fernet, key derived from ``[smart] secret``).
 Times are epoch seconds (portable between SQLite and PostgreSQL).
 
-Tables live in their own :class:`sqlalchemy.MetaData` on the service's engine and are
-created when the app starts (:meth:`SmartStore.create_schema`).
+Tables live in their own :class:`sqlalchemy.MetaData` on the service's engine; the database
+gets them from the service's schema migrations (``backpain_cds/migrations``), like every table.
 """
 
 from __future__ import annotations
@@ -99,14 +99,6 @@ class SmartStore:
         self.engine = engine
         key = hashlib.sha256(b"backpain-cds.smart.store:" + secret.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
-
-    def create_schema(self) -> None:
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.IntegrityError:  # pragma: no cover - a concurrent instance won the race
-            pass
-        except sa.exc.SQLAlchemyError as exc:
-            raise SmartStoreError(f"cannot create the SMART tables: {exc.__class__.__name__}") from exc
 
     # --- launches ---------------------------------------------------------------------------
     def save_launch(

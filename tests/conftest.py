@@ -42,7 +42,8 @@ def store(app):
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """A PostgreSQL URL from BACKPAIN_CDS_TEST_POSTGRES_URL (.ci/run starts the server)."""
+    """A PostgreSQL URL from BACKPAIN_CDS_TEST_POSTGRES_URL (.ci/run starts the server), its
+    database migrated to this release's schema (as an operator's ``backpain-cds migrate`` would)."""
     url = os.environ.get("BACKPAIN_CDS_TEST_POSTGRES_URL")
     if not url:
         unavailable("PostgreSQL not configured: set BACKPAIN_CDS_TEST_POSTGRES_URL")
@@ -53,7 +54,12 @@ def postgres_url() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
         unavailable(f"PostgreSQL at BACKPAIN_CDS_TEST_POSTGRES_URL is unreachable: {exc.__class__.__name__}")
+    from backpain_cds.schema import upgrade
+
+    try:
+        upgrade(engine)
     finally:
         engine.dispose()
     return url

@@ -8,6 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from backpain_cds.schema import upgrade
 from smart_launch.session_store import SmartStore
 
 SECRET = "store-secret-0123456789-0123456789-abcdef"
@@ -19,9 +20,8 @@ def store(request, tmp_path):
         engine = sa.create_engine(f"sqlite:///{tmp_path / 's.sqlite3'}")
     else:
         engine = sa.create_engine(request.getfixturevalue("postgres_url"))
+    upgrade(engine)  # the SMART tables come with the service's schema migrations
     smart = SmartStore(engine, SECRET)
-    smart.create_schema()
-    smart.create_schema()  # idempotent
     yield smart
     engine.dispose()
 
