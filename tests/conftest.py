@@ -63,3 +63,24 @@ def postgres_url() -> str:
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str):
+    """A URL on an empty PostgreSQL schema of its own (search_path), dropped afterwards: for
+    tests that need an empty or pre-migration database beside the shared, migrated one."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    schema = f"test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = sa.engine.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
