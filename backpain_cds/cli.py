@@ -97,13 +97,12 @@ def _settings(path: str | None) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     from backpain_cds.app import create_app
+    from backpain_cds.logs import configure_logging
     from backpain_cds.schema import upgrade
     from backpain_cds.server import run_gunicorn
     from backpain_cds.settings import check_bind_allowed
     from backpain_cds.storage import SqlStore, StorageError
     from fhir_mapping.knowledge import KnowledgeError
-
-    from backpain_cds.logs import configure_logging
 
     configure_logging()
     settings = _settings(args.config)

@@ -38,10 +38,8 @@ def run_offline() -> None:
 
 
 def run_online() -> None:
-    engine = config.attributes.get("engine")
-    own_engine = engine is None
-    if own_engine:
-        engine = sa.create_engine(_url(), poolclass=sa.pool.NullPool)
+    given: sa.Engine | None = config.attributes.get("engine")
+    engine = given or sa.create_engine(_url(), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=model_metadata())
@@ -51,7 +49,7 @@ def run_online() -> None:
                                        {"key": MIGRATION_LOCK_KEY})
                 context.run_migrations()
     finally:
-        if own_engine:
+        if given is None:
             engine.dispose()
 
 

@@ -62,7 +62,7 @@ def _serve_refused(url: str, workdir: Path) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "backpain_cds.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
          "--port", str(port)],
-        capture_output=True, text=True, timeout=60, cwd=workdir)
+        check=False, capture_output=True, text=True, timeout=60, cwd=workdir)
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
