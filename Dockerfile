@@ -2,6 +2,11 @@
 # Run:   docker run -p 8080:8080 -v $PWD/config.toml:/etc/backpain-cds/config.toml:ro backpain-cds
 # The container binds 0.0.0.0, so the config MUST list [[auth.trusted_clients]] (the service
 # refuses to accept unsigned calls on a non-loopback address) and public_base_url.
+# Database schema: a new SQLite file in /var/lib/backpain-cds gets it at the first start. A
+# PostgreSQL database (BACKPAIN_CDS_DATABASE_URL), or any database after upgrading the image, is
+# migrated first, once, not by each serving container (they refuse to start until then):
+#   docker run --rm <same config/env> backpain-cds backpain-cds migrate
+# (`backpain-cds migrate --sql` prints the SQL for a DBA instead; README "Database and migrations").
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

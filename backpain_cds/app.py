@@ -13,6 +13,7 @@ from flask_cors import CORS
 from backpain_cds.errors import register_error_handlers
 from backpain_cds.gc_pause import GcPauseMiddleware
 from backpain_cds.metrics import Metrics
+from backpain_cds.schema import require_current
 from backpain_cds.settings import ConfigError, Settings, config_warnings
 from backpain_cds.smart_settings import smart_app_config, smart_secret
 from backpain_cds.storage import SqlStore
@@ -119,12 +120,13 @@ def create_app(
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
 ) -> Flask:
-    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up.
+    """Build the WSGI app. Raises ConfigError / KnowledgeError / StorageError on bad set-up
+    (:class:`backpain_cds.schema.SchemaError`, a StorageError, when the database is not at this
+    release's schema revision; a brand-new SQLite database gets its schema created).
 
     Everything that can refuse the knowledge or the configuration runs before the first
     database connection, so a start that fails on them creates no database (no SQLite file):
-    the SMART app checks its view text before creating its tables, and the service's schema
-    is created last.
+    the schema revision is checked last.
     """
     settings = settings or Settings()
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
@@ -190,7 +192,7 @@ def create_app(
             metrics.error(response.status_code)
         return response
 
-    store.create_schema()
+    require_current(store.engine)  # SchemaError (one line) unless migrated; creates a new SQLite file's
     for warning in config_warnings(settings):
         log.warning("configuration: %s", warning)
     if settings.auth.development_mode:

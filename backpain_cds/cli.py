@@ -1,7 +1,8 @@
-"""The ``backpain-cds`` command: serve, discovery, replay, check-config.
+"""The ``backpain-cds`` command: serve, migrate, discovery, replay, check-config.
 
 Exit status: 0 success; 1 a check failed (``replay --expect`` mismatch, ``check-config``
-problems); 2 bad input or configuration (one clear line on stderr).
+problems, ``migrate --check`` on a database that needs migrating); 2 bad input, configuration
+or database schema (one clear line on stderr).
 """
 
 from __future__ import annotations
@@ -52,7 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    serve.add_argument("--migrate", action="store_true",
+                       help="upgrade the database schema first (without it, serve refuses a database "
+                            "that is not at this release's revision; a new SQLite file is created)")
     serve.set_defaults(handler=_serve)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to this release (Alembic)")
+    migrate.add_argument("--config")
+    migrate.add_argument("--sql", action="store_true",
+                         help="print the upgrade's SQL for a DBA instead; never connects to the database")
+    migrate.add_argument("--from", dest="from_revision", metavar="REV",
+                         help="with --sql: the revision the database is at (default: an empty database)")
+    migrate.add_argument("--check", action="store_true",
+                         help="only say where the database stands: exit 0 current, 1 needs migrating, "
+                              "2 newer or unusable")
+    migrate.set_defaults(handler=_migrate)
 
     discovery = sub.add_parser("discovery", help="print the discovery JSON")
     discovery.add_argument("--config")
@@ -83,9 +98,10 @@ def _settings(path: str | None) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from backpain_cds.app import create_app
     from backpain_cds.logs import configure_logging
+    from backpain_cds.schema import upgrade
     from backpain_cds.server import run_gunicorn
     from backpain_cds.settings import check_bind_allowed
-    from backpain_cds.storage import StorageError
+    from backpain_cds.storage import SqlStore, StorageError
     from fhir_mapping.knowledge import KnowledgeError
 
     configure_logging()
@@ -95,12 +111,59 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError("--workers must be at least 1")
     _check_port_free(args.host, args.port)  # before create_app: a failed start creates no database file
     try:
-        app = create_app(settings)
+        store = SqlStore(settings.database_url)
+        if args.migrate:
+            _log_migration(*upgrade(store.engine))
+        # create_app refuses (SchemaError, one line) a database not at this release's revision
+        app = create_app(settings, store=store)
     except KnowledgeError as exc:
         raise CliError(f"invalid knowledge: {exc}") from None
     except StorageError as exc:
         raise CliError(str(exc)) from None
     return run_gunicorn(app, host=args.host, port=args.port, workers=args.workers)
+
+
+def _log_migration(before: t.Any, after: t.Any) -> None:
+    import logging
+
+    if before.state is not after.state:
+        logging.getLogger("backpain_cds.schema").info(
+            "database migrated to revision %s (it was %s)", after.head, before.state.value)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from backpain_cds.schema import State, status, upgrade, upgrade_sql
+    from backpain_cds.storage import SqlStore, StorageError
+
+    if args.from_revision and not args.sql:
+        raise CliError("--from goes with --sql (a connected migrate reads the revision itself)")
+    if args.sql and args.check:
+        raise CliError("--sql and --check exclude each other")
+    settings = _settings(args.config)
+    try:
+        if args.sql:
+            upgrade_sql(settings.database_url, sys.stdout, from_revision=args.from_revision)
+            return 0
+        store = SqlStore(settings.database_url)
+        try:
+            if args.check:
+                found = status(store.engine)
+                print(found.describe())
+                return {State.CURRENT: 0, State.NEWER: 2}.get(found.state, 1)
+            before, after = upgrade(store.engine)
+        finally:
+            store.engine.dispose()
+    except StorageError as exc:
+        raise CliError(str(exc)) from None
+    if before.state is State.CURRENT:
+        print(f"the database is already at revision {after.head}; nothing to do")
+    elif before.state is State.PRE_MIGRATION:
+        print(f"adopted a database made before migrations (its rows are kept) and migrated it to "
+              f"revision {after.head}")
+    else:
+        was = f"revision {before.revision}" if before.revision else before.state.value
+        print(f"migrated the database from {was} to revision {after.head}")
+    return 0
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -5,7 +5,9 @@ and service id) is kept apart in ``feedback_unmatched``, so it cannot poison the
 statistics read from ``feedback`` and is still there to investigate.
 
 SQLite file by default; a PostgreSQL URL (``postgresql+psycopg://...``) works the same, which
-is how several instances share replay protection and feedback.
+is how several instances share replay protection and feedback. The tables below are what the
+code reads and writes; the database gets them from the Alembic migrations in
+``backpain_cds/migrations`` (``backpain_cds.schema``), never from ``create_all``.
 """
 
 from __future__ import annotations
@@ -82,13 +84,13 @@ class SqlStore:
         self._dialect = self.engine.dialect.name
 
     def create_schema(self) -> None:
-        """Create missing tables (idempotent; safe for several instances at once)."""
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.IntegrityError:  # pragma: no cover - a concurrent instance won the race
-            pass
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"cannot create the database schema: {exc.__class__.__name__}") from exc
+        """Migrate the database to this release's schema with Alembic (``backpain_cds.schema``).
+
+        Idempotent; adopts a database made before migrations; refuses a newer one.
+        """
+        from backpain_cds.schema import upgrade
+
+        upgrade(self.engine)
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""

@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[http_throughput] starting gunicorn with {args.workers} workers in {workdir} ...", file=sys.stderr, flush=True)
     config = f'database_url = "{args.database_url}"\n' if args.database_url else ""
     service = start_service(config, workdir, workers=args.workers,
-                            env={"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+                            env={"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"},
+                            # a given database (PostgreSQL) is migrated first, as an operator would
+                            serve_args=("--migrate",) if args.database_url else ())
     try:
         host, port = "127.0.0.1", int(service.base_url.rsplit(":", 1)[1])
         for ph in phases:

@@ -7,9 +7,8 @@ value, the access token and the signed-in user's ``fhirUser`` reference are stor
 digest, with the state it is used up with. The ``id_token`` itself is never stored.
 Times are epoch seconds (portable between SQLite and PostgreSQL).
 
-Tables live in their own :class:`sqlalchemy.MetaData` on the service's engine and are
-created when the app starts (:meth:`SmartStore.create_schema`), which also adds the nullable
-columns later versions introduced to tables an older version created.
+Tables live in their own :class:`sqlalchemy.MetaData` on the service's engine; the database
+gets them from the service's schema migrations (``backpain_cds/migrations``), like every table.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ launch_state = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
     sa.Column("used_at", sa.BigInteger),
-    # OpenID Connect (added after the first release: nullable, added by create_schema)
+    # OpenID Connect (added after the first release: nullable, migration 0002_smart_openid)
     sa.Column("nonce_hash", sa.String(64)),
     sa.Column("jwks_uri", sa.String(2048)),
     sa.Column("id_token_algs", sa.String(256)),  #: accepted algorithms, space-separated
@@ -117,37 +116,6 @@ class SmartStore:
         self.engine = engine
         key = hashlib.sha256(b"backpain-cds.smart.store:" + secret.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
-
-    def create_schema(self) -> None:
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.IntegrityError:  # pragma: no cover - a concurrent instance won the race
-            pass
-        except sa.exc.SQLAlchemyError as exc:
-            raise SmartStoreError(f"cannot create the SMART tables: {exc.__class__.__name__}") from exc
-        try:
-            self._add_missing_columns()
-        except sa.exc.SQLAlchemyError as exc:
-            raise SmartStoreError(f"cannot upgrade the SMART tables: {exc.__class__.__name__}") from exc
-
-    def _add_missing_columns(self) -> None:
-        """``ALTER TABLE … ADD COLUMN`` for nullable columns an older version's table lacks."""
-        for table in metadata.sorted_tables:
-            with self.engine.connect() as conn:
-                present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                assert column.nullable, f"{table.name}.{column.name} must be nullable to be added"
-                kind = column.type.compile(dialect=self.engine.dialect)
-                try:
-                    with self.engine.begin() as conn:
-                        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-                except sa.exc.SQLAlchemyError:
-                    with self.engine.connect() as conn:  # a concurrent instance added it first?
-                        again = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
-                    if column.name not in again:
-                        raise
 
     # --- launches ---------------------------------------------------------------------------
     def save_launch(

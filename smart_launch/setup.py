@@ -30,13 +30,12 @@ def install_smart_app(
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     http_session_factory: t.Callable[[], requests.Session] = requests.Session,
 ) -> SmartStore:
-    """Create the SMART tables and register ``/smart/*``; returns the store (for tests)."""
+    """Register ``/smart/*`` on the service's engine; returns the store (for tests)."""
     try:
         text = load_view_text(knowledge.directories)
     except ViewTextError as exc:
         raise KnowledgeError([str(exc)]) from None
-    store = SmartStore(engine, config.secret)
-    store.create_schema()
+    store = SmartStore(engine, config.secret)  # its tables come with the service's migrations
     builder = DetailViewBuilder(
         knowledge=knowledge,
         queries=queries,

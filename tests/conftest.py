@@ -64,7 +64,8 @@ def http_recorder() -> Iterator[HttpRecorder]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """A PostgreSQL URL from BACKPAIN_CDS_TEST_POSTGRES_URL (.ci/run starts the server)."""
+    """A PostgreSQL URL from BACKPAIN_CDS_TEST_POSTGRES_URL (.ci/run starts the server), its
+    database migrated to this release's schema (as an operator's ``backpain-cds migrate`` would)."""
     url = os.environ.get("BACKPAIN_CDS_TEST_POSTGRES_URL")
     if not url:
         unavailable("PostgreSQL not configured: set BACKPAIN_CDS_TEST_POSTGRES_URL")
@@ -75,7 +76,12 @@ def postgres_url() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
         unavailable(f"PostgreSQL at BACKPAIN_CDS_TEST_POSTGRES_URL is unreachable: {exc.__class__.__name__}")
+    from backpain_cds.schema import upgrade
+
+    try:
+        upgrade(engine)
     finally:
         engine.dispose()
     return url
@@ -117,3 +123,24 @@ def make_any_db_app(request, tmp_path: Path):
 def any_db_app(make_any_db_app):
     """The app with the default settings on SQLite and on PostgreSQL (see ``make_any_db_app``)."""
     return make_any_db_app()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str):
+    """A URL on an empty PostgreSQL schema of its own (search_path), dropped afterwards: for
+    tests that need an empty or pre-migration database beside the shared, migrated one."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    schema = f"test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = sa.engine.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -8,6 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from backpain_cds.schema import upgrade
 from smart_launch.session_store import SmartStore
 
 SECRET = "store-secret-0123456789-0123456789-abcdef"
@@ -19,9 +20,8 @@ def store(request, tmp_path):
         engine = sa.create_engine(f"sqlite:///{tmp_path / 's.sqlite3'}")
     else:
         engine = sa.create_engine(request.getfixturevalue("postgres_url"))
+    upgrade(engine)  # the SMART tables come with the service's schema migrations
     smart = SmartStore(engine, SECRET)
-    smart.create_schema()
-    smart.create_schema()  # idempotent
     yield smart
     engine.dispose()
 
@@ -98,27 +98,27 @@ def test_the_nonce_is_kept_as_a_digest_and_the_fhir_user_encrypted(store) -> Non
 
 
 def test_tables_of_an_older_version_get_the_new_columns(tmp_path) -> None:
-    """A database created before OpenID Connect support: create_schema adds the nullable columns
-    (SQLite here; the ALTER TABLE ... ADD COLUMN statement is the same on PostgreSQL)."""
+    """A database migrated to the baseline (SMART tables before OpenID Connect support), with a
+    launch in it: the migration to head adds the nullable columns and keeps the row."""
+    from alembic import command
+
+    from backpain_cds.schema import alembic_config, upgrade
+
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    command.upgrade(alembic_config(engine=engine), "0001_baseline")
+    with engine.connect() as conn:
+        assert "nonce_hash" not in {c["name"] for c in sa.inspect(conn).get_columns("smart_launch_state")}
     with engine.begin() as conn:
         conn.execute(sa.text(
-            "CREATE TABLE smart_launch_state (state_hash VARCHAR(64) PRIMARY KEY, browser_hash VARCHAR(64) "
-            "NOT NULL, iss VARCHAR(1024) NOT NULL, launch_enc TEXT NOT NULL, verifier_enc TEXT NOT NULL, "
-            "issuer VARCHAR(1024), token_endpoint VARCHAR(2048) NOT NULL, created_at BIGINT NOT NULL, "
-            "expires_at BIGINT NOT NULL, used_at BIGINT)"))
-        conn.execute(sa.text(
-            "CREATE TABLE smart_session (view_hash VARCHAR(64) PRIMARY KEY, browser_hash VARCHAR(64) NOT NULL, "
-            "iss VARCHAR(1024) NOT NULL, patient VARCHAR(256), encounter VARCHAR(256), token_enc TEXT NOT NULL, "
-            "scope TEXT NOT NULL, need_patient_banner BOOLEAN NOT NULL, smart_style_url TEXT, app_context TEXT, "
-            "fhir_context TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)"))
-    smart = SmartStore(engine, SECRET)
-    smart.create_schema()
+            "INSERT INTO smart_launch_state (state_hash, browser_hash, iss, launch_enc, verifier_enc, "
+            "token_endpoint, created_at, expires_at) VALUES ('old', 'b', 'https://ehr', 'x', 'y', 'https://t', 1, 2)"))
+    upgrade(engine)
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         assert {"nonce_hash", "jwks_uri", "id_token_algs"} <= {c["name"] for c in inspector.get_columns("smart_launch_state")}
         assert "fhir_user_enc" in {c["name"] for c in inspector.get_columns("smart_session")}
-    smart.create_schema()  # idempotent
+        assert conn.execute(sa.text("SELECT count(*) FROM smart_launch_state")).scalar() == 1
+    smart = SmartStore(engine, SECRET)
     state, browser = _launch(smart, nonce_hash="ab" * 32)
     assert smart.claim_launch(state=state, browser_id=browser, now=1001)[0].nonce_hash == "ab" * 32
     engine.dispose()

@@ -28,10 +28,11 @@ class LiveService:
 
 
 def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                  public_base_url: str | None = None) -> LiveService:
+                  public_base_url: str | None = None, serve_args: tuple[str, ...] = ()) -> LiveService:
     """Write the config, start gunicorn, wait for /healthz (30 s at most).
 
-    ``public_base_url`` defaults to the service's own URL (set it to a proxy's URL).
+    ``public_base_url`` defaults to the service's own URL (set it to a proxy's URL);
+    ``serve_args`` are added to the ``serve`` command line (e.g. ``--migrate``).
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -41,7 +42,7 @@ def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dic
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "backpain_cds.cli", "serve", "--config", str(config),
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), *serve_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
             env={**os.environ, **(env or {})},
         )
