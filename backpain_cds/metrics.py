@@ -19,7 +19,6 @@ import os
 import typing as t
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -194,7 +193,8 @@ class Metrics:
             return generate_latest(registry)
         return generate_latest(self.registry)
 
-    content_type = CONTENT_TYPE_LATEST
+    #: the classic text format, which every Prometheus version reads (our names are plain ASCII)
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
 
 
 _INDICATORS = frozenset(i.value for i in Indicator)

@@ -276,7 +276,8 @@ class CdsService:
 
 
 class _FetchClock:
-    """Times the FHIR fallback: from the client's creation to the end of prefetch resolution."""
+    """Times the FHIR fallback: from the client's creation to the end of prefetch resolution
+    (nothing when no client was made: no fhirServer, or one not on the allow-list)."""
 
     def __init__(self, client_factory: t.Callable[..., FhirClient]) -> None:
         self._client_factory = client_factory
@@ -284,8 +285,10 @@ class _FetchClock:
         self.seconds: float | None = None  #: None when nothing was fetched
 
     def factory(self, *args: t.Any, **kwargs: t.Any) -> FhirClient:
-        self._started = time.perf_counter()
-        return self._client_factory(*args, **kwargs)
+        started = time.perf_counter()
+        client = self._client_factory(*args, **kwargs)  # refuses a server not allow-listed
+        self._started = started
+        return client
 
     def stop(self) -> None:
         if self._started is not None:
