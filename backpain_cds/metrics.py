@@ -152,6 +152,8 @@ class Metrics:
                 self._prefetch.labels(key, outcome).inc()
         if report.deadline_exceeded:
             self._deadline.labels(self._service(report.service_id)).inc()
+        for rule, reason in report.suppressed:
+            self.card_suppressed(rule, reason)
 
     def hook_answered(self, *, service_id: str | None, hook: str | None, status: int, seconds: float) -> None:
         """One HTTP hook call answered (any status)."""

@@ -47,6 +47,8 @@ class CallReport:
     cards: tuple[tuple[str, str], ...] = ()  #: (rule id, indicator) of each card returned
     prefetch: t.Mapping[str, str] = field(default_factory=dict)  #: key -> PREFETCH_OUTCOMES
     deadline_exceeded: bool = False
+    #: (rule id, reason) of each card produced but not shown (snooze, shadow mode, duplicate)
+    suppressed: tuple[tuple[str, str], ...] = ()
 
 
 class CallObserver(t.Protocol):

@@ -80,6 +80,15 @@ def test_values_outside_the_bounded_sets_are_counted_as_unknown_or_other(metrics
     assert total(found, "backpain_cds_stage_seconds_count") == 1  # parse only; the made-up stage is dropped
 
 
+def test_suppressed_cards_reported_by_the_service_are_counted(metrics):
+    metrics.call_finished(CallReport("svc", "patient-view", {}, suppressed=(
+        ("gcsf-bone-pain", "snooze"), ("gcsf-bone-pain", "snooze"), ("mscc-red-flags", "shadow"))))
+    found = samples(_text(metrics))
+    assert by_label(found, "backpain_cds_cards_suppressed_total", "rule", "reason") == {
+        ("gcsf-bone-pain", "snooze"): 2, ("mscc-red-flags", "shadow"): 1}
+    assert by_label(found, "backpain_cds_cards_total", "rule") == {}  # not shown, so not cards
+
+
 def test_paused_metrics_record_nothing(metrics):
     before = _text(metrics)
     with metrics.paused():
