@@ -70,6 +70,8 @@ class Metrics:
         self._keys = frozenset(k for s in catalog.services for k in s.prefetch)
         self._reasons = {c.code: c.system for rows in override_reasons.values() for c in rows}
         self._paused = False
+        #: (metric, label values) -> child: prometheus_client's labels() costs a few us a call
+        self._children: dict[tuple[int, tuple[str, ...]], t.Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self._calls = Counter("backpain_cds_hook_calls_total", "Hook calls by service, hook and HTTP status.",
@@ -128,6 +130,14 @@ class Metrics:
 
     # -- recording ----------------------------------------------------------------------------
 
+    def _child(self, metric: t.Any, *labels: str) -> t.Any:
+        """The metric's child for these (already bounded) label values, looked up once."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     @contextlib.contextmanager
     def paused(self) -> t.Iterator[None]:
         """Record nothing inside (the warm-up's synthetic calls, :mod:`backpain_cds.warm`)."""
@@ -143,15 +153,15 @@ class Metrics:
             return
         for stage, seconds in report.stages.items():
             if stage in STAGES:
-                self._stage_seconds.labels(stage).observe(seconds)
+                self._child(self._stage_seconds, stage).observe(seconds)
         for rule, indicator in report.cards:
-            self._cards.labels(rule if rule in RULE_IDS else OTHER,
-                               indicator if indicator in _INDICATORS else OTHER).inc()
+            self._child(self._cards, rule if rule in RULE_IDS else OTHER,
+                        indicator if indicator in _INDICATORS else OTHER).inc()
         for key, outcome in report.prefetch.items():
             if key in self._keys and outcome in PREFETCH_OUTCOMES:
-                self._prefetch.labels(key, outcome).inc()
+                self._child(self._prefetch, key, outcome).inc()
         if report.deadline_exceeded:
-            self._deadline.labels(self._service(report.service_id)).inc()
+            self._child(self._deadline, self._service(report.service_id)).inc()
         for rule, reason in report.suppressed:
             self.card_suppressed(rule, reason)
 
@@ -160,30 +170,30 @@ class Metrics:
         if self._paused:
             return
         labels = (self._service(service_id), self._hook(hook), self._status(status))
-        self._calls.labels(*labels).inc()
-        self._call_seconds.labels(*labels).observe(seconds)
+        self._child(self._calls, *labels).inc()
+        self._child(self._call_seconds, *labels).observe(seconds)
 
     def stage(self, stage: str, seconds: float) -> None:
         """A stage measured outside the service (``auth``: the client JWT check)."""
         if not self._paused and stage in STAGES:
-            self._stage_seconds.labels(stage).observe(seconds)
+            self._child(self._stage_seconds, stage).observe(seconds)
 
     def feedback(self, entries: t.Iterable[FeedbackEntry]) -> None:
         if self._paused:
             return
         for entry in entries:
             if entry.outcome in FEEDBACK_OUTCOMES:
-                self._feedback.labels(entry.outcome, self._override_reason(entry)).inc()
+                self._child(self._feedback, entry.outcome, self._override_reason(entry)).inc()
 
     def card_suppressed(self, rule: str, reason: str) -> None:
         """A card not shown (snoozed, shadow mode, shown already in this ordering session)."""
         if not self._paused:
-            self._suppressed.labels(rule if rule in RULE_IDS else OTHER,
-                                    reason if reason in SUPPRESSION_REASONS else OTHER).inc()
+            self._child(self._suppressed, rule if rule in RULE_IDS else OTHER,
+                        reason if reason in SUPPRESSION_REASONS else OTHER).inc()
 
     def error(self, status: int) -> None:
         if not self._paused:
-            self._errors.labels(self._status(status)).inc()
+            self._child(self._errors, self._status(status)).inc()
 
     # -- exposition -----------------------------------------------------------------------------
 
