@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import typing as t
 from datetime import UTC, datetime
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from flask_cors import CORS
 
 from backpain_cds.errors import register_error_handlers
 from backpain_cds.gc_pause import GcPauseMiddleware
 from backpain_cds.metrics import Metrics
+from backpain_cds.metrics_http import CountingFeedbackStore, install_metrics, timed_authenticate
 from backpain_cds.schema import require_current
 from backpain_cds.settings import ConfigError, Settings, config_warnings
 from backpain_cds.smart_settings import smart_app_config, smart_secret
@@ -21,7 +21,7 @@ from cds_hooks.auth import AuthPolicy, ClientAuthenticator, JtiStore, TrustedCli
 from cds_hooks.blueprint import create_blueprint, json_response
 from cds_hooks.cards import CardLinks
 from cds_hooks.catalog import ServiceCatalog, load_catalog
-from cds_hooks.ports import CardAuditLog, FeedbackEntry, FeedbackSaved
+from cds_hooks.ports import CardAuditLog
 from cds_hooks.prefetch import FetchPolicy
 from cds_hooks.service import CallObserver, CdsService
 from fhir_mapping.fhir_client import FhirClient, FhirClientLimits
@@ -67,12 +67,13 @@ def build_service(
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
     apply_deadline: bool = True,
+    catalog: ServiceCatalog | None = None,
 ) -> CdsService:
     """The Flask-free service object (used by the app and by ``replay``, without deadline)."""
     smart_url = f"{settings.public_base_url}/smart/launch" if settings.smart_ehrs else None
     return CdsService(
         knowledge=knowledge,
-        catalog=load_service_catalog(knowledge),
+        catalog=catalog or load_service_catalog(knowledge),
         fetch_policy=fetch_policy(settings),
         audit=audit,
         links=CardLinks(
@@ -131,13 +132,13 @@ def create_app(
     settings = settings or Settings()
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
     store = store or SqlStore(settings.database_url)  # no connection yet
-    metrics = Metrics()
-    service = build_service(
-        settings, knowledge, audit=store, observer=metrics, client_factory=client_factory, clock=clock
-    )
+    catalog = load_service_catalog(knowledge)
+    metrics = Metrics(catalog, knowledge.actions.override_reasons)
+    service = build_service(settings, knowledge, audit=store, observer=metrics,
+                            client_factory=client_factory, clock=clock, catalog=catalog)
 
     authenticator = build_authenticator(settings, store)
-    authenticate = authenticator.verify if authenticator is not None else None
+    authenticate = timed_authenticate(authenticator.verify, metrics) if authenticator is not None else None
 
     app = Flask("backpain_cds")
     app.wsgi_app = GcPauseMiddleware(app.wsgi_app)  # type: ignore[method-assign]
@@ -154,7 +155,7 @@ def create_app(
         create_blueprint(
             service,
             public_base_url=settings.public_base_url,
-            feedback_store=_CountingFeedbackStore(store, metrics),
+            feedback_store=CountingFeedbackStore(store, metrics),
             authenticate=authenticate,
             validate_responses=settings.validate_responses,
         )
@@ -184,13 +185,7 @@ def create_app(
             return json_response({"status": "ready", "database": "ok"})
         return json_response({"status": "not ready", "database": "unreachable"}, status=503)
 
-    install_metrics_endpoint(app, settings, metrics)
-
-    @app.after_request
-    def _count_errors(response: Response) -> Response:
-        if response.status_code >= 400:
-            metrics.error(response.status_code)
-        return response
+    install_metrics(app, settings, metrics)
 
     require_current(store.engine)  # SchemaError (one line) unless migrated; creates a new SQLite file's
     for warning in config_warnings(settings):
@@ -201,44 +196,3 @@ def create_app(
             "are accepted. Bind to loopback only."
         )
     return app
-
-
-def install_metrics_endpoint(app: Flask, settings: Settings, metrics: Metrics) -> None:
-    """``GET /metrics``: open by default; optionally behind a bearer token and/or only on a
-    separate listener (``[metrics]`` settings, README "Metrics")."""
-    token = settings.metrics.bearer_token
-    bind = settings.metrics.bind
-    metrics_port = bind.rpartition(":")[2] if bind else None
-
-    def on_metrics_listener() -> bool:
-        return metrics_port is not None and request.environ.get("SERVER_PORT") == metrics_port
-
-    if metrics_port is not None:
-
-        @app.before_request
-        def _metrics_listener_serves_only_metrics() -> Response | None:
-            if on_metrics_listener() != (request.path == "/metrics"):
-                return json_response({"resourceType": "OperationOutcome", "issue": [
-                    {"severity": "error", "code": "not-found", "diagnostics": "not found"}]}, status=404)
-            return None
-
-    @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        if token is not None:
-            sent = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-                return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
-        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
-
-
-class _CountingFeedbackStore:
-    """Stores feedback and counts outcomes for /metrics."""
-
-    def __init__(self, store: SqlStore, metrics: Metrics) -> None:
-        self._store = store
-        self._metrics = metrics
-
-    def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> FeedbackSaved:
-        stored = self._store.save_feedback(service_id, entries)
-        self._metrics.feedback(e.outcome for e in entries)
-        return stored

@@ -96,6 +96,15 @@ def _settings(path: str | None) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from backpain_cds.server import metrics_directory
+
+    # The workers' metric files go to a fresh private directory, named in the environment
+    # before prometheus_client is imported (by backpain_cds.app) and before gunicorn forks.
+    with metrics_directory():
+        return _serve_in(args)
+
+
+def _serve_in(args: argparse.Namespace) -> int:
     from backpain_cds.app import create_app
     from backpain_cds.logs import configure_logging
     from backpain_cds.schema import upgrade

@@ -93,6 +93,7 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which gunicorn worker (metrics are summed over them)
             "message": redact(message),
         }
         for key in ALLOWED_EXTRAS:

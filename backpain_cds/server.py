@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import shutil
+import tempfile
 import typing as t
 
 from flask import Flask
@@ -12,6 +15,42 @@ from gunicorn.app.base import BaseApplication
 from backpain_cds.gunicorn_worker import BufferingThreadWorker
 from backpain_cds.warm import enabled as warm_start_enabled
 from backpain_cds.warm import warm_up
+
+#: prometheus_client's switch to multiprocess mode (read when prometheus_client is imported)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def metrics_directory() -> t.Iterator[str]:
+    """A fresh private directory (mode 0700) for the workers' metric files, as
+    ``PROMETHEUS_MULTIPROC_DIR``, removed when the server stops.
+
+    Enter it before ``backpain_cds.metrics`` is first imported (prometheus_client chooses its
+    value store then), so before the app is built and before gunicorn forks. A directory of
+    its own per start: files left by an earlier run would be summed into this one's counts.
+    """
+    owner = os.getpid()
+    path = tempfile.mkdtemp(prefix="backpain-cds-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        # a gunicorn worker leaves by SystemExit through this block too: only the master cleans up
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous
+
+
+def _child_exit(_server: t.Any, worker: t.Any) -> None:
+    """gunicorn hook, in the master: a worker is gone (its counter files stay and still count)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 class _GunicornApp(BaseApplication):
@@ -71,6 +110,7 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
         # gunicorn's control socket lives at one fixed path per user: several instances on a
         # host would fight over it, and nothing here uses it.
         "control_socket_disable": True,
+        "child_exit": _child_exit,
     }
     if warm:
         # In each worker, before it accepts: its own database connection and one more

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import resource
 import sys
@@ -177,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         for ph in phases:
             print(f"[http_throughput] {ph.name}: {ph.requests} requests, cap {ph.time_cap:g} s ...", file=sys.stderr, flush=True)
             run_phase(host, port, ph, bodies[ph.name][1], args.concurrency, warmup)
-        metrics = _stage_metrics(host, port, args.workers)
+        metrics = _stage_metrics(host, port)
     finally:
         stop_service(service)
+    metrics.append(_calls_per_worker(service.log()))
+    sent = sum(warmup + len(ph.latencies) + ph.errors for ph in phases)
+    metrics.append(f"hook calls the client sent: {sent} (warm-up included)")
     server_errors = [line for line in service.log().splitlines() if "Traceback" in line or "[ERROR]" in line]
 
     lines = [f"http_throughput  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {machine()}",
@@ -216,53 +220,54 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stage_metrics(host: str, port: int, workers: int) -> list[str]:
-    """Per-worker call counts and mean per-stage latency, from /metrics of every worker.
-
-    Each worker keeps its own counters (``pid`` label); /metrics is fetched on fresh
-    connections until every worker answered once (or 40 tries).
-    """
-    pages: dict[str, str] = {}
-    for _ in range(40):
-        try:
-            conn = http.client.HTTPConnection(host, port, timeout=5)
-            conn.request("GET", "/metrics", headers={"Connection": "close"})
-            text = conn.getresponse().read().decode()
-            conn.close()
-        except (OSError, http.client.HTTPException):
-            continue
-        pid = next((line.split('pid="', 1)[1].split('"', 1)[0] for line in text.splitlines() if 'pid="' in line), "?")
-        pages[pid] = text
-        if len(pages) >= workers:
-            break
-    out = []
+def _stage_metrics(host: str, port: int) -> list[str]:
+    """Hook calls and mean per-stage latency from one scrape of /metrics (summed over every
+    worker by prometheus_client's multiprocess mode)."""
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", "/metrics", headers={"Connection": "close"})
+        text = conn.getresponse().read().decode()
+        conn.close()
+    except (OSError, http.client.HTTPException) as exc:
+        return [f"/metrics unavailable: {exc!r}"]
     calls: dict[str, float] = {}
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
-    for pid, text in pages.items():
-        for line in text.splitlines():
-            if line.startswith("#") or " " not in line:
-                continue
-            name, _, value = line.rpartition(" ")
-            try:
-                v = float(value)
-            except ValueError:
-                continue
-            base = name.split("{")[0]
-            if base == "backpain_cds_hook_calls_total":
-                calls[pid] = calls.get(pid, 0.0) + v
-            elif base == "backpain_cds_stage_seconds_sum":
-                stage = name.split('stage="', 1)[1].split('"', 1)[0]
-                sums[stage] = sums.get(stage, 0.0) + v
-            elif base == "backpain_cds_stage_seconds_count":
-                stage = name.split('stage="', 1)[1].split('"', 1)[0]
-                counts[stage] = counts.get(stage, 0.0) + v
-    total = sum(calls.values()) or 1.0
-    out.append("calls per worker: " + ", ".join(f"pid {pid}: {n:.0f} ({100 * n / total:.0f}%)" for pid, n in sorted(calls.items()))
-               + ("" if len(pages) >= workers else f"  (only {len(pages)} of {workers} workers answered /metrics)"))
-    out.append("mean ms per stage (all workers, both phases, incl. GIL waits): " + ", ".join(
-        f"{stage} {1000 * sums[stage] / counts[stage]:.2f}" for stage in sorted(sums) if counts.get(stage)))
-    return out
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        base = name.split("{")[0]
+        if base == "backpain_cds_hook_calls_total":
+            status = name.split('status="', 1)[1].split('"', 1)[0]
+            calls[status] = calls.get(status, 0.0) + v
+        elif base in ("backpain_cds_stage_seconds_sum", "backpain_cds_stage_seconds_count"):
+            stage = name.split('stage="', 1)[1].split('"', 1)[0]
+            into = sums if base.endswith("_sum") else counts
+            into[stage] = into.get(stage, 0.0) + v
+    order = ("auth", "parse", "prefetch", "fetch", "mapping", "assessment", "render", "storage")
+    return [
+        "hook calls by status (one scrape, all workers): "
+        + ", ".join(f"{status}: {n:.0f}" for status, n in sorted(calls.items()) if n),
+        "mean ms per stage (all workers, both phases, incl. GIL waits): " + ", ".join(
+            f"{stage} {1000 * sums[stage] / counts[stage]:.2f}" for stage in order if counts.get(stage)),
+    ]
+
+
+def _calls_per_worker(log: str) -> str:
+    """Hook calls answered per worker, from the pid of each "hook call answered" log line."""
+    per_pid: dict[int, int] = {}
+    for line in log.splitlines():
+        if line.startswith("{") and '"hook call answered"' in line:
+            pid = json.loads(line).get("pid")
+            per_pid[pid] = per_pid.get(pid, 0) + 1
+    total = sum(per_pid.values()) or 1
+    return "calls per worker (log): " + ", ".join(
+        f"pid {pid}: {n} ({100 * n / total:.0f}%)" for pid, n in sorted(per_pid.items(), key=lambda kv: str(kv[0])))
 
 
 if __name__ == "__main__":

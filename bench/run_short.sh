@@ -10,7 +10,7 @@ cd "$repo"
 py=${PYTHON:-python}
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 status=0
-for bench in hook_latency http_throughput fhir_fallback warm_start slow_clients smart_view; do
+for bench in hook_latency http_throughput metrics_overhead fhir_fallback warm_start slow_clients smart_view; do
   echo "=== bench/$bench.py --short"
   start=$(date +%s)
   timeout --kill-after=5 55 "$py" "bench/$bench.py" --short

@@ -22,6 +22,7 @@ Order of checks on a POST (each answer reveals nothing the previous step did not
 from __future__ import annotations
 
 import logging
+import time
 import typing as t
 from collections import Counter
 
@@ -29,6 +30,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
+from cds_hooks.catalog import SUPPORTED_HOOKS
 from cds_hooks.errors import PayloadTooLarge, UnknownService
 from cds_hooks.feedback import parse_feedback
 from cds_hooks.hook_request import HOOK_INSTANCE
@@ -97,6 +99,9 @@ def read_json_body(decode: t.Callable[[bytes], t.Any] = decode_json_body) -> t.A
         hook_instance = body.get("hookInstance")
         if isinstance(hook_instance, str) and HOOK_INSTANCE.fullmatch(hook_instance):
             g.hook_instance = hook_instance  # for the error log (backpain_cds.errors)
+        hook = body.get("hook")
+        if isinstance(hook, str) and hook in SUPPORTED_HOOKS:
+            g.hook = hook  # for the metrics of a call refused later (a label from a fixed set)
     return body
 
 
@@ -140,7 +145,9 @@ def create_blueprint(
     @bp.post("/cds-services/<service_id>")
     def invoke(service_id: str) -> Response:
         check_post(service_id, f"{base}/cds-services/{service_id}")
-        outcome = service.invoke(service_id, read_json_body(decode_hook_body))
+        started = time.perf_counter()
+        body = read_json_body(decode_hook_body)
+        outcome = service.invoke(service_id, body, decode_seconds=time.perf_counter() - started)
         if validate_responses:
             validate_cds_response(outcome.response)
         return json_response(outcome.response)

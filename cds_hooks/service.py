@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from assessment.engine import assess
 from assessment.findings import Assessment
 from cds_hooks.cards import CardLinks, render_cards
-from cds_hooks.catalog import ServiceCatalog
+from cds_hooks.catalog import ServiceCatalog, ServiceDefinition
 from cds_hooks.errors import InvalidRequest, PrefetchUnavailable, UnknownService
 from cds_hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ports import CardAuditLog, CardAuditRecord
@@ -27,14 +27,35 @@ from fhir_mapping.knowledge import Knowledge
 log = logging.getLogger("backpain_cds.service")
 
 
+#: the stages of a hook call as metrics name them (``auth`` is measured by the HTTP layer)
+STAGES = ("auth", "parse", "prefetch", "fetch", "mapping", "assessment", "render", "storage")
+#: how a prefetch key was obtained: in the request, ``null`` in the request (nothing found),
+#: fetched from fhirServer (absent, an OperationOutcome, or a Bundle's next pages), or not at all
+PREFETCH_OUTCOMES = ("supplied", "null", "fetched", "failed")
+#: HookOutcome.timings key -> metrics stage (``prefetch`` is split into prefetch and fetch)
+_STAGE_OF = {"validate": "parse", "prefetch": "prefetch", "mapping": "mapping",
+             "assessment": "assessment", "cards": "render", "audit": "storage"}
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """What one hook call did, for metrics: enums and durations only, never patient data."""
+
+    service_id: str
+    hook: str
+    stages: t.Mapping[str, float]  #: seconds per stage of :data:`STAGES` the call went through
+    cards: tuple[tuple[str, str], ...] = ()  #: (rule id, indicator) of each card returned
+    prefetch: t.Mapping[str, str] = field(default_factory=dict)  #: key -> PREFETCH_OUTCOMES
+    deadline_exceeded: bool = False
+    #: (rule id, reason) of each card produced but not shown (snooze, shadow mode, duplicate)
+    suppressed: tuple[tuple[str, str], ...] = ()
+
+
 class CallObserver(t.Protocol):
-    """Receives per-call measurements (the composition root turns them into metrics)."""
+    """Receives one report per hook call that got past parsing (whatever its outcome);
+    the composition root turns them into metrics."""
 
-    def hook_call(
-        self, *, service_id: str, hook: str, timings: t.Mapping[str, float], rules: t.Sequence[str]
-    ) -> None: ...
-
-    def deadline_exceeded(self, service_id: str) -> None: ...
+    def call_finished(self, report: CallReport) -> None: ...
 
 
 class _DeadlinePassed(Exception):
@@ -88,7 +109,9 @@ class CdsService:
         if not self.catalog.has_id(service_id):
             raise UnknownService(f"no CDS service with id {service_id!r}")
 
-    def invoke(self, service_id: str, body: t.Any, *, now: datetime | None = None) -> HookOutcome:
+    def invoke(
+        self, service_id: str, body: t.Any, *, now: datetime | None = None, decode_seconds: float = 0.0
+    ) -> HookOutcome:
         """Run one hook call; raises the protocol errors of :mod:`cds_hooks.errors`.
 
         When the call's time budget (``deadline_seconds``) runs out, the answer is 200 with no
@@ -96,6 +119,9 @@ class CdsService:
         never left running: FHIR queries get at most the remaining time (their threads are
         bounded by it too), the mapping checks the deadline before each resource, the
         assessment before each rule, and every stage is checked when it ends.
+
+        ``decode_seconds`` is the time the caller spent decoding the body (the ``parse`` stage
+        of the report to the observer, with the validation here).
         """
         started = time.perf_counter()
         deadline = None if self.deadline_seconds is None else started + self.deadline_seconds
@@ -126,6 +152,10 @@ class CdsService:
         self.check_service_id(service_id)
         request = parse_hook_request(body)
         service = self.catalog.resolve(service_id, request.hook)
+        fetch = _FetchClock(self.client_factory)
+        prefetch: dict[str, str] = {}
+        cards: tuple[tuple[str, str], ...] = ()
+        too_late = False
         try:
             lap("validate")
             policy = self.fetch_policy
@@ -134,15 +164,29 @@ class CdsService:
                 if remaining < policy.overall_timeout_seconds:
                     policy = replace(policy, overall_timeout_seconds=remaining)
             try:
-                data = resolve_prefetch(service, request, policy, client_factory=self.client_factory)
-            except PrefetchUnavailable:
+                data = resolve_prefetch(service, request, policy, client_factory=fetch.factory)
+            except PrefetchUnavailable as exc:
+                fetch.stop()
+                timings["prefetch"] = time.perf_counter() - mark
+                prefetch = prefetch_outcomes(service, request, None, failed=exc.fields)
                 if deadline is not None and time.perf_counter() >= deadline - 0.01:
                     raise _DeadlinePassed("prefetch") from None
                 raise
+            fetch.stop()
+            prefetch = prefetch_outcomes(service, request, data)
             lap("prefetch")
-            return self._evaluate(service_id, request, data, now, timings, lap, checkpoint)
+            outcome = self._evaluate(service_id, request, data, now, timings, lap, checkpoint)
+            cards = tuple((f.rule_id, f.indicator.value) for f in outcome.assessment.findings)
+            return outcome
         except _DeadlinePassed as passed:
+            too_late = True
             return self._too_late(service_id, request, str(passed), timings)
+        finally:
+            if self.observer is not None:
+                stages = _stages(timings, decode_seconds, fetch.seconds)
+                self.observer.call_finished(
+                    CallReport(service_id, request.hook, stages, cards, prefetch, too_late)
+                )
 
     def _evaluate(
         self,
@@ -213,10 +257,6 @@ class CdsService:
                 "ms": round(sum(timings.values()) * 1000, 1),
             },
         )
-        if self.observer is not None:
-            self.observer.hook_call(
-                service_id=service_id, hook=request.hook, timings=timings, rules=rules
-            )
         return HookOutcome(request, {"cards": cards}, assessment, data, timings)
 
     def _too_late(
@@ -232,8 +272,71 @@ class CdsService:
                 "ms": round(sum(timings.values()) * 1000, 1),
             },
         )
-        if self.observer is not None:
-            self.observer.deadline_exceeded(service_id)
         note = f"deadline of {self.deadline_seconds} s passed during {stage}"
         empty = Assessment(findings=(), notes=(note,))
         return HookOutcome(request, {"cards": []}, empty, ResolvedData([], (), ()), timings)
+
+
+class _FetchClock:
+    """Times the FHIR fallback: from the client's creation to the end of prefetch resolution
+    (nothing when no client was made: no fhirServer, or one not on the allow-list)."""
+
+    def __init__(self, client_factory: t.Callable[..., FhirClient]) -> None:
+        self._client_factory = client_factory
+        self._started: float | None = None
+        self.seconds: float | None = None  #: None when nothing was fetched
+
+    def factory(self, *args: t.Any, **kwargs: t.Any) -> FhirClient:
+        started = time.perf_counter()
+        client = self._client_factory(*args, **kwargs)  # refuses a server not allow-listed
+        self._started = started
+        return client
+
+    def stop(self) -> None:
+        if self._started is not None:
+            self.seconds = time.perf_counter() - self._started
+
+
+def prefetch_outcomes(
+    service: ServiceDefinition, request: HookRequest, data: ResolvedData | None,
+    *, failed: t.Sequence[str] = (),
+) -> dict[str, str]:
+    """How each prefetch key of the service was obtained (:data:`PREFETCH_OUTCOMES`).
+
+    ``failed`` names the keys that could not be had (``prefetch.<key>``, from a 412). A key
+    the request could not fill (a template token without a value) is not listed.
+    """
+    lost = {f.partition(".")[2] for f in failed if f.startswith("prefetch.")}
+    fetched = set(data.fetched) if data is not None else set()
+    out = {}
+    for key in service.prefetch:
+        if key in lost:
+            out[key] = "failed"
+        elif key in fetched:
+            out[key] = "fetched"
+        elif key in request.prefetch:
+            value = request.prefetch[key]
+            if value is None:
+                out[key] = "null"
+            elif not (isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"):
+                out[key] = "supplied"
+    return out
+
+
+def _stages(
+    timings: t.Mapping[str, float], decode_seconds: float, fetch_seconds: float | None
+) -> dict[str, float]:
+    """HookOutcome.timings as metrics stages: parse includes the body's decoding, and the
+    FHIR fallback is its own ``fetch`` stage rather than part of ``prefetch``."""
+    stages: dict[str, float] = {}
+    for key, seconds in timings.items():
+        stage = _STAGE_OF.get(key)
+        if stage is not None:
+            stages[stage] = stages.get(stage, 0.0) + seconds
+    if "parse" in stages:
+        stages["parse"] += decode_seconds
+    if fetch_seconds is not None:
+        stages["fetch"] = fetch_seconds
+        if "prefetch" in stages:
+            stages["prefetch"] = max(stages["prefetch"] - fetch_seconds, 0.0)
+    return stages

@@ -12,6 +12,7 @@ from backpain_cds.app import create_app
 from backpain_cds.settings import Settings
 from tests.support import hook_requests as hr
 from tests.support.http_recorder import CannedResponse
+from tests.support.metrics_text import by_label, samples
 from tools.harness import scenarios
 
 
@@ -52,7 +53,9 @@ def test_a_call_past_its_deadline_gets_200_with_no_cards_and_is_counted(slow_app
     assert not release.is_set()  # answered by the 0.5 s budget while the slow query was held
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
-    assert "backpain_cds_deadline_exceeded_total{service=\"back-pain-after-chemo\"" in client.get("/metrics").get_data(as_text=True)
+    found = samples(client.get("/metrics").get_data(as_text=True))
+    assert by_label(found, "backpain_cds_deadline_exceeded_total", "service") == {("back-pain-after-chemo",): 1}
+    assert by_label(found, "backpain_cds_hook_calls_total", "status") == {("200",): 1}  # answered, no cards
     assert any("deadline passed" in r.getMessage() for r in caplog.records)
     limit = time.monotonic() + 15  # liveness bound (deadline + socket timeout + wide margin)
     while _fetch_threads() and time.monotonic() < limit:
