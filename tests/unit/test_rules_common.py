@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from assessment.config import RULE_VARIABLES, RuleConfig, merge_rule_config, parse_rule_config
-from assessment.config_schema import ACTION_VARIABLES
+from assessment.config import RuleConfig, merge_rule_config, parse_rule_config
+from assessment.config.schema import ACTION_VARIABLES, RULE_VARIABLES
 from assessment.engine import assess
 from assessment.facts import (
     ClinicalFact,

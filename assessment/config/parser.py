@@ -1,7 +1,7 @@
 """Build and check the typed rule configuration from the parsed ``rules.toml`` mapping.
 
 :func:`parse_rule_config` turns the mapping into a frozen
-:class:`~assessment.config_types.RuleConfig` or raises :class:`RuleConfigError` listing every
+:class:`~assessment.config.types.RuleConfig` or raises :class:`RuleConfigError` listing every
 problem; :func:`validate_rule_config` returns the problems instead, and can also check
 references to value sets and card actions that live in other knowledge files;
 :func:`merge_rule_config` lays a site overlay over the base. Never touches files.
@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from assessment.config_schema import (
+from assessment.config.schema import (
     ACTION_VARIABLES,
     ALLOWED_UNITS,
     CITATION_LABEL_MAX,
@@ -31,8 +31,8 @@ from assessment.config_schema import (
     SUMMARY_WARN_CHARS,
     TEXT_KEYS,
 )
-from assessment.config_text import CardTextChecks, number_placeholders
-from assessment.config_types import (
+from assessment.config.text import CardTextChecks, number_placeholders
+from assessment.config.types import (
     CardText,
     ContextSettings,
     GcsfWindowSettings,
