@@ -15,7 +15,7 @@ import pytest
 from assessment.config import RULE_IDS, merge_rule_config, parse_rule_config, validate_rule_config
 from assessment.egfr import age_in_years, ckd_epi_2021
 from assessment.facts import DrugClass, LabKind, LabResult, MedicationSource
-from assessment.rules import common
+from assessment.rules import concepts
 from cds_hooks.cards import render_card
 from cds_hooks.schemas import CdsResponse
 from fhir_mapping.knowledge import load_knowledge
@@ -168,8 +168,8 @@ def test_no_fhir_ids_and_no_repeated_lines_in_what_a_clinician_reads() -> None:
 
 def test_chemotherapy_display_is_not_doubled() -> None:
     procedure = dataclasses.replace(chemo_procedure(), label="Chemotherapy (procedure)")
-    context = common.oncology_context(record(procedure), NOW, KNOWLEDGE.rules.context)
-    assert [r.text for r in context.reasons] == [f"Chemotherapy (procedure) on {common.day_text(procedure.time)}"]
+    context = concepts.oncology_context(record(procedure), NOW, KNOWLEDGE.rules.context)
+    assert [r.text for r in context.reasons] == [f"Chemotherapy (procedure) on {concepts.day_text(procedure.time)}"]
 
 
 @pytest.mark.parametrize(("source", "status", "verb"), [
@@ -196,7 +196,7 @@ def test_cards_say_what_the_record_says(source: MedicationSource, status: str, v
     ("2025-03-10T09:00:00+02:00", "2025-03-12T23:00:00+02:00", 2),
 ])
 def test_day_after_the_dose_is_counted_in_calendar_days_of_the_record(dose: str, pain: str, day: int) -> None:
-    assert common.calendar_days(datetime.fromisoformat(dose), datetime.fromisoformat(pain)) == day
+    assert concepts.calendar_days(datetime.fromisoformat(dose), datetime.fromisoformat(pain)) == day
 
 
 def test_pain_the_next_calendar_day_is_day_1_on_the_card() -> None:
@@ -305,4 +305,4 @@ def test_a_date_only_time_counts_as_the_day_written(dose: str, pain: str, day: i
 
     start, end = parse_fhir_datetime(dose), parse_fhir_datetime(pain)
     assert start is not None and end is not None
-    assert common.calendar_days(start, end) == day
+    assert concepts.calendar_days(start, end) == day
