@@ -1,21 +1,21 @@
 """Typed rule configuration: windows, thresholds, citations and card texts from ``rules.toml``.
 
-The caller reads the TOML (and any site overlay, merged with :func:`merge_rule_config`) and
-passes the parsed mapping here; this package never touches files. :func:`parse_rule_config`
+The caller reads the TOML (and any site overlay, deep-merged over it by
+:func:`fhir_mapping.overlay.merge_overlay`) and passes the parsed mapping here; this package never touches files. :func:`parse_rule_config`
 turns the mapping into a frozen :class:`RuleConfig` or raises :class:`RuleConfigError` listing
 every problem; :func:`validate_rule_config` returns the problems instead, and can also check
 references to value sets and card actions that live in other knowledge files.
 
 Split by concept: :mod:`~assessment.config.types` (the frozen dataclasses),
 :mod:`~assessment.config.schema` (rule ids, card-text variables, quantities and units the file
-must carry), :mod:`~assessment.config.parser` (merge, parse, validate) and
+must carry), :mod:`~assessment.config.parser` (parse, validate) and
 :mod:`~assessment.config.text` (the card-text checks the parser mixes in). The names below are
 the ones the rest of the service imports from here; everything else comes from its module.
 """
 
 from __future__ import annotations
 
-from assessment.config.parser import RuleConfigError, merge_rule_config, parse_rule_config, validate_rule_config
+from assessment.config.parser import RuleConfigError, parse_rule_config, validate_rule_config
 from assessment.config.schema import RULE_IDS
 from assessment.config.types import CardText, ContextSettings, Quantity, RuleConfig, RuleSettings
 
@@ -27,7 +27,6 @@ __all__ = [
     "RuleConfig",
     "RuleConfigError",
     "RuleSettings",
-    "merge_rule_config",
     "parse_rule_config",
     "validate_rule_config",
 ]

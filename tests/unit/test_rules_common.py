@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from assessment.config import RuleConfig, merge_rule_config, parse_rule_config
+from assessment.config import RuleConfig, parse_rule_config
 from assessment.config.schema import ACTION_VARIABLES, RULE_VARIABLES
 from assessment.engine import assess
 from assessment.facts import (
@@ -38,6 +38,7 @@ from assessment.facts import (
 )
 from assessment.findings import Assessment, Finding
 from assessment.rules import concepts
+from fhir_mapping.overlay import merge_overlay
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
@@ -159,7 +160,7 @@ def run(*facts: object, hook: str = "patient-view", config: RuleConfig = CONFIG)
 
 
 def config_with(overlay: dict[str, Any]) -> RuleConfig:
-    return parse_rule_config(merge_rule_config(RAW_CONFIG, overlay))
+    return parse_rule_config(merge_overlay(RAW_CONFIG, overlay))
 
 
 def fired(assessment: Assessment) -> list[str]:
