@@ -9,7 +9,6 @@ from assessment.config import (
     RuleConfig,
     RuleConfigError,
     RuleSettings,
-    merge_rule_config,
     parse_rule_config,
     validate_rule_config,
 )
@@ -29,7 +28,6 @@ __all__ = [
     "RuleSettings",
     "UnsupportedHookError",
     "assess",
-    "merge_rule_config",
     "parse_rule_config",
     "validate_rule_config",
 ]

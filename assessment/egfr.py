@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from assessment.config_types import CkdEpiConstants
+from assessment.config.types import CkdEpiConstants
 
 __all__ = ["age_in_years", "ckd_epi_2021"]
 

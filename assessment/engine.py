@@ -4,6 +4,11 @@ patient-view / encounter-start run the four triage rules. They are mutually excl
 first that fires in :data:`TRIAGE_RULES` order (mscc > progressive > G-CSF bone pain >
 supportive care) is the single card, and the differential lists every one that fired.
 order-select / order-sign run the two order rules on the draft orders in focus.
+
+The triage situation the four rules share is built here (:func:`triage_inputs`), from the shared
+concepts (:mod:`assessment.rules.concepts`) and each rule's own criteria, taken from its module
+(red flags, progressive features, the G-CSF window reason): the rule modules sit above
+:mod:`assessment.rules.situation`, and only the engine, above both, puts them together.
 """
 
 from __future__ import annotations
@@ -17,21 +22,15 @@ from assessment.facts import ClinicalKind, PatientRecord
 from assessment.findings import Assessment, Finding
 from assessment.rules import (
     back_pain_supportive_care,
-    common,
+    concepts,
     gcsf_bone_pain,
     gcsf_order_dose_review,
     mscc_red_flags,
     nsaid_caution_post_chemo,
     progressive_back_pain,
 )
-from assessment.rules.situation import (
-    OrderSituation,
-    Outcome,
-    TriageSituation,
-    find_red_flags,
-    order_situation,
-    triage_situation,
-)
+from assessment.rules.concepts import BackPainEpisode, OncologyContext
+from assessment.rules.situation import OrderSituation, Outcome, TriageSituation, order_situation
 
 __all__ = [
     "ORDER_HOOKS", "ORDER_RULES", "TRIAGE_HOOKS", "TRIAGE_RULES", "UnsupportedHookError", "assess", "triage_inputs",
@@ -85,21 +84,54 @@ def triage_inputs(
     there is nothing to triage (no oncology context, no back pain). The detail view's
     differential is built on the same situation, so it agrees with the card."""
     settings = config.context
-    context = common.oncology_context(record, now, settings)
-    episode = common.back_pain_episode(record, now, settings)
+    context = concepts.oncology_context(record, now, settings)
+    episode = concepts.back_pain_episode(record, now, settings)
     notes = []
     if not context.present:
-        days = common.whole_days(settings.chemotherapy_lookback)
+        days = concepts.whole_days(settings.chemotherapy_lookback)
         notes.append(
             f"no oncology context (no active cancer, no chemotherapy in the last {days} days)"
         )
     if episode is None and context.present:
         episode = _red_flag_episode(record, now, config)
     if episode is None:
-        notes.append(f"no back pain in the last {common.whole_days(settings.back_pain_lookback)} days")
+        notes.append(f"no back pain in the last {concepts.whole_days(settings.back_pain_lookback)} days")
     if notes or episode is None:
         return None, tuple(notes)
-    return triage_situation(record, now, config, context, episode), ()
+    return _triage_situation(record, now, config, context, episode), ()
+
+
+def _triage_situation(
+    record: PatientRecord,
+    now: datetime,
+    config: RuleConfig,
+    context: OncologyContext,
+    episode: BackPainEpisode,
+) -> TriageSituation:
+    """Compute the triage situation for a record with oncology context and back pain: the
+    shared concepts, and each triage rule's own criteria from its module (every triage rule
+    sees them all, to list the others' findings as reasons against)."""
+    settings = config.context
+    windows = concepts.gcsf_windows(record, settings)
+    # an undated episode is in no G-CSF window: nothing says when it began
+    onset_window = concepts.window_at(windows, episode.onset) if episode.onset_recorded else None
+    red_flags = mscc_red_flags.find_red_flags(record, now, config)
+    return TriageSituation(
+        record=record,
+        now=now,
+        config=config,
+        context=context,
+        episode=episode,
+        windows=windows,
+        onset_window=onset_window,
+        red_flags=red_flags,
+        red_flag_reasons=tuple(mscc_red_flags.red_flag_reason(f) for f in red_flags),
+        features=progressive_back_pain.find_progressive_features(
+            record, now, config, episode, windows, onset_window
+        ),
+        window_reason=gcsf_bone_pain.window_reason(episode, onset_window),
+        nsaid=concepts.nsaid_safety(record, now, settings),
+    )
 
 
 def _triage(
@@ -112,16 +144,16 @@ def _triage(
     return Assessment(findings=tuple(fired[:1]), differential=tuple(fired), notes=tuple(notes))
 
 
-def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) -> common.BackPainEpisode | None:
+def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) -> BackPainEpisode | None:
     """With no back pain in the lookback, a red flag still counts with active back pain of any
     onset or a known bone/spinal metastasis, and a cord compression / cauda equina diagnosis
     recorded in the last 14 days counts even without a back-pain record (CLINICAL.md *Red flag*):
     return the episode to triage then (without any back-pain record, an episode starting at the
     oldest counted red flag), else None."""
-    flags = find_red_flags(record, now, config)
+    flags = mscc_red_flags.find_red_flags(record, now, config)
     if not flags:
         return None
-    episode = common.back_pain_episode(record, now, config.context, any_onset=True)
+    episode = concepts.back_pain_episode(record, now, config.context, any_onset=True)
     if episode is not None:
         return episode
     settings = config.context
@@ -131,10 +163,12 @@ def _red_flag_episode(record: PatientRecord, now: datetime, config: RuleConfig) 
         counted = tuple(
             f for f in flags
             if f.kind is ClinicalKind.MSCC
-            and any(common.within(time, now, settings.red_flag_lookback) for time in (common.fact_time(f), f.recorded))
+            and any(
+                concepts.within(time, now, settings.red_flag_lookback) for time in (concepts.fact_time(f), f.recorded)
+            )
         )
-    times = [time for f in counted if (time := common.fact_time(f)) is not None]
-    return common.BackPainEpisode(facts=(), scores=(), onset=min(times)) if times else None
+    times = [time for f in counted if (time := concepts.fact_time(f)) is not None]
+    return BackPainEpisode(facts=(), scores=(), onset=min(times)) if times else None
 
 
 def _orders(

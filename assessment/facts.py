@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 #: The zone of a time recorded as a date only (``2025-03-07``): read as UTC midnight, but its
-#: hour is unknown, so its calendar day is taken as written (``assessment.rules.common.
+#: hour is unknown, so its calendar day is taken as written (``assessment.rules.concepts.
 #: calendar_days``): pain recorded on 7 March is day 1 after a dose on 6 March at 10:00-05:00.
 DATE_ONLY = timezone(timedelta(0), "date")
 

@@ -24,7 +24,7 @@ from cds_hooks.catalog import ServiceCatalog, load_catalog
 from cds_hooks.ports import CardAuditLog
 from cds_hooks.prefetch import FetchPolicy
 from cds_hooks.service import CallObserver, CdsService
-from fhir_mapping.fhir_client import FhirClient, FhirClientLimits
+from fhir_mapping.client import FhirClient, FhirClientLimits
 from fhir_mapping.knowledge import Knowledge, KnowledgeError, load_knowledge
 from smart_launch.app_context import AppContextSigner
 from smart_launch.setup import install_smart_app

@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from assessment.config_schema import RULE_IDS
+from assessment.config import RULE_IDS
 from assessment.findings import Indicator
 from cds_hooks.catalog import SUPPORTED_HOOKS, ServiceCatalog
 from cds_hooks.ports import FeedbackEntry

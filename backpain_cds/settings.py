@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from backpain_cds.smart_settings import SmartEhrSettings, SmartSettings, check_smart, parse_smart
 from cds_hooks.auth import AuthPolicy
-from fhir_mapping.fhir_client import normalise_base_url
+from fhir_mapping.client import normalise_base_url
 
 ENV_CONFIG = "BACKPAIN_CDS_CONFIG"
 ENV_PUBLIC_BASE_URL = "BACKPAIN_CDS_PUBLIC_BASE_URL"

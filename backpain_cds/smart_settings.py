@@ -139,7 +139,7 @@ def _valid_frame_ancestor(source: str) -> bool:
 
 def smart_app_config(settings: Settings) -> t.Any:
     """The :class:`smart_launch.config.SmartConfig` for these settings."""
-    from fhir_mapping.fhir_client import FhirClientLimits
+    from fhir_mapping.client import FhirClientLimits
     from smart_launch.config import EhrRegistration, SmartConfig
 
     fhir = settings.fhir

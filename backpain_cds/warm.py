@@ -13,7 +13,7 @@ it accepts (``post_fork``). ``BACKPAIN_CDS_WARM_START=0`` turns it off (``bench/
 compares both).
 
 With trusted clients (signed mode) a worker's first signed call also paid for the client's key
-set fetch and the first JWT verification. Warm-up then also (:mod:`cds_hooks.auth_warm`): runs
+set fetch and the first JWT verification. Warm-up then also (:mod:`cds_hooks.auth.warm`): runs
 the verification once per allowed algorithm with a throwaway key on a throwaway verifier
 (master and worker; the real one trusts nothing new), compiles the JWT-id statements (worker,
 rolled back), and in each worker fetches the key set of every client with a ``jwks_url`` into
@@ -33,7 +33,7 @@ import uuid
 
 import orjson
 
-from cds_hooks.auth_warm import KeySetPrefetch, exercise_verification
+from cds_hooks.auth.warm import KeySetPrefetch, exercise_verification
 from cds_hooks.json_body import decode_hook_body
 
 if t.TYPE_CHECKING:

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from assessment.config_schema import SUMMARY_MAX_CHARS, SUMMARY_VARIABLE_MAX
+from assessment.config.schema import SUMMARY_MAX_CHARS, SUMMARY_VARIABLE_MAX
 from assessment.findings import Assessment, Finding, Reason
 from fhir_mapping.knowledge import Knowledge
 from fhir_mapping.suggestions import DELETE_KINDS

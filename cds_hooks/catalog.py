@@ -1,18 +1,18 @@
 """The service catalogue: which service ids stand on which hooks, with their prefetch templates.
 
-Loaded from ``knowledge/services.toml`` (plus the site overlay) once at start-up; discovery
-publishes it and invocations are routed on (id, hook).
+Loaded from ``knowledge/services.toml`` (and the site overlay's, deep-merged over it) once at
+start-up; discovery publishes it and invocations are routed on (id, hook).
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
 from cds_hooks.errors import HookNotSupported, UnknownService
+from fhir_mapping.overlay import read_overlaid_toml
 from fhir_mapping.valuesets import ValueSetIndex
 
 SUPPORTED_HOOKS = ("patient-view", "encounter-start", "order-select", "order-sign")
@@ -91,15 +91,14 @@ class ServiceCatalog:
 
 
 def load_catalog(dirs: t.Sequence[Path], valuesets: ValueSetIndex) -> tuple[ServiceCatalog, list[str]]:
-    """Read services.toml from the knowledge directories (the last one that has it wins)."""
+    """Read services.toml from the knowledge directories (a site overlay's file is deep-merged
+    over ours: ``[templates]`` key by key, its ``[[services]]`` array replaces ours whole)."""
     problems: list[str] = []
-    files = [d / "services.toml" for d in dirs if (d / "services.toml").is_file()]
+    data, files, read_problems = read_overlaid_toml(dirs, "services.toml")
     if not files:
         return ServiceCatalog([]), ["services.toml is missing"]
-    try:
-        data = tomllib.loads(files[-1].read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return ServiceCatalog([]), [f"{files[-1]}: {exc}"]
+    if read_problems:
+        return ServiceCatalog([]), read_problems
     templates = _templates(data.get("templates", {}), valuesets, problems)
     raw_services = _resolve_same_as(data.get("services", []), problems)
     services = []

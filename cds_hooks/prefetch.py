@@ -31,7 +31,7 @@ from cds_hooks.catalog import ServiceDefinition, fill_template
 from cds_hooks.errors import PayloadTooLarge, PrefetchUnavailable
 from cds_hooks.hook_request import HookRequest
 from cds_hooks.json_body import LazyBundle, decode_resource
-from fhir_mapping.fhir_client import (
+from fhir_mapping.client import (
     FhirAccessError,
     FhirClient,
     FhirClientLimits,

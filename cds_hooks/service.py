@@ -20,8 +20,8 @@ from cds_hooks.errors import InvalidRequest, PrefetchUnavailable, UnknownService
 from cds_hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ports import CardAuditLog, CardAuditRecord
 from cds_hooks.prefetch import FetchPolicy, ResolvedData, resolve_prefetch
+from fhir_mapping.client import FhirClient
 from fhir_mapping.extract import MalformedResource, extract_record
-from fhir_mapping.fhir_client import FhirClient
 from fhir_mapping.knowledge import Knowledge
 
 log = logging.getLogger("backpain_cds.service")

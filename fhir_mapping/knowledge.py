@@ -5,7 +5,8 @@ path``) may replace value sets (by canonical url) and replace or extend any key 
 ``rules.toml``, ``matching.toml``, ``actions.toml``, ``clinical_text.toml`` (the clinical-text
 component's terms: the merged file is compiled once and handed to every extractor through the
 matching configuration) and ``differential.toml`` (the detail view's differential: causes,
-agents, fact sentences).
+agents, fact sentences), each deep-merged over ours (:func:`fhir_mapping.overlay.merge_overlay`,
+also used for ``services.toml`` and ``detail_view.toml``, which their own layers load).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import knowledge as _knowledge_package
-from assessment.config import Quantity, RuleConfig, merge_rule_config, parse_rule_config, validate_rule_config
+from assessment.config import Quantity, RuleConfig, parse_rule_config, validate_rule_config
 from assessment.differential import DifferentialConfig, DifferentialConfigError, parse_differential_config
 from fhir_mapping.clinical_text import parse_text_config
 from fhir_mapping.extract import MatchingConfig, load_matching_config, validate_matching_config
+from fhir_mapping.overlay import read_overlaid_toml
 from fhir_mapping.suggestions import ActionCatalog, parse_action_catalog
 from fhir_mapping.valuesets import ValueSetIndex, concepts_by_url, load_valueset_files, validate_valueset
 
@@ -75,8 +77,8 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
             problems.append(f"value set {resource.get('url', resource.get('id', '?'))}: {problem}")
     valuesets = ValueSetIndex.from_resources(resources)
 
-    rules_data = _merged_toml(dirs, "rules.toml", problems, merge=merge_rule_config)
-    actions_data = _merged_toml(dirs, "actions.toml", problems, merge=merge_rule_config)
+    rules_data = _merged_toml(dirs, "rules.toml", problems)
+    actions_data = _merged_toml(dirs, "actions.toml", problems)
     actions, action_problems = parse_action_catalog(actions_data)
     problems.extend(action_problems)
     windows = action_windows(actions)
@@ -93,12 +95,12 @@ def _load(overlay: Path | None) -> tuple[Knowledge | None, list[str]]:
     except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
         problems.append(f"matching.toml: {exc}")
         return None, problems
-    text_data = _merged_toml(dirs, "clinical_text.toml", problems, merge=merge_rule_config)
+    text_data = _merged_toml(dirs, "clinical_text.toml", problems)
     try:
         matching = dataclasses.replace(matching, text=parse_text_config(text_data))
     except (KeyError, TypeError, ValueError) as exc:
         problems.append(f"clinical_text.toml: {exc!r}")
-    differential_data = _merged_toml(dirs, "differential.toml", problems, merge=merge_rule_config)
+    differential_data = _merged_toml(dirs, "differential.toml", problems)
     rules_table = rules_data.get("rules")
     rule_ids: set[str] = {str(k) for k in rules_table} if isinstance(rules_table, dict) else set()
     differential = None
@@ -127,26 +129,9 @@ def action_windows(actions: ActionCatalog) -> dict[str, Quantity]:
     return out
 
 
-def _merged_toml(
-    dirs: t.Sequence[Path],
-    name: str,
-    problems: list[str],
-    *,
-    merge: t.Callable[[t.Mapping[str, t.Any], t.Mapping[str, t.Any]], dict[str, t.Any]],
-) -> dict[str, t.Any]:
-    merged: dict[str, t.Any] = {}
-    found = False
-    for directory in dirs:
-        path = directory / name
-        if not path.is_file():
-            continue
-        found = True
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            problems.append(f"{path}: {exc}")
-            continue
-        merged = merge(merged, data)
-    if not found:
+def _merged_toml(dirs: t.Sequence[Path], name: str, problems: list[str]) -> dict[str, t.Any]:
+    merged, files, read_problems = read_overlaid_toml(dirs, name)
+    problems.extend(read_problems)
+    if not files:
         problems.append(f"{name} is missing from {dirs[0]}")
     return merged

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from assessment.config import merge_rule_config
 from assessment.facts import ClinicalKind, DrugClass, GcsfClass, ImagingKind, LabKind, SpineSite
 
+from .overlay import merge_overlay
 from .valuesets import ValueSetIndex
 
 __all__ = [
@@ -202,7 +202,7 @@ def load_matching_config(paths: Sequence[Path]) -> MatchingConfig:
                 data = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise MatchingConfigError(f"cannot read matching configuration {path}: {exc}") from exc
-        merged = merge_rule_config(merged, data)
+        merged = merge_overlay(merged, data)
     try:
         return _build(merged)
     except (KeyError, TypeError, ValueError, re.error) as exc:

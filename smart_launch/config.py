@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from fhir_mapping.fhir_client import FhirClientLimits
+from fhir_mapping.client import FhirClientLimits
 
 #: how long an authorization request (its ``state``) may wait for the callback
 LAUNCH_SECONDS = 10 * 60

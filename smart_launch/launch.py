@@ -39,8 +39,8 @@ from authlib.integrations.requests_client import OAuth2Session
 from flask import Blueprint, Response, redirect, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from fhir_mapping.client import FhirAccessError
 from fhir_mapping.extract import MalformedResource
-from fhir_mapping.fhir_client import FhirAccessError
 from smart_launch.app_context import AppContextSigner
 from smart_launch.config import LAUNCH_SECONDS, EhrRegistration, SmartConfig
 from smart_launch.discovery import DiscoveryError, fetch_smart_configuration

@@ -9,7 +9,7 @@ import requests
 import sqlalchemy as sa
 from flask import Flask
 
-from fhir_mapping.fhir_client import FhirClient
+from fhir_mapping.client import FhirClient
 from fhir_mapping.knowledge import Knowledge, KnowledgeError
 from smart_launch.app_context import AppContextSigner
 from smart_launch.config import SmartConfig

@@ -1,13 +1,13 @@
-"""The detail view's texts from ``knowledge/detail_view.toml`` (the overlay's file wins)."""
+"""The detail view's texts from ``knowledge/detail_view.toml`` (a site overlay's file is deep-merged over it)."""
 
 from __future__ import annotations
 
-import tomllib
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
 from assessment.findings import Citation
+from fhir_mapping.overlay import read_overlaid_toml
 
 FILE_NAME = "detail_view.toml"
 
@@ -45,12 +45,13 @@ class ViewText:
 
 
 def load_view_text(directories: t.Sequence[Path]) -> ViewText:
-    """Read the last ``detail_view.toml`` among the knowledge directories."""
-    files = [d / FILE_NAME for d in directories if (d / FILE_NAME).is_file()]
+    """Read ``detail_view.toml`` from the knowledge directories (the overlay's deep-merged over ours)."""
+    data, files, problems = read_overlaid_toml(directories, FILE_NAME)
     if not files:
         raise ViewTextError(f"{FILE_NAME} is missing from the knowledge directories")
+    if problems:
+        raise ViewTextError("; ".join(problems))
     try:
-        data = tomllib.loads(files[-1].read_text(encoding="utf-8"))
         raw = data["safety_netting"]
         cite = raw["citation"]
         hand = data["handout"]
@@ -75,8 +76,8 @@ def load_view_text(directories: t.Sequence[Path]) -> ViewText:
                 citation=_citation(cite),
             ),
         )
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise ViewTextError(f"{files[-1]}: {exc.__class__.__name__}: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise ViewTextError(f"{' + '.join(map(str, files))}: {exc.__class__.__name__}: {exc}") from None
 
 
 def _citation(cite: t.Any) -> Citation:

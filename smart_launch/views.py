@@ -3,7 +3,7 @@
 The queries are the patient-view service's prefetch templates (handed in by the composition
 root), so the view reads what the hook reads and runs the same assessment: the findings on the
 page are the findings on the cards. Reads run in parallel through
-:meth:`fhir_mapping.fhir_client.FhirClient.fetch_many` (allow-listed to the launch's ``iss``,
+:meth:`fhir_mapping.client.FhirClient.fetch_many` (allow-listed to the launch's ``iss``,
 bounded in time and size, no redirects). Types the token's granted scope does not cover are not
 read; the page says so.
 """
@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from assessment.differential import Differential, DifferentialConfig, build_differential
 from assessment.engine import assess
 from assessment.findings import Finding
+from fhir_mapping.client import FhirClient
 from fhir_mapping.extract import extract_record
-from fhir_mapping.fhir_client import FhirClient
 from fhir_mapping.knowledge import Knowledge
 from smart_launch.app_context import AppContext, HandleCheck
 from smart_launch.config import SmartConfig

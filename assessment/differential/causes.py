@@ -19,8 +19,10 @@ from assessment.differential.config import AgentGroup, CauseText, DifferentialCo
 from assessment.engine import triage_inputs
 from assessment.facts import ClinicalKind, DrugClass, PatientRecord
 from assessment.findings import Citation
-from assessment.rules import common
-from assessment.rules.situation import PROGRESSIVE_RULE, TriageSituation, dose_before, red_flag_reason
+from assessment.rules import concepts, progressive_back_pain
+from assessment.rules.gcsf_bone_pain import dose_before
+from assessment.rules.mscc_red_flags import red_flag_reason
+from assessment.rules.situation import TriageSituation
 
 __all__ = ["Cause", "Differential", "Fact", "build_differential"]
 
@@ -120,7 +122,7 @@ def _outranked(situation: TriageSituation, config: DifferentialConfig) -> tuple[
 
 def _gcsf(situation: TriageSituation, config: DifferentialConfig) -> tuple[tuple[Fact, ...], tuple[Fact, ...]]:
     onset = situation.episode.onset
-    onset_date = common.day_text(onset)
+    onset_date = concepts.day_text(onset)
     facts_for: list[Fact] = []
     against: list[Fact] = []
     window = situation.onset_window
@@ -128,9 +130,9 @@ def _gcsf(situation: TriageSituation, config: DifferentialConfig) -> tuple[tuple
         dose = dose_before(window, onset)
         dose_time = dose.time or window.start
         facts_for.append(_fact("gcsf_dose_in_window", config.fact(
-            "gcsf_dose_in_window", onset_date=onset_date, day=common.calendar_days(dose_time, onset),
-            product=dose.label or "G-CSF", verb=dose.verb, dose_date=common.day_text(dose_time),
-            window_end=common.day_text(window.end)), dose.ref))
+            "gcsf_dose_in_window", onset_date=onset_date, day=concepts.calendar_days(dose_time, onset),
+            product=dose.label or "G-CSF", verb=dose.verb, dose_date=concepts.day_text(dose_time),
+            window_end=concepts.day_text(window.end)), dose.ref))
     else:
         since = onset - config.lookback
         before = [w for w in situation.windows if w.start <= onset and w.end >= since]
@@ -140,18 +142,18 @@ def _gcsf(situation: TriageSituation, config: DifferentialConfig) -> tuple[tuple
             dose_time = dose.time or last.start
             against.append(_fact("gcsf_window_before_onset", config.fact(
                 "gcsf_window_before_onset", product=dose.label or "G-CSF", verb=dose.verb,
-                dose_date=common.day_text(dose_time), window_end=common.day_text(last.end),
-                days_after=common.calendar_days(last.end, onset), onset_date=onset_date), dose.ref))
+                dose_date=concepts.day_text(dose_time), window_end=concepts.day_text(last.end),
+                days_after=concepts.calendar_days(last.end, onset), onset_date=onset_date), dose.ref))
         else:
             against.append(_fact("gcsf_none", config.fact(
-                "gcsf_none", lookback_days=common.whole_days(config.lookback))))
+                "gcsf_none", lookback_days=concepts.whole_days(config.lookback))))
     for later in situation.windows:
         if later.start > onset:  # a dose after the pain began never explains it
             dose = later.doses[0]
             dose_time = dose.time or later.start
             against.append(_fact("gcsf_dose_after_onset", config.fact(
                 "gcsf_dose_after_onset", product=dose.label or "G-CSF", verb=dose.verb,
-                dose_date=common.day_text(dose_time), onset_date=onset_date), dose.ref))
+                dose_date=concepts.day_text(dose_time), onset_date=onset_date), dose.ref))
     return tuple(facts_for), tuple(against) + _outranked(situation, config)
 
 
@@ -165,7 +167,7 @@ def _agent_doses(situation: TriageSituation, config: DifferentialConfig) -> list
     since = situation.episode.onset - config.lookback
     doses: list[_Dose] = []
     for med in record.medications:
-        if med.drug_class is not DrugClass.CHEMOTHERAPY or not common.usable(med, settings):
+        if med.drug_class is not DrugClass.CHEMOTHERAPY or not concepts.usable(med, settings):
             continue
         if med.time is None or med.time < since:
             continue
@@ -182,7 +184,7 @@ def _agent_doses(situation: TriageSituation, config: DifferentialConfig) -> list
 
 def _chemotherapy(situation: TriageSituation, config: DifferentialConfig) -> tuple[tuple[Fact, ...], tuple[Fact, ...]]:
     onset = situation.episode.onset
-    onset_date = common.day_text(onset)
+    onset_date = concepts.day_text(onset)
     doses = _agent_doses(situation, config)
     facts_for: list[Fact] = []
     against: list[Fact] = []
@@ -192,11 +194,11 @@ def _chemotherapy(situation: TriageSituation, config: DifferentialConfig) -> tup
         if before:
             last = before[-1]
             group = last.group
-            day = common.calendar_days(last.time, onset)
-            values = dict(agent=agent, verb=last.verb, dose_date=common.day_text(last.time))
+            day = concepts.calendar_days(last.time, onset)
+            values = dict(agent=agent, verb=last.verb, dose_date=concepts.day_text(last.time))
             facts_for.append(_fact("chemo_agent", config.fact(
                 "chemo_agent", group=group.title, effects=group.effects, **values), last.ref))
-            timed = dict(onset_date=onset_date, day=day, window_days=common.whole_days(group.window), **values)
+            timed = dict(onset_date=onset_date, day=day, window_days=concepts.whole_days(group.window), **values)
             if onset - last.time <= group.window:
                 facts_for.append(_fact("chemo_onset_after_dose", config.fact("chemo_onset_after_dose", **timed), last.ref))
             else:
@@ -204,11 +206,11 @@ def _chemotherapy(situation: TriageSituation, config: DifferentialConfig) -> tup
         else:
             first = mine[0]
             against.append(_fact("chemo_dose_after_onset", config.fact(
-                "chemo_dose_after_onset", agent=agent, verb=first.verb, dose_date=common.day_text(first.time),
+                "chemo_dose_after_onset", agent=agent, verb=first.verb, dose_date=concepts.day_text(first.time),
                 onset_date=onset_date), first.ref))
     if not doses:
         against.append(_fact("chemo_none", config.fact(
-            "chemo_none", groups=config.groups_text(), lookback_days=common.whole_days(config.lookback))))
+            "chemo_none", groups=config.groups_text(), lookback_days=concepts.whole_days(config.lookback))))
     for flag in situation.red_flags:
         if flag.kind is ClinicalKind.RED_FLAG_NEURO:  # numbness or weakness is never put down to neuropathy
             reason = red_flag_reason(flag)
@@ -229,24 +231,24 @@ def _spine(
     against: list[Fact] = []
     if not situation.red_flags:
         against.append(_fact("spine_no_red_flag", config.fact(
-            "spine_no_red_flag", red_flag_days=common.whole_days(rules.context.red_flag_lookback))))
+            "spine_no_red_flag", red_flag_days=concepts.whole_days(rules.context.red_flag_lookback))))
     if not situation.features:
         against.append(_fact("spine_no_feature", config.fact("spine_no_feature")))
     window_reason = situation.window_reason  # the progressive card's reason against, too
     if window_reason is not None:
         against.append(_fact("gcsf-window", window_reason.text, window_reason.ref))
-    rise_window = rules.rule(PROGRESSIVE_RULE).duration("rise_window")
-    recent = [s for s in situation.episode.scores if common.within(s.time, situation.now, rise_window)]
+    rise_window = rules.rule(progressive_back_pain.RULE_ID).duration("rise_window")
+    recent = [s for s in situation.episode.scores if concepts.within(s.time, situation.now, rise_window)]
     if len(recent) >= 2 and recent[-1].score < recent[0].score:
         first, last = recent[0], recent[-1]
         against.append(_fact("spine_scores_falling", config.fact(
             "spine_scores_falling", first=f"{first.score:g}", last=f"{last.score:g}",
-            first_date=common.day_text(first.time), last_date=common.day_text(last.time)), last.ref))
+            first_date=concepts.day_text(first.time), last_date=concepts.day_text(last.time)), last.ref))
     notes = tuple(
         _fact("spine_imaging", config.fact(
             "spine_imaging", kind=config.imaging_names.get(i.kind.value, i.kind.value),
-            date=common.day_text(i.time) if i.time else "date not recorded"), i.ref)
-        for i in common.recent_imaging(situation.record, situation.now, rules.context)
+            date=concepts.day_text(i.time) if i.time else "date not recorded"), i.ref)
+        for i in concepts.recent_imaging(situation.record, situation.now, rules.context)
     )
     return tuple(facts_for), tuple(against), notes
 
@@ -260,9 +262,9 @@ def _night_pain(situation: TriageSituation, config: DifferentialConfig) -> list[
             continue
         if any(p.search(text) for p in config.night_pain_exclude):
             continue
-        time = common.fact_time(fact)
+        time = concepts.fact_time(fact)
         found.append(_fact("spine_night_pain", config.fact(
-            "spine_night_pain", text=text, date=common.day_text(time) if time else "date not recorded"), fact.ref))
+            "spine_night_pain", text=text, date=concepts.day_text(time) if time else "date not recorded"), fact.ref))
     return found
 
 
@@ -276,7 +278,7 @@ def _posture(
     and every fact for another cause is a fact against it."""
     facts_for: list[Fact] = []
     if not situation.red_flags:
-        days = common.whole_days(situation.config.context.red_flag_lookback)
+        days = concepts.whole_days(situation.config.context.red_flag_lookback)
         facts_for.append(_fact("posture_no_red_flag", config.fact("posture_no_red_flag", red_flag_days=days)))
     if not situation.features:
         facts_for.append(_fact("posture_no_feature", config.fact("posture_no_feature")))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from assessment.facts import DrugClass
 from assessment.findings import Reason
-from assessment.rules import common
+from assessment.rules import concepts
 from assessment.rules.situation import FindingParts, OrderSituation, Outcome, build_finding
 
 RULE_ID = "gcsf-order-dose-review"
@@ -25,16 +25,16 @@ def evaluate(situation: OrderSituation) -> Outcome:
     if not drafts:
         return Outcome(note=f"{RULE_ID}: no draft G-CSF order")
     lookback = settings.duration("episode_lookback")
-    history = common.back_pain_history(situation.record, situation.now, lookback)
-    episodes = [(t, ref, w) for t, ref in history if (w := common.window_at(situation.windows, t))]
+    history = concepts.back_pain_history(situation.record, situation.now, lookback)
+    episodes = [(t, ref, w) for t, ref in history if (w := concepts.window_at(situation.windows, t))]
     if not episodes:
-        days = common.whole_days(lookback)
+        days = concepts.whole_days(lookback)
         return Outcome(note=f"{RULE_ID}: no back or bone pain inside a G-CSF window in the last {days} days")
     reasons = [Reason(f"Draft order: {d.label or 'G-CSF'}", d.ref) for d in drafts]
     for time, ref, window in episodes:
         text = (
-            f"Back or bone pain on {common.day_text(time)}, inside the window of "
-            f"{window.label} {window.doses[0].verb} on {common.day_text(window.start)}"
+            f"Back or bone pain on {concepts.day_text(time)}, inside the window of "
+            f"{window.label} {window.doses[0].verb} on {concepts.day_text(window.start)}"
         )
         reasons += [Reason(text, ref), Reason(text, window.doses[0].ref)]
     last_time, _, last_window = episodes[-1]
@@ -48,10 +48,10 @@ def evaluate(situation: OrderSituation) -> Outcome:
         variables={
             "gcsf": drafts[0].label or "G-CSF",
             "previous_gcsf": last_window.label,
-            "previous_verb": f"{last_window.doses[0].verb} on {common.day_text(last_window.start)}",
-            "episode_date": common.day_text(last_time),
+            "previous_verb": f"{last_window.doses[0].verb} on {concepts.day_text(last_window.start)}",
+            "episode_date": concepts.day_text(last_time),
             "episode_count": str(len({w.start for _, _, w in episodes})),
-            "nsaid_advice": common.nsaid_advice(safety, situation.config.texts),
+            "nsaid_advice": concepts.nsaid_advice(safety, situation.config.texts),
         },
         nsaid=safety,
     )

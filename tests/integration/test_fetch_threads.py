@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from fhir_mapping.fhir_client import FhirClient, FhirClientLimits, FhirFetchError
+from fhir_mapping.client import FhirClient, FhirClientLimits, FhirFetchError
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nConnection: close\r\n\r\n"
 #: time allowed past deadline + socket timeout for threads to be scheduled, see their socket

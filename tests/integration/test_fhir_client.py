@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from fhir_mapping.fhir_client import FhirClient, FhirClientLimits, FhirFetchError
+from fhir_mapping.client import FhirClient, FhirClientLimits, FhirFetchError
 from tools.harness.sekmet import FhirTestServer
 
 pytestmark = pytest.mark.fhir_server

@@ -479,7 +479,7 @@ WRONGLY_TYPED_FIELDS = [
     ("patient-view", 5, "p1-pain", "status", ["final"],
      "TypeError at fhir_mapping/observations.py:46 (unhashable Observation.status)"),
     ("patient-view", 9, "p1-retention", "clinicalStatus", {"coding": [{"code": {"x": 1}}]},
-     "TypeError at assessment/rules/situation.py:219 (non-string status reaches the rules)"),
+     "TypeError in find_red_flags, assessment/rules/mscc_red_flags.py (non-string status reaches the rules)"),
     ("patient-view", 5, "p1-chemo", "id", ["p1-chemo"],
      "card evidence 'Procedure' is not a Type/id reference: schema ValidationError (a 200 with "
      "invalid evidence when validate_responses is off)"),

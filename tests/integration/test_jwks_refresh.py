@@ -1,4 +1,4 @@
-"""JWK Set fetching and caching against a real loopback HTTP server: cds_hooks.jwks via cds_hooks.auth.
+"""JWK Set fetching and caching against a real loopback HTTP server: cds_hooks.auth.jwks via cds_hooks.auth.verifier.
 
 Time is an injected clock; nothing sleeps.
 """
@@ -19,7 +19,7 @@ from cds_hooks.auth import (
     InMemoryJtiStore,
     TrustedClient,
 )
-from cds_hooks.jwks import JwksError, UrlKeySource, fetch_jwk_set, parse_jwk_set
+from cds_hooks.auth.jwks import JwksError, UrlKeySource, fetch_jwk_set, parse_jwk_set
 from tests.support.clock import FakeClock
 from tests.support.jwt_factory import JwksServer, TestSigner, jwks_of
 

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assessment.facts import ClinicalKind
-from assessment.rules import common
+from assessment.rules import concepts
 from backpain_cds.app import build_service
 from backpain_cds.replay import build_call, card_keys
 from backpain_cds.settings import Settings
@@ -94,9 +94,9 @@ def red_flag_eligible(bundle: dict[str, Any]) -> bool:
     resources = bundle_to_resources(bundle)
     record = extract_record(resources, KNOWLEDGE.valuesets, KNOWLEDGE.matching, patient_id=patient_id(bundle))
     context = KNOWLEDGE.rules.context
-    if not common.oncology_context(record, NOW, context).present:
+    if not concepts.oncology_context(record, NOW, context).present:
         return False
-    if common.back_pain_episode(record, NOW, context, any_onset=True) is not None:
+    if concepts.back_pain_episode(record, NOW, context, any_onset=True) is not None:
         return True
     return any(f.kind is ClinicalKind.BONE_METASTASIS and f.status in context.active_statuses for f in record.clinical)
 

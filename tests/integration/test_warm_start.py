@@ -15,8 +15,8 @@ from backpain_cds.app import create_app
 from backpain_cds.logs import JsonFormatter
 from backpain_cds.settings import Settings
 from backpain_cds.warm import enabled, warm_up
-from cds_hooks import auth_warm
-from cds_hooks.auth_warm import exercise_verification
+from cds_hooks.auth import warm as auth_warm
+from cds_hooks.auth.warm import exercise_verification
 from fhir_mapping import matcher as matcher_module
 from tests.support import hook_requests as hr
 from tools.harness.jwt_factory import JwksServer, TestSigner

@@ -12,7 +12,7 @@ import typing as t
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from assessment.config_schema import RULE_IDS
+from assessment.config import RULE_IDS
 from cds_hooks.catalog import SUPPORTED_HOOKS
 
 Labels = frozenset[tuple[str, str]]

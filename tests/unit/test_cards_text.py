@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from assessment.config import RULE_IDS, merge_rule_config, parse_rule_config, validate_rule_config
+from assessment.config import RULE_IDS, parse_rule_config, validate_rule_config
 from assessment.egfr import age_in_years, ckd_epi_2021
 from assessment.facts import DrugClass, LabKind, LabResult, MedicationSource
-from assessment.rules import common
+from assessment.rules import concepts
 from cds_hooks.cards import render_card
 from cds_hooks.schemas import CdsResponse
 from fhir_mapping.knowledge import load_knowledge
+from fhir_mapping.overlay import merge_overlay
 from fhir_mapping.patients import patient_demographics
 from tests.unit.test_rules_common import (
     NOW,
@@ -43,7 +44,7 @@ LONG_NAME = "Naproxen sodium 220 MG Oral Tablet " + "with an exceedingly long lo
 
 
 def _knowledge_with(overlay: dict[str, Any]):
-    config = parse_rule_config(merge_rule_config(RAW_CONFIG, overlay))
+    config = parse_rule_config(merge_overlay(RAW_CONFIG, overlay))
     return dataclasses.replace(KNOWLEDGE, rules=config)
 
 
@@ -73,10 +74,10 @@ def test_overlay_thresholds_are_what_the_card_says() -> None:
 
 
 def test_check_config_fails_on_a_literal_configured_number_in_card_prose() -> None:
-    data = merge_rule_config(RAW_CONFIG, {"rules": {NSAID: {"card": {"detail": "Platelets below 50 are unsafe."}}}})
+    data = merge_overlay(RAW_CONFIG, {"rules": {NSAID: {"card": {"detail": "Platelets below 50 are unsafe."}}}})
     problems = validate_rule_config(data)
     assert any("literal number 50" in p and "platelets_below" in p and NSAID in p for p in problems), problems
-    texts = merge_rule_config(RAW_CONFIG, {"texts": {"imaging_note_none": "No MRI in the last 30 days."}})
+    texts = merge_overlay(RAW_CONFIG, {"texts": {"imaging_note_none": "No MRI in the last 30 days."}})
     assert any("texts.imaging_note_none" in p and "literal number 30" in p for p in validate_rule_config(texts))
 
 
@@ -99,7 +100,7 @@ def test_summary_keeps_the_action_with_a_200_character_drug_name_and_free_text()
 
 
 def test_summaries_that_cannot_fit_are_refused_by_check_config() -> None:
-    data = merge_rule_config(RAW_CONFIG, {"rules": {NSAID: {"card": {"summary": "Cancel {nsaid}: " + "x" * 100}}}})
+    data = merge_overlay(RAW_CONFIG, {"rules": {NSAID: {"card": {"summary": "Cancel {nsaid}: " + "x" * 100}}}})
     assert any("must fit in 139" in p for p in validate_rule_config(data))
 
 
@@ -108,7 +109,7 @@ def test_source_and_link_labels_are_the_short_labels_and_long_ones_are_refused()
     assert card["source"]["label"] == "backpain-cds · NCCN Adult Cancer Pain"
     assert [link["label"] for link in card["links"]] == ["NCCN Adult Cancer Pain"]
     long_label = {"rules": {NSAID: {"citation": {"label": "x" * 40}}}}
-    assert any("label" in p and "never cut" in p for p in validate_rule_config(merge_rule_config(RAW_CONFIG, long_label)))
+    assert any("label" in p and "never cut" in p for p in validate_rule_config(merge_overlay(RAW_CONFIG, long_label)))
 
 
 @pytest.mark.parametrize("rule_id", RULE_IDS)
@@ -168,8 +169,8 @@ def test_no_fhir_ids_and_no_repeated_lines_in_what_a_clinician_reads() -> None:
 
 def test_chemotherapy_display_is_not_doubled() -> None:
     procedure = dataclasses.replace(chemo_procedure(), label="Chemotherapy (procedure)")
-    context = common.oncology_context(record(procedure), NOW, KNOWLEDGE.rules.context)
-    assert [r.text for r in context.reasons] == [f"Chemotherapy (procedure) on {common.day_text(procedure.time)}"]
+    context = concepts.oncology_context(record(procedure), NOW, KNOWLEDGE.rules.context)
+    assert [r.text for r in context.reasons] == [f"Chemotherapy (procedure) on {concepts.day_text(procedure.time)}"]
 
 
 @pytest.mark.parametrize(("source", "status", "verb"), [
@@ -196,7 +197,7 @@ def test_cards_say_what_the_record_says(source: MedicationSource, status: str, v
     ("2025-03-10T09:00:00+02:00", "2025-03-12T23:00:00+02:00", 2),
 ])
 def test_day_after_the_dose_is_counted_in_calendar_days_of_the_record(dose: str, pain: str, day: int) -> None:
-    assert common.calendar_days(datetime.fromisoformat(dose), datetime.fromisoformat(pain)) == day
+    assert concepts.calendar_days(datetime.fromisoformat(dose), datetime.fromisoformat(pain)) == day
 
 
 def test_pain_the_next_calendar_day_is_day_1_on_the_card() -> None:
@@ -305,4 +306,4 @@ def test_a_date_only_time_counts_as_the_day_written(dose: str, pain: str, day: i
 
     start, end = parse_fhir_datetime(dose), parse_fhir_datetime(pain)
     assert start is not None and end is not None
-    assert common.calendar_days(start, end) == day
+    assert concepts.calendar_days(start, end) == day

@@ -1,4 +1,4 @@
-"""Client-JWT verification (CDS Hooks 2.0.1 "Trusting CDS Clients"): cds_hooks.auth."""
+"""Client-JWT verification (CDS Hooks 2.0.1 "Trusting CDS Clients"): cds_hooks.auth (the verifier and its parts)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import RSAKey
 
 from cds_hooks.auth import (
-    FAILURE_REASONS,
     AuthenticationFailed,
     AuthPolicy,
     ClientAuthenticator,
     InMemoryJtiStore,
     TrustedClient,
-    VerifiedClient,
 )
+from cds_hooks.auth.errors import FAILURE_REASONS
+from cds_hooks.auth.verifier import VerifiedClient
 from tests.support.clock import FakeClock
 from tests.support.jwt_factory import (
     DROP,
@@ -390,7 +390,7 @@ def test_jku_with_a_pinned_jwks_file_is_rejected_by_default(
     ],
 )
 def test_jku_comparison_normalises_only_trivially(jku: str, same: bool) -> None:
-    from cds_hooks.auth_policy import comparable_url
+    from cds_hooks.auth.policy import comparable_url
 
     assert (comparable_url(jku) == comparable_url("https://ehr.example.org/jwks.json")) is same
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fhir_mapping.fhir_client import (
+from fhir_mapping.client import (
     FhirAccessError,
     FhirClient,
     FhirClientLimits,
@@ -522,7 +522,7 @@ def test_module_does_not_import_upper_layers() -> None:
     import ast
     import inspect
 
-    import fhir_mapping.fhir_client as module
+    import fhir_mapping.client.client as module
 
     tree = ast.parse(inspect.getsource(module))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree)

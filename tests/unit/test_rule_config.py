@@ -9,18 +9,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from assessment.config import (
     RULE_IDS,
     Quantity,
     RuleConfigError,
-    merge_rule_config,
     parse_rule_config,
     validate_rule_config,
 )
 from assessment.findings import Indicator
+from fhir_mapping.overlay import merge_overlay
 from tests.unit.test_rules_common import RAW_CONFIG, REPO
 
 ACTION_KEYS = tuple(tomllib.loads((REPO / "knowledge" / "actions.toml").read_text("utf-8"))["actions"])
@@ -135,7 +133,7 @@ def test_overlay_merges_tables_and_replaces_values_and_arrays() -> None:
         "texts": {"extra": "kept"},
     }
     before = copy.deepcopy(RAW_CONFIG)
-    merged = merge_rule_config(RAW_CONFIG, overlay)
+    merged = merge_overlay(RAW_CONFIG, overlay)
     assert RAW_CONFIG == before  # inputs untouched
     assert merged["context"]["gcsf"]["long_acting_window"] == {"value": 10, "unit": "d"}
     assert merged["context"]["gcsf"]["daily_tail"] == RAW_CONFIG["context"]["gcsf"]["daily_tail"]
@@ -150,30 +148,9 @@ def test_overlay_merges_tables_and_replaces_values_and_arrays() -> None:
 
 
 def test_overlay_that_breaks_a_unit_is_caught_after_merging() -> None:
-    merged = merge_rule_config(RAW_CONFIG, {"context": {"imaging_lookback": {"value": 30, "unit": "days"}}})
+    merged = merge_overlay(RAW_CONFIG, {"context": {"imaging_lookback": {"value": 30, "unit": "days"}}})
     with pytest.raises(RuleConfigError, match="context.imaging_lookback"):
         parse_rule_config(merged)
-
-
-_tables = st.recursive(
-    st.integers(0, 9) | st.lists(st.integers(0, 9), max_size=2),
-    lambda inner: st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
-    max_leaves=6,
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.sampled_from("abc"), _tables, max_size=3),
-       st.dictionaries(st.sampled_from("abc"), _tables, max_size=3))
-def test_merge_is_identity_for_empty_overlay_and_overlay_leaves_win(base: dict[str, Any], overlay: dict[str, Any]) -> None:
-    assert merge_rule_config(base, {}) == base
-    assert merge_rule_config(base, base) == base
-    merged = merge_rule_config(base, overlay)
-    for key, value in overlay.items():
-        if not (isinstance(value, dict) and isinstance(base.get(key), dict)):
-            assert merged[key] == value
-    for key in base.keys() - overlay.keys():
-        assert merged[key] == base[key]
 
 
 @pytest.mark.parametrize(("quantity", "delta"), [(Quantity(7, "d"), timedelta(days=7)), (Quantity(24, "h"), timedelta(days=1))])

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from assessment.config import RULE_VARIABLES, RuleConfig, merge_rule_config, parse_rule_config
-from assessment.config_schema import ACTION_VARIABLES
+from assessment.config import RuleConfig, parse_rule_config
+from assessment.config.schema import ACTION_VARIABLES, RULE_VARIABLES
 from assessment.engine import assess
 from assessment.facts import (
     ClinicalFact,
@@ -37,7 +37,8 @@ from assessment.facts import (
     SpineSite,
 )
 from assessment.findings import Assessment, Finding
-from assessment.rules import common
+from assessment.rules import concepts
+from fhir_mapping.overlay import merge_overlay
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
@@ -159,7 +160,7 @@ def run(*facts: object, hook: str = "patient-view", config: RuleConfig = CONFIG)
 
 
 def config_with(overlay: dict[str, Any]) -> RuleConfig:
-    return parse_rule_config(merge_rule_config(RAW_CONFIG, overlay))
+    return parse_rule_config(merge_overlay(RAW_CONFIG, overlay))
 
 
 def fired(assessment: Assessment) -> list[str]:
@@ -193,30 +194,30 @@ def assert_texts_fillable(finding: Finding, config: RuleConfig = CONFIG) -> None
 def test_chemotherapy_counts_as_context_for_90_days(days: float, expected: bool) -> None:
     for fact in (chemo(days=days), chemo_procedure(days=days),
                  chemo(days=days, source=MedicationSource.REQUEST)):
-        assert common.oncology_context(record(fact), NOW, CONFIG.context).present is expected
+        assert concepts.oncology_context(record(fact), NOW, CONFIG.context).present is expected
 
 
 def test_chemotherapy_boundary_is_exact_to_the_second() -> None:
     late = ProcedureFact(ref="Procedure/late", time=ago(90, seconds=1))
-    assert not common.oncology_context(record(late), NOW, CONFIG.context).present
+    assert not concepts.oncology_context(record(late), NOW, CONFIG.context).present
 
 
 def test_gcsf_alone_planned_chemotherapy_and_draft_chemotherapy_are_not_context() -> None:
     facts = (gcsf("MedicationAdministration/peg", ago(2)), chemo(intent="plan"),
              MedicationFact(ref="MedicationRequest/draft-chemo", drug_class=DrugClass.CHEMOTHERAPY,
                             source=MedicationSource.DRAFT_ORDER, status="draft", time=NOW))
-    assert not common.oncology_context(record(*facts), NOW, CONFIG.context).present
+    assert not concepts.oncology_context(record(*facts), NOW, CONFIG.context).present
 
 
 @pytest.mark.parametrize(("status", "expected"),
                          [("active", True), ("recurrence", True), ("relapse", True),
                           ("remission", False), ("resolved", False), ("inactive", False)])
 def test_cancer_counts_when_active_recurrence_or_relapse(status: str, expected: bool) -> None:
-    assert common.oncology_context(record(cancer(status=status)), NOW, CONFIG.context).present is expected
+    assert concepts.oncology_context(record(cancer(status=status)), NOW, CONFIG.context).present is expected
 
 
 def test_bone_metastasis_is_cancer_context() -> None:
-    assert common.oncology_context(record(bone_mets()), NOW, CONFIG.context).present
+    assert concepts.oncology_context(record(bone_mets()), NOW, CONFIG.context).present
 
 
 # -- back pain -----------------------------------------------------------------------------
@@ -224,35 +225,35 @@ def test_bone_metastasis_is_cancer_context() -> None:
 
 @pytest.mark.parametrize(("days", "present"), [(60, True), (61, False)])
 def test_back_pain_onset_counts_for_60_days(days: float, present: bool) -> None:
-    episode = common.back_pain_episode(record(back_pain(days=days)), NOW, CONFIG.context)
+    episode = concepts.back_pain_episode(record(back_pain(days=days)), NOW, CONFIG.context)
     assert (episode is not None) is present
 
 
 def test_back_pain_time_falls_back_to_recorded_date() -> None:
     fact = back_pain(recorded=ago(5))
-    episode = common.back_pain_episode(record(fact), NOW, CONFIG.context)
+    episode = concepts.back_pain_episode(record(fact), NOW, CONFIG.context)
     assert episode is not None and episode.onset == ago(5)
 
 
 def test_resolved_back_pain_is_not_a_current_episode() -> None:
-    assert common.back_pain_episode(record(back_pain(status="resolved")), NOW, CONFIG.context) is None
+    assert concepts.back_pain_episode(record(back_pain(status="resolved")), NOW, CONFIG.context) is None
 
 
 def test_present_back_pain_observation_counts() -> None:
     fact = back_pain("Observation/bp", status="present")
-    assert common.back_pain_episode(record(fact), NOW, CONFIG.context) is not None
+    assert concepts.back_pain_episode(record(fact), NOW, CONFIG.context) is not None
 
 
 def test_pain_score_alone_is_back_pain_only_with_a_spine_site() -> None:
-    assert common.back_pain_episode(record(score("Observation/s", ago(1), 5)), NOW, CONFIG.context) is None
-    episode = common.back_pain_episode(record(score("Observation/s", ago(1), 5, SpineSite.SPINE)), NOW, CONFIG.context)
+    assert concepts.back_pain_episode(record(score("Observation/s", ago(1), 5)), NOW, CONFIG.context) is None
+    episode = concepts.back_pain_episode(record(score("Observation/s", ago(1), 5, SpineSite.SPINE)), NOW, CONFIG.context)
     assert episode is not None and episode.onset == ago(1) and episode.refs == ("Observation/s",)
 
 
 def test_onset_is_the_earliest_back_pain_fact_and_scores_give_severity() -> None:
     facts = (back_pain("Condition/a", days=10), back_pain("Observation/b", days=4, status="present"),
              score("Observation/s1", ago(2), 3), score("Observation/s2", ago(1), 5))
-    episode = common.back_pain_episode(record(*facts), NOW, CONFIG.context)
+    episode = concepts.back_pain_episode(record(*facts), NOW, CONFIG.context)
     assert episode is not None
     assert episode.onset == ago(10)
     assert episode.latest_score is not None and episode.latest_score.score == 5
@@ -261,8 +262,8 @@ def test_onset_is_the_earliest_back_pain_fact_and_scores_give_severity() -> None
 # -- G-CSF windows -------------------------------------------------------------------------
 
 
-def _windows(*doses: MedicationFact) -> tuple[common.GcsfWindow, ...]:
-    return common.gcsf_windows(record(*doses), CONFIG.context)
+def _windows(*doses: MedicationFact) -> tuple[concepts.GcsfWindow, ...]:
+    return concepts.gcsf_windows(record(*doses), CONFIG.context)
 
 
 @pytest.mark.parametrize(("offset", "inside"), [
@@ -320,26 +321,26 @@ def test_ordered_gcsf_opens_a_window() -> None:
 def test_nsaid_safety_cut_offs(kind: LabKind, value: float, safe: bool) -> None:
     other = LabKind.EGFR if kind is LabKind.PLATELETS else LabKind.PLATELETS
     facts = (lab(kind, value, ref="Observation/lab"), lab(other, 200))
-    safety = common.nsaid_safety(record(*facts), NOW, CONFIG.context)
+    safety = concepts.nsaid_safety(record(*facts), NOW, CONFIG.context)
     assert safety.safe is safe
     assert safety.refs == (() if safe else ("Observation/lab",))
 
 
 @pytest.mark.parametrize(("days", "safe"), [(14, False), (15, True)])
 def test_only_labs_from_the_last_14_days_count(days: float, safe: bool) -> None:
-    safety = common.nsaid_safety(record(lab(LabKind.PLATELETS, 20, days=days)), NOW, CONFIG.context)
+    safety = concepts.nsaid_safety(record(lab(LabKind.PLATELETS, 20, days=days)), NOW, CONFIG.context)
     assert safety.safe is safe
 
 
 def test_the_latest_lab_decides() -> None:
     facts = (lab(LabKind.PLATELETS, 20, days=10), lab(LabKind.PLATELETS, 150, days=2))
-    assert common.nsaid_safety(record(*facts), NOW, CONFIG.context).safe
+    assert concepts.nsaid_safety(record(*facts), NOW, CONFIG.context).safe
 
 
 def test_missing_labs_are_safe_but_unchecked() -> None:
-    safety = common.nsaid_safety(record(), NOW, CONFIG.context)
+    safety = concepts.nsaid_safety(record(), NOW, CONFIG.context)
     assert safety.safe and safety.unchecked and len(safety.concerns) == 2
-    checked = common.nsaid_safety(record(lab(LabKind.PLATELETS, 200), lab(LabKind.EGFR, 90)), NOW, CONFIG.context)
+    checked = concepts.nsaid_safety(record(lab(LabKind.PLATELETS, 200), lab(LabKind.EGFR, 90)), NOW, CONFIG.context)
     assert checked.safe and not checked.unchecked and checked.concerns == ()
 
 
@@ -354,7 +355,7 @@ def test_missing_labs_are_safe_but_unchecked() -> None:
 ])
 def test_active_anticoagulant_makes_nsaids_unsafe(fact: MedicationFact, safe: bool) -> None:
     labs = (lab(LabKind.PLATELETS, 200), lab(LabKind.EGFR, 90))
-    assert common.nsaid_safety(record(fact, *labs), NOW, CONFIG.context).safe is safe
+    assert concepts.nsaid_safety(record(fact, *labs), NOW, CONFIG.context).safe is safe
 
 
 # -- purity --------------------------------------------------------------------------------

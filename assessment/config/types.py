@@ -2,8 +2,8 @@
 
 :class:`RuleConfig` holds the knowledge version, the shared :class:`ContextSettings`, the
 verbatim texts and one :class:`RuleSettings` per rule. Instances come from
-:func:`assessment.config.parse_rule_config` (or are built directly in tests);
-:mod:`assessment.config` re-exports every name here.
+:func:`assessment.config.parser.parse_rule_config` (or are built directly in tests);
+:mod:`assessment.config` re-exports the ones the rest of the service uses.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Card-text checks of the rule configuration: configured numbers as placeholders, literal
 numbers refused, summaries that fit by construction, the CKD-EPI 2021 constants.
 
-Mixed into the parser of :mod:`assessment.config_parser` (it supplies ``problem``).
+Mixed into the parser of :mod:`assessment.config.parser` (it supplies ``problem``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from assessment.config_schema import (
+from assessment.config.schema import (
     JOINED_TEXT_VARIABLES,
     SHORT_VARIABLE_CHARS,
     SUMMARY_MAX_CHARS,
@@ -19,7 +19,7 @@ from assessment.config_schema import (
     TEXT_VARIABLES,
     config_placeholder,
 )
-from assessment.config_types import CkdEpiConstants, Quantity
+from assessment.config.types import CkdEpiConstants, Quantity
 
 __all__ = ["CardTextChecks", "number_placeholders"]
 

@@ -1,7 +1,7 @@
 """URLs of the FHIR REST client: base-URL normalisation, origins, and relative-query checks.
 
 :func:`normalise_base_url` is the canonical form used for the fhirServer allow-list
-(re-exported by :mod:`fhir_mapping.fhir_client`). The other helpers, for the client alone,
+(re-exported by :mod:`fhir_mapping.client`). The other helpers, for the client alone,
 decide whether a filled prefetch template is a read or a search (:func:`is_read`), refuse a
 template that could leave the base URL (:func:`check_query`), and give the origin a ``next``
 link must share with the base (:func:`url_origin`).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from fhir_mapping.fhir_errors import FhirFetchError
+from fhir_mapping.client.errors import FhirFetchError
 
 __all__ = [
     "check_query",

@@ -1,8 +1,11 @@
-"""Shared predicates: oncology context, back-pain episode, G-CSF windows, NSAID safety, imaging.
+"""The clinical concepts several rules share: oncology context, the back-pain episode, G-CSF
+windows, NSAID safety (R4), recent spine imaging, and the time arithmetic they are written in.
 
-Every function is pure: facts + ``now`` + settings in, small frozen values out. Time windows
-are closed intervals of exact datetimes: "in the last 14 days" means
-``now - 14 days <= time <= now``, and a G-CSF window ``[start, end]`` includes both ends.
+A criterion only one rule uses lives in that rule's module (red flags in ``mscc_red_flags``,
+progressive features in ``progressive_back_pain``, ...). Every function is pure: facts +
+``now`` + settings in, small frozen values out. Time windows are closed intervals of exact
+datetimes: "in the last 14 days" means ``now - 14 days <= time <= now``, and a G-CSF window
+``[start, end]`` includes both ends.
 """
 
 from __future__ import annotations

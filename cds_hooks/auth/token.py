@@ -1,10 +1,10 @@
 """Read a compact JWS without trusting it, and check its parts one by one.
 
-The building blocks of :class:`cds_hooks.auth.ClientAuthenticator`: the bearer header
+The building blocks of :class:`cds_hooks.auth.verifier.ClientAuthenticator`: the bearer header
 shape, the unverified JOSE header and claims (read only to choose the client and key), the
 NumericDate range, whether a JWK fits an algorithm, and the single-algorithm joserfc
 registry used for the signature check. These names serve client-JWT verification only
-(:mod:`cds_hooks.auth` uses them; it does not re-export them). No Flask imports here.
+(:mod:`cds_hooks.auth.verifier` uses them; the package does not re-export them). No Flask imports here.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import orjson
 from joserfc import jws
 
-from cds_hooks.auth_errors import AuthenticationFailed
-from cds_hooks.auth_policy import SUPPORTED_ALGORITHMS
-from cds_hooks.jwks import MIN_RSA_BITS, PublicKey
+from cds_hooks.auth.errors import AuthenticationFailed
+from cds_hooks.auth.jwks import MIN_RSA_BITS, PublicKey
+from cds_hooks.auth.policy import SUPPORTED_ALGORITHMS
 
 __all__ = [
     "MAX_ID_CHARS",

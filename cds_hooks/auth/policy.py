@@ -1,8 +1,8 @@
 """What client-JWT verification trusts: the allowed algorithms, the trusted clients, the policy.
 
-Part of client-JWT verification (see :mod:`cds_hooks.auth`, which re-exports the classes and
-the algorithms; the two helpers are for it alone). Everything is validated at construction, so a bad configuration fails at startup.
-No Flask imports here.
+Part of client-JWT verification (:mod:`cds_hooks.auth`, which re-exports the two classes; the
+two helpers are for the verifier alone). Everything is validated at construction, so a bad
+configuration fails at startup. No Flask imports here.
 """
 
 from __future__ import annotations

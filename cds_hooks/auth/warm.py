@@ -32,9 +32,10 @@ from urllib.parse import urlsplit
 from joserfc import jws
 from joserfc.jwk import ECKey, RSAKey
 
-from cds_hooks.auth import ClientAuthenticator, InMemoryJtiStore, TrustedClient
-from cds_hooks.auth_policy import SUPPORTED_ALGORITHMS, AuthPolicy
-from cds_hooks.jwks import MIN_RSA_BITS, JwksError, UrlKeySource
+from cds_hooks.auth.jwks import MIN_RSA_BITS, JwksError, UrlKeySource
+from cds_hooks.auth.policy import SUPPORTED_ALGORITHMS, AuthPolicy, TrustedClient
+from cds_hooks.auth.replay import InMemoryJtiStore
+from cds_hooks.auth.verifier import ClientAuthenticator
 
 __all__ = ["KeySetWarmUp", "KeySetPrefetch", "exercise_verification"]
 

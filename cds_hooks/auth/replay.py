@@ -1,7 +1,7 @@
 """Replay protection for client JWTs: remember each ``jti`` (per ``iss``) until it expires.
 
-Part of client-JWT verification (see :mod:`cds_hooks.auth`, which re-exports every name
-here). Production injects a store shared by all instances; :class:`InMemoryJtiStore` is
+Part of client-JWT verification (:mod:`cds_hooks.auth`, which re-exports both names).
+Production injects a store shared by all instances; :class:`InMemoryJtiStore` is
 for tests and single-process development. No Flask imports here.
 """
 

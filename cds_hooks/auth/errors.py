@@ -1,7 +1,7 @@
 """Why a client JWT was refused: :class:`AuthenticationFailed` and its closed set of reasons.
 
-Part of client-JWT verification (see :mod:`cds_hooks.auth`, which re-exports every name
-here). The token is never put in an exception message or kept in an attribute. No Flask
+Part of client-JWT verification (:mod:`cds_hooks.auth`, which re-exports
+:class:`AuthenticationFailed`). The token is never put in an exception message or kept in an attribute. No Flask
 imports here.
 """
 

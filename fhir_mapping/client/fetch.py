@@ -1,9 +1,9 @@
 """How the FHIR REST client fetches: one bounded GET, the streamed body, searchset paging.
 
-Used by :class:`fhir_mapping.fhir_client.FhirClient` (which re-exports
+Used by :class:`fhir_mapping.client.client.FhirClient` (:mod:`fhir_mapping.client` re-exports
 :class:`FhirClientLimits`); the decisions these functions implement -- no redirects, time and
 size bounds, same-origin ``next`` links, never a silent truncation -- are documented in that
-module's docstring. Every failure is a :class:`~fhir_mapping.fhir_errors.FhirFetchError`;
+module's docstring. Every failure is a :class:`~fhir_mapping.client.errors.FhirFetchError`;
 a set cancel flag raises the internal ``Cancelled`` between pages and between body chunks.
 """
 
@@ -22,9 +22,9 @@ import requests
 from requests.auth import AuthBase
 from urllib3 import exceptions as urllib3_exceptions
 
-from fhir_mapping.fhir_errors import Cancelled, FhirFetchError
-from fhir_mapping.fhir_urls import url_origin
-from fhir_mapping.fhir_watchdog import time_limit
+from fhir_mapping.client.errors import Cancelled, FhirFetchError
+from fhir_mapping.client.urls import url_origin
+from fhir_mapping.client.watchdog import time_limit
 
 __all__ = [
     "FhirClientLimits",
@@ -37,7 +37,7 @@ __all__ = [
     "request_json",
 ]
 
-# The client's one logger, named as before the split: log configuration selects it by name.
+# The client's one logger (see client.py), named as before the split: log configuration selects it by name.
 log = logging.getLogger("fhir_mapping.fhir_client")
 
 _FHIR_JSON = "application/fhir+json"

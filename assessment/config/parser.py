@@ -1,10 +1,10 @@
 """Build and check the typed rule configuration from the parsed ``rules.toml`` mapping.
 
 :func:`parse_rule_config` turns the mapping into a frozen
-:class:`~assessment.config_types.RuleConfig` or raises :class:`RuleConfigError` listing every
+:class:`~assessment.config.types.RuleConfig` or raises :class:`RuleConfigError` listing every
 problem; :func:`validate_rule_config` returns the problems instead, and can also check
-references to value sets and card actions that live in other knowledge files;
-:func:`merge_rule_config` lays a site overlay over the base. Never touches files.
+references to value sets and card actions that live in other knowledge files. Never touches
+files (a site overlay is merged by the caller, :func:`fhir_mapping.overlay.merge_overlay`).
 :mod:`assessment.config` re-exports every public name here.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from assessment.config_schema import (
+from assessment.config.schema import (
     ACTION_VARIABLES,
     ALLOWED_UNITS,
     CITATION_LABEL_MAX,
@@ -31,8 +31,8 @@ from assessment.config_schema import (
     SUMMARY_WARN_CHARS,
     TEXT_KEYS,
 )
-from assessment.config_text import CardTextChecks, number_placeholders
-from assessment.config_types import (
+from assessment.config.text import CardTextChecks, number_placeholders
+from assessment.config.types import (
     CardText,
     ContextSettings,
     GcsfWindowSettings,
@@ -45,7 +45,6 @@ from assessment.findings import Citation, Indicator
 
 __all__ = [
     "RuleConfigError",
-    "merge_rule_config",
     "parse_rule_config",
     "validate_rule_config",
 ]
@@ -60,26 +59,6 @@ class RuleConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid rule configuration:\n- " + "\n- ".join(self.problems))
-
-
-def merge_rule_config(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge a site overlay onto ``base``: tables merge key by key, anything else
-    (scalars, arrays) is replaced by the overlay's value. Neither input is modified."""
-    merged: dict[str, Any] = {key: _copy(value) for key, value in base.items()}
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_rule_config(merged[key], value)
-        else:
-            merged[key] = _copy(value)
-    return merged
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy(item) for item in value]
-    return value
 
 
 def parse_rule_config(

@@ -1,4 +1,4 @@
-"""Errors of the FHIR REST client (:mod:`fhir_mapping.fhir_client`, which re-exports them).
+"""Errors of the FHIR REST client (:mod:`fhir_mapping.client`, which re-exports the public ones).
 
 Exception hierarchy::
 
@@ -8,7 +8,7 @@ Exception hierarchy::
                                OperationOutcome body, caps exceeded, foreign next link, deadline
 
 ``Cancelled`` and ``CancelledFetch`` serve ``fetch_many`` cancellation inside the client
-(:mod:`fhir_mapping.fhir_fetch` and :mod:`fhir_mapping.fhir_client`) and never reach a caller.
+(:mod:`fhir_mapping.client.fetch` and :mod:`fhir_mapping.client.client`) and never reach a caller.
 """
 
 from __future__ import annotations

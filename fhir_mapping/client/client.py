@@ -29,17 +29,18 @@ Decisions (documented here because the resolver relies on them):
   than one socket timeout. The body download has a total-time limit (each read waits at most
   the time left), and a watchdog shuts down a connection still reading when its request's
   limit passes (a server dripping its status line or headers), see
-  :mod:`fhir_mapping.fhir_watchdog`.
+  :mod:`fhir_mapping.client.watchdog`.
 * **Sizes.** Each response body is streamed and aborted past ``max_response_bytes`` (decoded
   bytes, so a gzip bomb is caught too). A search is aborted past ``max_pages`` pages or
   ``max_resources`` entries — never silently truncated.
 * **Logging.** Query keys, page numbers and status codes only, at debug level. Never the token,
   never a URL (it carries patient ids), never a body.
 
-Layout: errors in :mod:`fhir_mapping.fhir_errors`, base-URL normalisation and query checks in
-:mod:`fhir_mapping.fhir_urls`, the bounded GET, body reading, paging and
-:class:`FhirClientLimits` in :mod:`fhir_mapping.fhir_fetch`; this module holds
-:class:`FhirClient` and re-exports the public names of the others.
+Layout (:mod:`fhir_mapping.client`): errors in :mod:`~fhir_mapping.client.errors`, base-URL
+normalisation and query checks in :mod:`~fhir_mapping.client.urls`, the bounded GET, body
+reading, paging and :class:`FhirClientLimits` in :mod:`~fhir_mapping.client.fetch`, the hard
+per-request time limits in :mod:`~fhir_mapping.client.watchdog`; this module holds
+:class:`FhirClient`. The package re-exports the names the other layers use.
 """
 
 from __future__ import annotations
@@ -56,21 +57,16 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from fhir_mapping.fhir_errors import Cancelled, CancelledFetch, FhirAccessError, FhirFetchError, ServerNotAllowed
-from fhir_mapping.fhir_fetch import FhirClientLimits, check_resource, collect_pages, request_json
-from fhir_mapping.fhir_urls import check_query, is_read, normalise_base_url, url_origin
-from fhir_mapping.fhir_watchdog import install_tracking
+from fhir_mapping.client.errors import Cancelled, CancelledFetch, FhirFetchError, ServerNotAllowed
+from fhir_mapping.client.fetch import FhirClientLimits, check_resource, collect_pages, request_json
+from fhir_mapping.client.urls import check_query, is_read, normalise_base_url, url_origin
+from fhir_mapping.client.watchdog import install_tracking
 
-__all__ = [
-    "FhirAccessError",
-    "FhirClient",
-    "FhirClientLimits",
-    "FhirFetchError",
-    "ServerNotAllowed",
-    "normalise_base_url",
-]
+__all__ = ["FhirClient"]
 
-log = logging.getLogger(__name__)
+# The client's one logger (also used by fetch.py), under its name from before the package:
+# log configuration selects it by name.
+log = logging.getLogger("fhir_mapping.fhir_client")
 
 
 class _BearerAuth(AuthBase):
@@ -131,7 +127,7 @@ class FhirClient:
         s = requests.Session()
         s.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # stateless: no cookies
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=32, max_retries=0)
-        install_tracking(adapter)  # hard per-request time limits (fhir_watchdog)
+        install_tracking(adapter)  # hard per-request time limits (watchdog.py)
         s.mount("http://", adapter)
         s.mount("https://", adapter)
         return s

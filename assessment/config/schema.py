@@ -1,8 +1,8 @@
 """What ``rules.toml`` must contain: rule ids, card-text variables, quantities and their units.
 
-The parser (:mod:`assessment.config_parser`) checks a configuration against these tables;
-:mod:`assessment.config` re-exports the ones callers outside the parser need. Data about the *shape* of the file only:
-the values themselves (windows, thresholds, citations, texts) live in ``knowledge/``.
+The parser (:mod:`assessment.config.parser`) checks a configuration against these tables;
+:mod:`assessment.config` re-exports :data:`RULE_IDS`. Data about the *shape* of the file
+only: the values themselves (windows, thresholds, citations, texts) live in ``knowledge/``.
 """
 
 from __future__ import annotations

@@ -24,12 +24,12 @@ Each failure is logged once (logger ``backpain_cds.auth``, WARNING) with reason,
 iss, kid and jti. The token and the Authorization header are never logged, put
 in an exception message, or kept in an attribute. No Flask imports here.
 
-The pieces live in sibling modules, and the names in ``__all__`` are re-exported here so that
-``cds_hooks.auth`` is the one import path for callers: ``auth_errors``
-(:class:`AuthenticationFailed`, the reasons), ``auth_policy`` (:class:`TrustedClient`,
-:class:`AuthPolicy`, the algorithms), ``auth_replay`` (:class:`JtiStore`,
-:class:`InMemoryJtiStore`) and ``auth_token`` (reading and checking the parts of a compact
-JWS). This module holds :class:`ClientAuthenticator`, which runs the steps above in order.
+The pieces live in the sibling modules of :mod:`cds_hooks.auth`: ``errors``
+(:class:`AuthenticationFailed`, the reasons), ``policy`` (:class:`TrustedClient`,
+:class:`AuthPolicy`, the algorithms), ``replay`` (:class:`JtiStore`,
+:class:`InMemoryJtiStore`), ``token`` (reading and checking the parts of a compact JWS) and
+``jwks`` (the key sources). This module holds :class:`ClientAuthenticator`, which runs the
+steps above in order.
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ import requests
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
 
-from cds_hooks.auth_errors import FAILURE_REASONS, AuthenticationFailed
-from cds_hooks.auth_policy import SUPPORTED_ALGORITHMS, AuthPolicy, TrustedClient, comparable_url, is_forbidden_alg
-from cds_hooks.auth_replay import InMemoryJtiStore, JtiStore
-from cds_hooks.auth_token import (
+from cds_hooks.auth.errors import AuthenticationFailed
+from cds_hooks.auth.jwks import FileKeySource, JwksError, KeySource, PublicKey, UrlKeySource
+from cds_hooks.auth.policy import AuthPolicy, TrustedClient, comparable_url, is_forbidden_alg
+from cds_hooks.auth.replay import JtiStore
+from cds_hooks.auth.token import (
     MAX_ID_CHARS,
     MAX_JTI_CHARS,
     MAX_TIMESTAMP,
@@ -60,18 +61,10 @@ from cds_hooks.auth_token import (
     read_unverified,
     single_alg_registry,
 )
-from cds_hooks.jwks import FileKeySource, JwksError, KeySource, PublicKey, UrlKeySource
 
 __all__ = [
-    "AuthenticationFailed",
-    "AuthPolicy",
     "ClientAuthenticator",
-    "InMemoryJtiStore",
-    "JtiStore",
-    "TrustedClient",
     "VerifiedClient",
-    "FAILURE_REASONS",
-    "SUPPORTED_ALGORITHMS",
 ]
 
 logger = logging.getLogger("backpain_cds.auth")
@@ -93,7 +86,7 @@ class ClientAuthenticator:
 
     File-based key sets are loaded here (a bad file is a ``ValueError``);
     URL-based ones are fetched on first use, or before it by a worker's warm-up
-    (:mod:`cds_hooks.auth_warm`). Thread-safe.
+    (:mod:`cds_hooks.auth.warm`). Thread-safe.
 
     :param clients: the trusted clients (at least one; ``iss`` unique)
     :param jti_store: replay protection, shared by all instances in production
@@ -164,7 +157,7 @@ class ClientAuthenticator:
         return tuple(self._clients)
 
     def key_source(self, iss: str) -> KeySource:
-        """The key source of a trusted client (the worker's key-set warm-up, :mod:`cds_hooks.auth_warm`)."""
+        """The key source of a trusted client (the worker's key-set warm-up, :mod:`cds_hooks.auth.warm`)."""
         return self._sources[iss]
 
     def verify(self, authorization_header: str | None, audience: str) -> VerifiedClient:
