@@ -83,15 +83,6 @@ class SqlStore:
         self.engine = engine or _make_engine(database_url)
         self._dialect = self.engine.dialect.name
 
-    def create_schema(self) -> None:
-        """Migrate the database to this release's schema with Alembic (``backpain_cds.schema``).
-
-        Idempotent; adopts a database made before migrations; refuses a newer one.
-        """
-        from backpain_cds.schema import upgrade
-
-        upgrade(self.engine)
-
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
         try:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from backpain_cds.schema import upgrade
 from backpain_cds.storage import SqlStore, metadata
 from cds_hooks.ports import CardAuditRecord, FeedbackEntry
 
@@ -18,7 +19,7 @@ def sql_store(request, tmp_path):
         store = SqlStore(f"sqlite:///{tmp_path / 's.sqlite3'}")
     else:
         store = SqlStore(request.getfixturevalue("postgres_url"))
-    store.create_schema()
+    upgrade(store.engine)
     if request.param == "postgresql":
         with store.engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):
@@ -96,7 +97,7 @@ def test_ping_reports_an_unreachable_database(tmp_path):
 
 
 def test_schema_creation_is_idempotent(sql_store):
-    sql_store.create_schema()
+    upgrade(sql_store.engine)  # again: idempotent
     with sql_store.engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) >= {"feedback", "card_audit", "seen_jti"}
 
