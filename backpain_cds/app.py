@@ -84,7 +84,32 @@ def build_service(
         client_factory=client_factory,
         clock=clock or (lambda: datetime.now(UTC)),
         deadline_seconds=settings.limits.hook_deadline_seconds if apply_deadline else None,
+        shadow=settings.shadow,
     )
+
+
+def shadow_warnings(settings: Settings, knowledge: Knowledge) -> list[str]:
+    """One line per way shadow mode hides cards from clinicians (README "Shadow mode").
+
+    Shadow mode of every rule (``shadow = true`` in the service configuration) hides the
+    critical rules too; a critical rule in shadow mode by its own ``shadow`` flag is named.
+    """
+    rules = knowledge.rules.rules
+    critical = sorted(rule_id for rule_id, rule in rules.items() if rule.critical and rule.enabled)
+    if settings.shadow:
+        return [
+            "SHADOW MODE for every rule (shadow = true): no card is returned to the EHR, "
+            f"including the critical rule(s) {', '.join(critical) or '(none)'}"
+        ]
+    warnings = [
+        f"SHADOW MODE for the critical rule {rule_id} (rules.{rule_id}.shadow = true): its cards "
+        "are audited but never shown to clinicians"
+        for rule_id in critical if rules[rule_id].shadow
+    ]
+    others = sorted(r for r, rule in rules.items() if rule.shadow and rule.enabled and not rule.critical)
+    if others:
+        warnings.append(f"shadow mode for rule(s) {', '.join(others)}: their cards are audited, not returned")
+    return warnings
 
 
 def build_authenticator(settings: Settings, jti_store: JtiStore) -> ClientAuthenticator | None:
@@ -188,7 +213,7 @@ def create_app(
     install_metrics(app, settings, metrics)
 
     require_current(store.engine)  # SchemaError (one line) unless migrated; creates a new SQLite file's
-    for warning in config_warnings(settings):
+    for warning in config_warnings(settings) + shadow_warnings(settings, knowledge):
         log.warning("configuration: %s", warning)
     if settings.auth.development_mode:
         log.warning(

@@ -284,9 +284,11 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         problems += [f"config: {p}" for p in exc.problems]
     problems += [f"knowledge: {p}" for p in check_knowledge(settings.knowledge_path)]
+    knowledge = None
     if not problems:
         try:
-            load_service_catalog(load_knowledge(settings.knowledge_path))
+            knowledge = load_knowledge(settings.knowledge_path)
+            load_service_catalog(knowledge)
         except KnowledgeError as exc:
             problems += [f"knowledge: {p}" for p in exc.problems]
     for problem in problems:
@@ -297,9 +299,13 @@ def _check_config(args: argparse.Namespace) -> int:
     mode = "development mode (unsigned calls, loopback only)" if settings.auth.development_mode else (
         f"{len(settings.auth.trusted_clients)} trusted client(s)"
     )
+    from backpain_cds.app import shadow_warnings
     from backpain_cds.settings import config_warnings
 
-    for warning in config_warnings(settings):
+    warnings = config_warnings(settings)
+    if knowledge is not None:
+        warnings += shadow_warnings(settings, knowledge)
+    for warning in warnings:
         print(f"warning: {warning}")
     print(f"configuration and knowledge are valid; {mode}")
     return 0

@@ -119,6 +119,9 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     #: validate every CDS response against the schema before sending (tests turn it on)
     validate_responses: bool = False
+    #: shadow mode for every rule: cards are produced, audited and counted, never returned
+    #: (README "Shadow mode"; one rule: ``shadow = true`` in its rules.toml table)
+    shadow: bool = False
 
     @property
     def smart_ehrs(self) -> tuple[SmartEhrSettings, ...]:
@@ -165,7 +168,7 @@ class Settings:
 
 _TOP_KEYS = {
     "public_base_url", "database_url", "cors_origins", "auth", "fhir", "smart", "knowledge",
-    "limits", "validate_responses", "metrics",
+    "limits", "validate_responses", "metrics", "shadow",
 }
 _AUTH_KEYS = {
     "trusted_clients", "algorithms", "leeway_seconds", "iat_future_leeway_seconds",
@@ -207,6 +210,7 @@ class SettingsParser:
             validate_responses=self.flag(
                 data.get("validate_responses", False), "validate_responses"
             ),
+            shadow=self.flag(data.get("shadow", False), "shadow"),
         )
         check_smart(settings, self.problems, development_mode=settings.auth.development_mode)
         return settings

@@ -1,7 +1,7 @@
 """SQL storage through SQLAlchemy Core: feedback, card audit, seen JWT ids.
 
 Feedback naming a card uuid this service never issued (no ``card_audit`` row for that uuid
-and service id) is kept apart in ``feedback_unmatched``, so it cannot poison the governance
+and service id, or only a shadow-mode row: that card was never shown) is kept apart in ``feedback_unmatched``, so it cannot poison the governance
 statistics read from ``feedback`` and is still there to investigate.
 
 SQLite file by default; a PostgreSQL URL (``postgresql+psycopg://...``) works the same, which
@@ -61,6 +61,8 @@ card_audit = sa.Table(
     sa.Column("indicator", sa.String(16), nullable=False),
     sa.Column("patient_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    #: produced and audited but not returned to the EHR (shadow mode, README "Shadow mode")
+    sa.Column("shadow", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 seen_jti = sa.Table(
@@ -101,11 +103,12 @@ class SqlStore:
         now = datetime.now(UTC)
         row = {"card_uuid": "warm-up", "service_id": "warm-up", "hook": "warm-up",
                "hook_instance": "warm-up", "rule_id": "warm-up", "rule_version": "0",
-               "indicator": "info", "patient_id": "warm-up", "created_at": now}
+               "indicator": "info", "patient_id": "warm-up", "created_at": now, "shadow": False}
         with self.engine.connect() as conn:
             conn.execute(card_audit.insert(), [row])
             conn.execute(sa.select(card_audit.c.card_uuid).where(
-                card_audit.c.service_id == "warm-up", card_audit.c.card_uuid.in_(["warm-up"])))
+                card_audit.c.service_id == "warm-up", card_audit.c.card_uuid.in_(["warm-up"]),
+                card_audit.c.shadow == sa.false()))
             conn.execute(seen_jti.delete().where(seen_jti.c.iss == "warm-up", seen_jti.c.jti == "warm-up",
                                                  seen_jti.c.expires_at < now))
             conn.execute(self._insert_ignore(seen_jti, ["iss", "jti"]),
@@ -126,7 +129,9 @@ class SqlStore:
                 issued = set(
                     conn.execute(
                         sa.select(card_audit.c.card_uuid).where(
-                            card_audit.c.service_id == service_id, card_audit.c.card_uuid.in_(uuids)
+                            card_audit.c.service_id == service_id,
+                            card_audit.c.card_uuid.in_(uuids),
+                            card_audit.c.shadow == sa.false(),  # never shown: no feedback on it
                         )
                     ).scalars()
                 )
@@ -180,6 +185,7 @@ class SqlStore:
                 "indicator": r.indicator,
                 "patient_id": r.patient_id,
                 "created_at": r.created_at,
+                "shadow": r.shadow,
             }
             for r in records
         ]

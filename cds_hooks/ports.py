@@ -36,6 +36,7 @@ class CardAuditRecord:
     indicator: str
     patient_id: str
     created_at: datetime
+    shadow: bool = False  #: produced and audited, not returned (shadow mode)
 
 
 class FeedbackSaved(t.NamedTuple):

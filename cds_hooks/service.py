@@ -1,7 +1,9 @@
 """One hook call from validated JSON to cards, without Flask (the CLI's replay uses it too).
 
 Steps (ARCHITECTURE §3): validate the request, route on (id, hook), resolve prefetch with
-FHIR fallback, map FHIR to facts, assess, render cards, write the audit trail.
+FHIR fallback, map FHIR to facts, assess, render cards, write the audit trail. A card in shadow mode (every rule
+with ``shadow``, or a rule whose settings say so) is rendered, audited and reported to the
+observer as suppressed, but left out of the response.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class HookOutcome:
     assessment: Assessment
     data: ResolvedData
     timings: dict[str, float] = field(default_factory=dict)
+    #: (rule id, indicator) of each card returned, and rule id of each card held back in
+    #: shadow mode (rendered and audited, not in ``response``)
+    shown: tuple[tuple[str, str], ...] = ()
+    shadowed: tuple[str, ...] = ()
 
 
 class CdsService:
@@ -88,6 +94,7 @@ class CdsService:
         client_factory: t.Callable[..., FhirClient] = FhirClient,
         clock: t.Callable[[], datetime] = lambda: datetime.now(UTC),
         deadline_seconds: float | None = None,
+        shadow: bool = False,
     ) -> None:
         self.knowledge = knowledge
         self.catalog = catalog
@@ -99,6 +106,8 @@ class CdsService:
         self.clock = clock
         #: overall time budget of one call; past it the answer is 200 with no cards
         self.deadline_seconds = deadline_seconds
+        #: shadow mode for every rule (else per rule: ``RuleSettings.shadow``)
+        self.shadow = shadow
 
     def discovery(self) -> dict[str, t.Any]:
         """The discovery document."""
@@ -155,6 +164,7 @@ class CdsService:
         fetch = _FetchClock(self.client_factory)
         prefetch: dict[str, str] = {}
         cards: tuple[tuple[str, str], ...] = ()
+        shadowed: tuple[tuple[str, str], ...] = ()
         too_late = False
         try:
             lap("validate")
@@ -176,7 +186,8 @@ class CdsService:
             prefetch = prefetch_outcomes(service, request, data)
             lap("prefetch")
             outcome = self._evaluate(service_id, request, data, now, timings, lap, checkpoint)
-            cards = tuple((f.rule_id, f.indicator.value) for f in outcome.assessment.findings)
+            cards = outcome.shown
+            shadowed = tuple((rule, "shadow") for rule in outcome.shadowed)
             return outcome
         except _DeadlinePassed as passed:
             too_late = True
@@ -185,7 +196,7 @@ class CdsService:
             if self.observer is not None:
                 stages = _stages(timings, decode_seconds, fetch.seconds)
                 self.observer.call_finished(
-                    CallReport(service_id, request.hook, stages, cards, prefetch, too_late)
+                    CallReport(service_id, request.hook, stages, cards, prefetch, too_late, shadowed)
                 )
 
     def _evaluate(
@@ -226,6 +237,7 @@ class CdsService:
             hook_instance=request.hook_instance,
         )
         lap("cards")
+        shadow = [self.shadow or knowledge.rules.rule(f.rule_id).shadow for f in assessment.findings]
         if self.audit is not None and cards:
             audit_started = time.perf_counter()
             self.audit.record_cards(
@@ -240,24 +252,29 @@ class CdsService:
                         indicator=finding.indicator.value,
                         patient_id=request.patient_id,
                         created_at=now,
+                        shadow=hidden,
                     )
-                    for card, finding in zip(cards, assessment.findings, strict=True)
+                    for card, finding, hidden in zip(cards, assessment.findings, shadow, strict=True)
                 ]
             )
             timings["audit"] = time.perf_counter() - audit_started
-        rules = [f.rule_id for f in assessment.findings]
+        shown = tuple((f.rule_id, f.indicator.value) for f, hidden in zip(assessment.findings, shadow, strict=True)
+                      if not hidden)
+        shadowed = tuple(f.rule_id for f, hidden in zip(assessment.findings, shadow, strict=True) if hidden)
         log.info(
             "hook call answered",
             extra={
                 "hookInstance": request.hook_instance,
                 "service": service_id,
                 "hook": request.hook,
-                "cards": rules,
+                "cards": [rule for rule, _ in shown],
+                "shadow": list(shadowed),
                 "fetched": list(data.fetched),
                 "ms": round(sum(timings.values()) * 1000, 1),
             },
         )
-        return HookOutcome(request, {"cards": cards}, assessment, data, timings)
+        returned = [card for card, hidden in zip(cards, shadow, strict=True) if not hidden]
+        return HookOutcome(request, {"cards": returned}, assessment, data, timings, shown, shadowed)
 
     def _too_late(
         self, service_id: str, request: HookRequest, stage: str, timings: dict[str, float]

@@ -339,6 +339,9 @@ class _Parser(CardTextChecks):
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             self.problem(f"{where}.enabled", "must be true or false")
+        shadow = data.get("shadow", False)
+        if not isinstance(shadow, bool):
+            self.problem(f"{where}.shadow", "must be true or false")
         indicator = self.indicator(data.get("indicator"), f"{where}.indicator")
         indicators = {
             key: self.indicator(data.get(key), f"{where}.{key}")
@@ -372,6 +375,7 @@ class _Parser(CardTextChecks):
             rule_id=rule_id,
             version=version,
             enabled=enabled,
+            shadow=shadow,
             indicator=indicator,
             citation=citation,
             card=card,

@@ -71,6 +71,13 @@ class RuleSettings:
     references: tuple[Citation, ...] = ()
     quantities: Mapping[str, Quantity] = field(default_factory=lambda: MappingProxyType({}))
     indicators: Mapping[str, Indicator] = field(default_factory=lambda: MappingProxyType({}))
+    #: shadow mode: the rule runs and its cards are audited and counted, never returned
+    shadow: bool = False
+
+    @property
+    def critical(self) -> bool:
+        """True when any card of the rule can be ``critical`` (its indicator or an extra one)."""
+        return Indicator.CRITICAL in (self.indicator, *self.indicators.values())
 
     def quantity(self, name: str) -> Quantity:
         """Return the rule's quantity ``name`` (parse guarantees the ones the rule needs)."""

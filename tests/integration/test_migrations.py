@@ -30,7 +30,7 @@ from backpain_cds.storage import SqlStore
 from cds_hooks.ports import CardAuditRecord, FeedbackEntry
 from tests.support import legacy_schema
 
-HEAD = "0002_smart_openid"
+HEAD = "0003_card_audit_shadow"
 TABLES = {"feedback", "feedback_unmatched", "card_audit", "seen_jti", "smart_launch_state", "smart_session"}
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -237,7 +237,13 @@ def test_the_printed_sql_migrates_a_database(store, db_url, previous_release, mo
     _apply_script(db_url, _sql(db_url, monkeypatch, capsys))
     assert schema.status(store.engine).state is State.CURRENT
     assert _differences(store.engine) == []
-    assert {table: _rows(store.engine, table) for table in seeded} == seeded
+    expected = {table: [_with_shadow(table, row) for row in rows] for table, rows in seeded.items()}
+    assert {table: _rows(store.engine, table) for table in seeded} == expected
+
+
+def _with_shadow(table: str, row: dict) -> dict:
+    """A row of the previous release as read after 0003: audit rows are not shadow (0 on SQLite)."""
+    return {**row, "shadow": False} if table == "card_audit" else row
 
 
 def test_migrate_sql_from_a_revision_that_does_not_exist_is_one_line(monkeypatch, capsys):
@@ -288,18 +294,18 @@ NEXT_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_test_next"
-down_revision = "0002_smart_openid"
+revision = "0004_test_next"
+down_revision = "0003_card_audit_shadow"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
-    op.add_column("card_audit", sa.Column("shadow", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.add_column("card_audit", sa.Column("test_next", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade():
-    op.drop_column("card_audit", "shadow")
+    op.drop_column("card_audit", "test_next")
 '''
 
 
@@ -308,7 +314,7 @@ def next_release(tmp_path) -> Path:
     """The packaged scripts plus one more revision, as the next release would ship them."""
     location = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPT_LOCATION, location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "0003_test_next.py").write_text(NEXT_REVISION)
+    (location / "versions" / "0004_test_next.py").write_text(NEXT_REVISION)
     return location
 
 
@@ -320,12 +326,12 @@ def _columns(engine: sa.Engine, table: str) -> set[str]:
 def test_a_database_one_revision_behind_is_refused_then_upgraded(store, next_release):
     command.upgrade(schema.alembic_config(engine=store.engine, script_location=next_release), HEAD)
     found = schema.status(store.engine, script_location=next_release)
-    assert (found.state, found.revision, found.head) == (State.BEHIND, HEAD, "0003_test_next")
-    with pytest.raises(SchemaError, match=f"at revision {HEAD}, this release needs 0003_test_next: "
+    assert (found.state, found.revision, found.head) == (State.BEHIND, HEAD, "0004_test_next")
+    with pytest.raises(SchemaError, match=f"at revision {HEAD}, this release needs 0004_test_next: "
                                           "run `backpain-cds migrate` first"):
         schema.require_current(store.engine, script_location=next_release)
     _, after = schema.upgrade(store.engine, script_location=next_release)
-    assert after.state is State.CURRENT and "shadow" in _columns(store.engine, "card_audit")
+    assert after.state is State.CURRENT and "test_next" in _columns(store.engine, "card_audit")
 
 
 def test_a_previous_release_database_goes_through_every_revision(store, next_release):
@@ -334,6 +340,7 @@ def test_a_previous_release_database_goes_through_every_revision(store, next_rel
     assert schema.status(store.engine, script_location=next_release).state is State.CURRENT
     assert [r["card_uuid"] for r in _rows(store.engine, "card_audit")] == ["card-legacy-1"]
     assert [r["shadow"] for r in _rows(store.engine, "card_audit")] in ([False], [0])
+    assert [r["test_next"] for r in _rows(store.engine, "card_audit")] in ([False], [0])
     assert _rows(store.engine, "feedback") == seeded["feedback"]
 
 
@@ -342,7 +349,7 @@ def test_migrate_sql_from_a_revision_prints_only_what_follows(next_release):
     schema.upgrade_sql("postgresql+psycopg://u:pw@127.0.0.1:1/none", out, from_revision=HEAD,
                        script_location=next_release)
     text = out.getvalue()
-    assert "ALTER TABLE card_audit ADD COLUMN shadow BOOLEAN DEFAULT false NOT NULL;" in text
-    assert "UPDATE alembic_version SET version_num='0003_test_next' WHERE alembic_version.version_num = " \
+    assert "ALTER TABLE card_audit ADD COLUMN test_next BOOLEAN DEFAULT false NOT NULL;" in text
+    assert "UPDATE alembic_version SET version_num='0004_test_next' WHERE alembic_version.version_num = " \
            f"'{HEAD}';" in text
     assert "CREATE TABLE" not in text
