@@ -31,4 +31,10 @@ WORKDIR /var/lib/backpain-cds
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
+# Stopping: exec form (no shell), so gunicorn's master is PID 1 and gets docker stop's SIGTERM
+# itself: it stops accepting, lets the calls in flight finish within
+# limits.shutdown_grace_seconds (default 10 s), then exits 0. Give the container more than that
+# before SIGKILL (docker stop -t 15; compose stop_grace_period: 15s; Kubernetes
+# terminationGracePeriodSeconds: 15); README "Docker".
+STOPSIGNAL SIGTERM
 CMD ["backpain-cds", "serve", "--host", "0.0.0.0", "--port", "8080", "--workers", "2"]

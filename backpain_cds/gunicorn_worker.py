@@ -158,6 +158,14 @@ class BufferingThreadWorker(ThreadWorker):
         if enabled and time.monotonic() < self._accept_paused_until:
             return
         super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            # Graceful stop (SIGTERM): gthread stops accepting but keeps its listening sockets
+            # open until the calls in flight are done, so the kernel would go on completing new
+            # connections into the backlog, left unanswered and reset at exit. Closing them now
+            # (the master closes its copies too) makes new connections refused at once, and a
+            # load balancer sends them to another instance while these calls finish.
+            for listener in self.sockets:
+                listener.close()  # idempotent: gthread closes them again when it exits
 
     def enqueue_req(self, conn: t.Any) -> None:
         if self.cfg.is_ssl or conn.is_http2:

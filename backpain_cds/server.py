@@ -101,7 +101,8 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
         "worker_connections": 1000,  # per worker, slow ones included; then accept pauses
         "preload_app": True,  # load knowledge once, fail fast on bad config
         "timeout": 30,
-        "graceful_timeout": 10,
+        # SIGTERM: stop accepting, finish the calls in flight, exit 0 (README "Scaling out")
+        "graceful_timeout": limits.shutdown_grace_seconds,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",

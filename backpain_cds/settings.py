@@ -90,6 +90,9 @@ class LimitSettings:
     #: time a client has to send a whole request (headers and body) once it has connected or
     #: a kept-alive connection has become readable; past it 408 (backpain_cds.gunicorn_worker)
     request_read_seconds: float = 15.0
+    #: after SIGTERM, how long the workers have to finish the calls in flight (they accept no
+    #: new connections) before they are killed: gunicorn's graceful_timeout (README "Scaling out")
+    shutdown_grace_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,7 @@ class SettingsParser:
             max_prefetch_resources=self.integer(data.get("max_prefetch_resources", d.max_prefetch_resources), "limits.max_prefetch_resources", 1, 10_000_000),
             hook_deadline_seconds=self.number(data.get("hook_deadline_seconds", d.hook_deadline_seconds), "limits.hook_deadline_seconds", 0.05, 300),
             request_read_seconds=self.number(data.get("request_read_seconds", d.request_read_seconds), "limits.request_read_seconds", 0.5, 600),
+            shutdown_grace_seconds=self.integer(data.get("shutdown_grace_seconds", d.shutdown_grace_seconds), "limits.shutdown_grace_seconds", 1, 600),
         )
 
     # --- scalar checks ---------------------------------------------------------------------

@@ -45,6 +45,13 @@ timeout_seconds = 3
     assert not settings.auth.development_mode
     assert settings.fhir.allowed_servers == ("https://ehr.example.org/fhir/r4/",)
     assert settings.fhir.timeout_seconds == 3.0
+    assert settings.limits.shutdown_grace_seconds == 10  # the default
+
+
+def test_the_shutdown_grace_is_read_from_limits(tmp_path: Path):
+    config = tmp_path / "c.toml"
+    config.write_text("[limits]\nshutdown_grace_seconds = 25\n")
+    assert Settings.load(config, environ={}).limits.shutdown_grace_seconds == 25
 
 
 def test_the_config_file_can_come_from_the_environment(tmp_path: Path):
@@ -67,6 +74,8 @@ def test_the_config_file_can_come_from_the_environment(tmp_path: Path):
         ("typo_key = 1", "typo_key"),
         ('[knowledge]\npath = "no-such-dir"', "knowledge.path"),
         ("[limits]\nmax_body_bytes = 10", "limits.max_body_bytes"),
+        ("[limits]\nshutdown_grace_seconds = 0", "limits.shutdown_grace_seconds"),
+        ("[limits]\nshutdown_grace_seconds = 2.5", "limits.shutdown_grace_seconds"),  # gunicorn wants whole seconds
     ],
 )
 def test_an_invalid_setting_is_reported_by_its_key(tmp_path: Path, toml: str, key: str):

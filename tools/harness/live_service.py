@@ -28,11 +28,14 @@ class LiveService:
 
 
 def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                  public_base_url: str | None = None, serve_args: tuple[str, ...] = ()) -> LiveService:
+                  public_base_url: str | None = None, serve_args: tuple[str, ...] = (),
+                  new_session: bool = False) -> LiveService:
     """Write the config, start gunicorn, wait for /healthz (30 s at most).
 
     ``public_base_url`` defaults to the service's own URL (set it to a proxy's URL);
-    ``serve_args`` are added to the ``serve`` command line (e.g. ``--migrate``).
+    ``serve_args`` are added to the ``serve`` command line (e.g. ``--migrate``);
+    ``new_session`` starts it in a process group of its own (gunicorn's master and workers), so
+    a test can signal the whole group (``os.killpg(service.process.pid, ...)``).
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -44,7 +47,7 @@ def start_service(config_text: str, workdir: Path, *, workers: int = 1, env: dic
             [sys.executable, "-m", "backpain_cds.cli", "serve", "--config", str(config),
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), *serve_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {})}, start_new_session=new_session,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
