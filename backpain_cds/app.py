@@ -26,6 +26,7 @@ from cds_hooks.prefetch import FetchPolicy
 from cds_hooks.service import CallObserver, CdsService
 from fhir_mapping.client import FhirClient, FhirClientLimits
 from fhir_mapping.knowledge import Knowledge, KnowledgeError, load_knowledge
+from fhir_mapping.suggestions import OVERRIDE_REASON_SYSTEM
 from smart_launch.app_context import AppContextSigner
 from smart_launch.setup import install_smart_app
 
@@ -157,6 +158,8 @@ def create_app(
     settings = settings or Settings()
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
     store = store or SqlStore(settings.database_url)  # no connection yet
+    store.snooze_periods = knowledge.actions.snooze_periods  # which overrides snooze a rule
+    store.override_system = OVERRIDE_REASON_SYSTEM
     catalog = load_service_catalog(knowledge)
     metrics = Metrics(catalog, knowledge.actions.override_reasons)
     service = build_service(settings, knowledge, audit=store, observer=metrics,

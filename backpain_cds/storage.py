@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import typing as t
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cds_hooks.ports import CardAuditRecord, FeedbackEntry, FeedbackSaved
+from cds_hooks.ports import CardAuditRecord, EarlierCard, FeedbackEntry, FeedbackSaved, HookCallRecord, Snooze
 
 metadata = sa.MetaData()
 
@@ -37,6 +37,7 @@ feedback = sa.Table(
     sa.Column("override_comment", sa.Text),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("card_uuid", "outcome", name="uq_feedback_card_outcome"),
+    sa.Index("ix_feedback_received", "received_at"),
 )
 
 #: the same columns as ``feedback``, for entries naming a card uuid we never issued
@@ -47,6 +48,7 @@ feedback_unmatched = sa.Table(
                 autoincrement=c.autoincrement, default=c.default)
       for c in feedback.columns),
     sa.UniqueConstraint("card_uuid", "outcome", name="uq_feedback_unmatched_card_outcome"),
+    sa.Index("ix_feedback_unmatched_received", "received_at"),
 )
 
 card_audit = sa.Table(
@@ -63,6 +65,50 @@ card_audit = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     #: produced and audited but not returned to the EHR (shadow mode, README "Shadow mode")
     sa.Column("shadow", sa.Boolean, nullable=False, server_default=sa.false()),
+    #: the FHIR references (``Type/id``) that made the rule fire, a JSON list
+    sa.Column("evidence", sa.Text, nullable=False, server_default="[]"),
+    #: produced and audited but held back: ``suppress_reason`` is ``snooze`` or ``duplicate``
+    sa.Column("suppressed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("suppress_reason", sa.String(16), nullable=True),
+    #: hook context: who ordered, in which encounter (an ordering session's key)
+    sa.Column("user_id", sa.String(256), nullable=True),
+    sa.Column("encounter_id", sa.String(128), nullable=True),
+    sa.Index("ix_card_audit_patient_rule_created", "patient_id", "rule_id", "created_at"),
+    sa.Index("ix_card_audit_created", "created_at"),
+)
+
+#: an override with a snooze reason: the rule's card for the patient is held back until
+#: ``expires_at`` unless its evidence set grows (README "Snooze and de-duplication")
+snooze = sa.Table(
+    "snooze",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("rule_id", sa.String(64), nullable=False),
+    sa.Column("indicator", sa.String(16), nullable=False),
+    sa.Column("card_uuid", sa.String(64), nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("reason_code", sa.String(256), nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("card_uuid", name="uq_snooze_card"),
+    sa.Index("ix_snooze_patient_rule_expires", "patient_id", "rule_id", "expires_at"),
+)
+
+#: one row per answered hook call: the per-service half of the governance report
+hook_call = sa.Table(
+    "hook_call",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("hook", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("deadline_exceeded", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cards", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_hook_call_received", "received_at"),
 )
 
 seen_jti = sa.Table(
@@ -78,12 +124,27 @@ class StorageError(RuntimeError):
     """The database could not be reached or refused the write."""
 
 
-class SqlStore:
-    """Implements the protocol layer's ports (FeedbackStore, CardAuditLog, JtiStore)."""
+#: rule id -> override reason code -> how long an override with that reason snoozes the rule
+SnoozePeriods = t.Mapping[str, t.Mapping[str, timedelta]]
 
-    def __init__(self, database_url: str, *, engine: sa.Engine | None = None) -> None:
+
+class SqlStore:
+    """Implements the protocol layer's ports (FeedbackStore, CardAuditLog, SuppressionLookup,
+    CallLog, JtiStore).
+
+    ``snooze_periods`` (from ``knowledge/actions.toml``: override reasons with ``snooze_days``)
+    says which overrides snooze a rule: feedback overriding a shown card with such a reason
+    writes a ``snooze`` row in the same transaction as the feedback.
+    """
+
+    def __init__(self, database_url: str, *, engine: sa.Engine | None = None,
+                 snooze_periods: SnoozePeriods | None = None, override_system: str | None = None) -> None:
         self.engine = engine or _make_engine(database_url)
         self._dialect = self.engine.dialect.name
+        self.snooze_periods: SnoozePeriods = snooze_periods or {}
+        #: the system of the service's own override reasons (feedback may omit it; another
+        #: system's code of the same spelling is not ours and snoozes nothing)
+        self.override_system = override_system
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -103,12 +164,13 @@ class SqlStore:
         now = datetime.now(UTC)
         row = {"card_uuid": "warm-up", "service_id": "warm-up", "hook": "warm-up",
                "hook_instance": "warm-up", "rule_id": "warm-up", "rule_version": "0",
-               "indicator": "info", "patient_id": "warm-up", "created_at": now, "shadow": False}
+               "indicator": "info", "patient_id": "warm-up", "created_at": now, "shadow": False,
+               "evidence": "[]", "suppressed": False, "suppress_reason": None, "user_id": None,
+               "encounter_id": None}
         with self.engine.connect() as conn:
             conn.execute(card_audit.insert(), [row])
-            conn.execute(sa.select(card_audit.c.card_uuid).where(
-                card_audit.c.service_id == "warm-up", card_audit.c.card_uuid.in_(["warm-up"]),
-                card_audit.c.shadow == sa.false()))
+            conn.execute(self._issued_query("warm-up", ["warm-up"]))
+            conn.execute(self._snooze_query("warm-up", ["warm-up"], now))
             conn.execute(seen_jti.delete().where(seen_jti.c.iss == "warm-up", seen_jti.c.jti == "warm-up",
                                                  seen_jti.c.expires_at < now))
             conn.execute(self._insert_ignore(seen_jti, ["iss", "jti"]),
@@ -126,15 +188,7 @@ class SqlStore:
         uuids = sorted({e.card_uuid for e in entries})
         try:
             with self.engine.begin() as conn:
-                issued = set(
-                    conn.execute(
-                        sa.select(card_audit.c.card_uuid).where(
-                            card_audit.c.service_id == service_id,
-                            card_audit.c.card_uuid.in_(uuids),
-                            card_audit.c.shadow == sa.false(),  # never shown: no feedback on it
-                        )
-                    ).scalars()
-                )
+                issued = {row.card_uuid: row for row in conn.execute(self._issued_query(service_id, uuids))}
                 known = self._insert_ignore(feedback, ["card_uuid", "outcome"])
                 unknown = self._insert_ignore(feedback_unmatched, ["card_uuid", "outcome"])
                 stored = unmatched = 0
@@ -150,13 +204,41 @@ class SqlStore:
                         "override_comment": e.override_comment,
                         "received_at": now,
                     }
-                    if e.card_uuid in issued:
-                        stored += len(conn.execute(known, row).all())
+                    card = issued.get(e.card_uuid)
+                    if card is not None:
+                        new = len(conn.execute(known, row).all())
+                        stored += new
+                        if new:
+                            self._maybe_snooze(conn, card, e, service_id, now)
                     else:
                         unmatched += len(conn.execute(unknown, row).all())
                 return FeedbackSaved(stored, unmatched)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot store feedback: {exc.__class__.__name__}") from exc
+
+    def _issued_query(self, service_id: str, uuids: t.Sequence[str]) -> t.Any:
+        """The cards among ``uuids`` this service issued and showed (feedback on a card held
+        back, by shadow mode or a suppression, names a card the clinician never saw)."""
+        c = card_audit.c
+        return sa.select(c.card_uuid, c.patient_id, c.rule_id, c.indicator, c.evidence).where(
+            c.service_id == service_id, c.card_uuid.in_(uuids), c.shadow == sa.false(),
+            c.suppressed == sa.false())
+
+    def _maybe_snooze(self, conn: sa.Connection, card: t.Any, entry: FeedbackEntry, service_id: str,
+                      now: datetime) -> None:
+        """An override with a snooze reason of the card's rule writes its snooze row."""
+        if entry.outcome != "overridden" or entry.override_code is None:
+            return
+        if entry.override_system is not None and entry.override_system != self.override_system:
+            return
+        period = self.snooze_periods.get(card.rule_id, {}).get(entry.override_code)
+        if period is None:
+            return
+        conn.execute(self._insert_ignore(snooze, ["card_uuid"]), {
+            "patient_id": card.patient_id, "rule_id": card.rule_id, "indicator": card.indicator,
+            "card_uuid": entry.card_uuid, "service_id": service_id, "reason_code": entry.override_code,
+            "evidence": card.evidence, "created_at": now, "expires_at": now + period,
+        }).all()
 
     def feedback_rows(self) -> list[dict[str, t.Any]]:
         """All stored feedback on cards we issued (for tests and exports), oldest first."""
@@ -186,6 +268,11 @@ class SqlStore:
                 "patient_id": r.patient_id,
                 "created_at": r.created_at,
                 "shadow": r.shadow,
+                "evidence": json.dumps(list(r.evidence)),
+                "suppressed": r.suppressed,
+                "suppress_reason": r.suppress_reason,
+                "user_id": r.user_id,
+                "encounter_id": r.encounter_id,
             }
             for r in records
         ]
@@ -200,6 +287,57 @@ class SqlStore:
         with self.engine.connect() as conn:
             result = conn.execute(sa.select(card_audit).order_by(card_audit.c.created_at))
             return [dict(row._mapping) for row in result]
+
+    # --- SuppressionLookup -----------------------------------------------------------------
+    def _snooze_query(self, patient_id: str, rule_ids: t.Collection[str], now: datetime) -> t.Any:
+        c = snooze.c
+        return sa.select(c.rule_id, c.indicator, c.evidence, c.expires_at).where(
+            c.patient_id == patient_id, c.rule_id.in_(list(rule_ids)), c.expires_at > now)
+
+    def active_snoozes(self, patient_id: str, rule_ids: t.Collection[str], now: datetime) -> list[Snooze]:
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(self._snooze_query(patient_id, rule_ids, now)).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot read the snoozes: {exc.__class__.__name__}") from exc
+        return [Snooze(r.rule_id, r.indicator, frozenset(json.loads(r.evidence)), _aware(r.expires_at))
+                for r in rows]
+
+    def earlier_cards(
+        self, patient_id: str, rule_ids: t.Collection[str], *, hook: str, since: datetime,
+        user_id: str | None, encounter_id: str | None,
+    ) -> list[EarlierCard]:
+        c = card_audit.c
+        query = sa.select(c.rule_id, c.indicator, c.evidence, c.created_at).where(
+            c.patient_id == patient_id, c.rule_id.in_(list(rule_ids)), c.created_at >= since,
+            c.hook == hook, c.shadow == sa.false(), c.suppressed == sa.false(),
+            c.user_id.is_(None) if user_id is None else c.user_id == user_id,
+            c.encounter_id.is_(None) if encounter_id is None else c.encounter_id == encounter_id,
+        )
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot read the earlier cards: {exc.__class__.__name__}") from exc
+        return [EarlierCard(r.rule_id, r.indicator, frozenset(json.loads(r.evidence)), _aware(r.created_at))
+                for r in rows]
+
+    def snooze_rows(self) -> list[dict[str, t.Any]]:
+        """All snooze rows, oldest first."""
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.select(snooze).order_by(snooze.c.id))]
+
+    # --- CallLog ---------------------------------------------------------------------------
+    def record_call(self, record: HookCallRecord) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(hook_call.insert(), [{
+                    "received_at": record.received_at, "service_id": record.service_id, "hook": record.hook,
+                    "status": record.status, "duration_ms": record.duration_ms,
+                    "deadline_exceeded": record.deadline_exceeded, "cards": record.cards,
+                }])
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot write the call log: {exc.__class__.__name__}") from exc
 
     # --- JtiStore --------------------------------------------------------------------------
     def remember(self, iss: str, jti: str, expires_at: datetime) -> bool:
@@ -231,6 +369,11 @@ class SqlStore:
         if self._dialect == "sqlite":
             return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys).returning(*returning)
         raise StorageError(f"unsupported database dialect {self._dialect!r}")
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back (stored as UTC): make them aware."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _make_engine(url: str) -> sa.Engine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 OVERRIDE_REASON_SYSTEM = "https://backpain-cds.org/fhir/CodeSystem/override-reason"
@@ -69,6 +69,9 @@ class ActionCatalog:
     override_reasons: t.Mapping[str, tuple[Coding, ...]]  #: rule id -> reasons, in order
     imaging_category: Coding | None = None
     imaging_body_site: Coding | None = None
+    #: rule id -> override reason code -> how long an override with it snoozes the rule for
+    #: the patient (``snooze_days`` on the reason; README "Snooze and de-duplication")
+    snooze_periods: t.Mapping[str, t.Mapping[str, timedelta]] = field(default_factory=dict)
 
     def build_resource(
         self, key: str, *, patient_id: str, now: datetime, reason_refs: t.Sequence[str] = ()
@@ -125,6 +128,7 @@ def parse_action_catalog(data: t.Mapping[str, t.Any]) -> tuple[ActionCatalog, li
         if spec is not None:
             actions[key] = spec
     reasons = _override_reasons(data.get("override_reasons"), problems)
+    snoozes = _snooze_periods(data.get("override_reasons"), problems)
     defaults = data.get("imaging_defaults", {})
     catalog = ActionCatalog(
         version=str(data.get("version", "")),
@@ -132,6 +136,7 @@ def parse_action_catalog(data: t.Mapping[str, t.Any]) -> tuple[ActionCatalog, li
         override_reasons=reasons,
         imaging_category=_coding(defaults.get("category"), "imaging_defaults.category", problems),
         imaging_body_site=_coding(defaults.get("body_site"), "imaging_defaults.body_site", problems),
+        snooze_periods=snoozes,
     )
     problems.extend(_validate_built_resources(catalog))
     return catalog, problems
@@ -162,6 +167,29 @@ def _override_reasons(raw: t.Any, problems: list[str]) -> dict[str, tuple[Coding
     for rule_id in RULE_IDS:
         if not out.get(rule_id):
             problems.append(f"actions.toml: override_reasons.{rule_id} needs at least one reason")
+    return out
+
+
+#: the longest snooze a reason may ask for: beyond it a snooze outlives any chemotherapy cycle
+MAX_SNOOZE_DAYS = 42
+
+
+def _snooze_periods(raw: t.Any, problems: list[str]) -> dict[str, dict[str, timedelta]]:
+    """``snooze_days`` on an override reason: overriding the card with it snoozes the rule."""
+    out: dict[str, dict[str, timedelta]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for rule_id, rows in raw.items():
+        for i, row in enumerate(rows if isinstance(rows, list) else []):
+            if not isinstance(row, dict) or "snooze_days" not in row:
+                continue
+            days = row["snooze_days"]
+            if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= MAX_SNOOZE_DAYS:
+                problems.append(f"actions.toml: override_reasons.{rule_id}[{i}].snooze_days must be a number "
+                                f"of days above 0 and at most {MAX_SNOOZE_DAYS}")
+                continue
+            if row.get("code"):
+                out.setdefault(rule_id, {})[str(row["code"])] = timedelta(days=days)
     return out
 
 

@@ -30,7 +30,7 @@ from backpain_cds.storage import SqlStore
 from cds_hooks.ports import CardAuditRecord, FeedbackEntry
 from tests.support import legacy_schema
 
-HEAD = "0003_card_audit_shadow"
+HEAD = "0004_operations"
 TABLES = {"feedback", "feedback_unmatched", "card_audit", "seen_jti", "smart_launch_state", "smart_session"}
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -242,8 +242,12 @@ def test_the_printed_sql_migrates_a_database(store, db_url, previous_release, mo
 
 
 def _with_shadow(table: str, row: dict) -> dict:
-    """A row of the previous release as read after 0003: audit rows are not shadow (0 on SQLite)."""
-    return {**row, "shadow": False} if table == "card_audit" else row
+    """A row of the previous release as read at head: audit rows are not shadow (0003), were
+    delivered, not suppressed, and name no evidence, user or encounter (0004)."""
+    if table != "card_audit":
+        return row
+    return {**row, "shadow": False, "evidence": "[]", "suppressed": False, "suppress_reason": None,
+            "user_id": None, "encounter_id": None}
 
 
 def test_migrate_sql_from_a_revision_that_does_not_exist_is_one_line(monkeypatch, capsys):
@@ -294,8 +298,8 @@ NEXT_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_test_next"
-down_revision = "0003_card_audit_shadow"
+revision = "0005_test_next"
+down_revision = "0004_operations"
 branch_labels = None
 depends_on = None
 
@@ -314,7 +318,7 @@ def next_release(tmp_path) -> Path:
     """The packaged scripts plus one more revision, as the next release would ship them."""
     location = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPT_LOCATION, location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "0004_test_next.py").write_text(NEXT_REVISION)
+    (location / "versions" / "0005_test_next.py").write_text(NEXT_REVISION)
     return location
 
 
@@ -326,8 +330,8 @@ def _columns(engine: sa.Engine, table: str) -> set[str]:
 def test_a_database_one_revision_behind_is_refused_then_upgraded(store, next_release):
     command.upgrade(schema.alembic_config(engine=store.engine, script_location=next_release), HEAD)
     found = schema.status(store.engine, script_location=next_release)
-    assert (found.state, found.revision, found.head) == (State.BEHIND, HEAD, "0004_test_next")
-    with pytest.raises(SchemaError, match=f"at revision {HEAD}, this release needs 0004_test_next: "
+    assert (found.state, found.revision, found.head) == (State.BEHIND, HEAD, "0005_test_next")
+    with pytest.raises(SchemaError, match=f"at revision {HEAD}, this release needs 0005_test_next: "
                                           "run `backpain-cds migrate` first"):
         schema.require_current(store.engine, script_location=next_release)
     _, after = schema.upgrade(store.engine, script_location=next_release)
@@ -350,6 +354,6 @@ def test_migrate_sql_from_a_revision_prints_only_what_follows(next_release):
                        script_location=next_release)
     text = out.getvalue()
     assert "ALTER TABLE card_audit ADD COLUMN test_next BOOLEAN DEFAULT false NOT NULL;" in text
-    assert "UPDATE alembic_version SET version_num='0004_test_next' WHERE alembic_version.version_num = " \
+    assert "UPDATE alembic_version SET version_num='0005_test_next' WHERE alembic_version.version_num = " \
            f"'{HEAD}';" in text
     assert "CREATE TABLE" not in text
