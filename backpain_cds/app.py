@@ -21,7 +21,7 @@ from cds_hooks.auth import AuthPolicy, ClientAuthenticator, JtiStore, TrustedCli
 from cds_hooks.blueprint import create_blueprint, json_response
 from cds_hooks.cards import CardLinks
 from cds_hooks.catalog import ServiceCatalog, load_catalog
-from cds_hooks.ports import CardAuditLog
+from cds_hooks.ports import CardAuditLog, SuppressionLookup
 from cds_hooks.prefetch import FetchPolicy
 from cds_hooks.service import CallObserver, CdsService
 from fhir_mapping.client import FhirClient, FhirClientLimits
@@ -64,6 +64,7 @@ def build_service(
     knowledge: Knowledge,
     *,
     audit: CardAuditLog | None = None,
+    suppressions: SuppressionLookup | None = None,
     observer: CallObserver | None = None,
     client_factory: t.Callable[..., FhirClient] = FhirClient,
     clock: t.Callable[[], datetime] | None = None,
@@ -86,6 +87,8 @@ def build_service(
         clock=clock or (lambda: datetime.now(UTC)),
         deadline_seconds=settings.limits.hook_deadline_seconds if apply_deadline else None,
         shadow=settings.shadow,
+        suppressions=suppressions,
+        suppression=settings.suppression,
     )
 
 
@@ -162,7 +165,7 @@ def create_app(
     store.override_system = OVERRIDE_REASON_SYSTEM
     catalog = load_service_catalog(knowledge)
     metrics = Metrics(catalog, knowledge.actions.override_reasons)
-    service = build_service(settings, knowledge, audit=store, observer=metrics,
+    service = build_service(settings, knowledge, audit=store, suppressions=store, observer=metrics,
                             client_factory=client_factory, clock=clock, catalog=catalog)
 
     authenticator = build_authenticator(settings, store)

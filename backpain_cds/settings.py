@@ -10,11 +10,13 @@ import ipaddress
 import tomllib
 import typing as t
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from backpain_cds.smart_settings import SmartEhrSettings, SmartSettings, check_smart, parse_smart
 from cds_hooks.auth import AuthPolicy
+from cds_hooks.suppression import SuppressionPolicy
 from fhir_mapping.client import normalise_base_url
 
 ENV_CONFIG = "BACKPAIN_CDS_CONFIG"
@@ -125,6 +127,8 @@ class Settings:
     #: shadow mode for every rule: cards are produced, audited and counted, never returned
     #: (README "Shadow mode"; one rule: ``shadow = true`` in its rules.toml table)
     shadow: bool = False
+    #: snoozes and order-session de-duplication (README "Snooze and de-duplication")
+    suppression: SuppressionPolicy = field(default_factory=SuppressionPolicy)
 
     @property
     def smart_ehrs(self) -> tuple[SmartEhrSettings, ...]:
@@ -171,7 +175,7 @@ class Settings:
 
 _TOP_KEYS = {
     "public_base_url", "database_url", "cors_origins", "auth", "fhir", "smart", "knowledge",
-    "limits", "validate_responses", "metrics", "shadow",
+    "limits", "validate_responses", "metrics", "shadow", "suppression",
 }
 _AUTH_KEYS = {
     "trusted_clients", "algorithms", "leeway_seconds", "iat_future_leeway_seconds",
@@ -214,6 +218,7 @@ class SettingsParser:
                 data.get("validate_responses", False), "validate_responses"
             ),
             shadow=self.flag(data.get("shadow", False), "shadow"),
+            suppression=self._suppression(self.table(data, "suppression")),
         )
         check_smart(settings, self.problems, development_mode=settings.auth.development_mode)
         return settings
@@ -295,6 +300,12 @@ class SettingsParser:
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 self.problems.append("metrics.bind must be host:port, e.g. 127.0.0.1:9464")
         return MetricsSettings(bearer_token=token or None, bind=bind)
+
+    def _suppression(self, data: t.Mapping[str, t.Any]) -> SuppressionPolicy:
+        self.unknown_keys(data, {"enabled", "order_session_minutes"}, "suppression.")
+        minutes = self.integer(data.get("order_session_minutes", 60), "suppression.order_session_minutes", 1, 24 * 60)
+        return SuppressionPolicy(enabled=self.flag(data.get("enabled", True), "suppression.enabled"),
+                                 order_session=timedelta(minutes=minutes))
 
     def _limits(self, data: t.Mapping[str, t.Any]) -> LimitSettings:
         d = LimitSettings()

@@ -234,10 +234,13 @@ class SqlStore:
         period = self.snooze_periods.get(card.rule_id, {}).get(entry.override_code)
         if period is None:
             return
+        # From when the clinician overrode, never later than now: an EHR clock ahead of ours
+        # cannot stretch a snooze.
+        start = min(entry.outcome_timestamp, now)
         conn.execute(self._insert_ignore(snooze, ["card_uuid"]), {
             "patient_id": card.patient_id, "rule_id": card.rule_id, "indicator": card.indicator,
             "card_uuid": entry.card_uuid, "service_id": service_id, "reason_code": entry.override_code,
-            "evidence": card.evidence, "created_at": now, "expires_at": now + period,
+            "evidence": card.evidence, "created_at": now, "expires_at": start + period,
         }).all()
 
     def feedback_rows(self) -> list[dict[str, t.Any]]:

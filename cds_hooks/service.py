@@ -3,7 +3,8 @@
 Steps (ARCHITECTURE §3): validate the request, route on (id, hook), resolve prefetch with
 FHIR fallback, map FHIR to facts, assess, render cards, write the audit trail. A card in shadow mode (every rule
 with ``shadow``, or a rule whose settings say so) is rendered, audited and reported to the
-observer as suppressed, but left out of the response.
+observer as suppressed, but left out of the response; so is a card held back by a snooze or
+as a repeat within an ordering session (:mod:`cds_hooks.suppression`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from cds_hooks.cards import CardLinks, render_cards
 from cds_hooks.catalog import ServiceCatalog, ServiceDefinition
 from cds_hooks.errors import InvalidRequest, PrefetchUnavailable, UnknownService
 from cds_hooks.hook_request import HookRequest, parse_hook_request
-from cds_hooks.ports import CardAuditLog, CardAuditRecord
+from cds_hooks.ports import CardAuditLog, CardAuditRecord, SuppressionLookup
 from cds_hooks.prefetch import FetchPolicy, ResolvedData, resolve_prefetch
+from cds_hooks.suppression import SuppressionPolicy, suppression_reasons
 from fhir_mapping.client import FhirClient
 from fhir_mapping.extract import MalformedResource, extract_record
 from fhir_mapping.knowledge import Knowledge
@@ -77,6 +79,8 @@ class HookOutcome:
     #: shadow mode (rendered and audited, not in ``response``)
     shown: tuple[tuple[str, str], ...] = ()
     shadowed: tuple[str, ...] = ()
+    #: (rule id, reason) of each card held back by a suppression (``snooze``, ``duplicate``)
+    suppressed: tuple[tuple[str, str], ...] = ()
 
 
 class CdsService:
@@ -95,6 +99,8 @@ class CdsService:
         clock: t.Callable[[], datetime] = lambda: datetime.now(UTC),
         deadline_seconds: float | None = None,
         shadow: bool = False,
+        suppressions: SuppressionLookup | None = None,
+        suppression: SuppressionPolicy | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.catalog = catalog
@@ -108,6 +114,9 @@ class CdsService:
         self.deadline_seconds = deadline_seconds
         #: shadow mode for every rule (else per rule: ``RuleSettings.shadow``)
         self.shadow = shadow
+        #: where snoozes and the cards of an ordering session are looked up, and the policy
+        self.suppressions = suppressions
+        self.suppression = suppression or SuppressionPolicy()
 
     def discovery(self) -> dict[str, t.Any]:
         """The discovery document."""
@@ -187,7 +196,7 @@ class CdsService:
             lap("prefetch")
             outcome = self._evaluate(service_id, request, data, now, timings, lap, checkpoint)
             cards = outcome.shown
-            shadowed = tuple((rule, "shadow") for rule in outcome.shadowed)
+            shadowed = tuple((rule, "shadow") for rule in outcome.shadowed) + outcome.suppressed
             return outcome
         except _DeadlinePassed as passed:
             too_late = True
@@ -237,7 +246,13 @@ class CdsService:
             hook_instance=request.hook_instance,
         )
         lap("cards")
-        shadow = [self.shadow or knowledge.rules.rule(f.rule_id).shadow for f in assessment.findings]
+        findings = assessment.findings
+        shadow = [self.shadow or knowledge.rules.rule(f.rule_id).shadow for f in findings]
+        held = suppression_reasons(
+            findings, shadow, lookup=self.suppressions, policy=self.suppression,
+            patient_id=request.patient_id, hook=request.hook, user_id=request.user_id,
+            encounter_id=request.encounter_id, now=now,
+        ) if cards else [None] * len(findings)
         if self.audit is not None and cards:
             audit_started = time.perf_counter()
             self.audit.record_cards(
@@ -253,14 +268,19 @@ class CdsService:
                         patient_id=request.patient_id,
                         created_at=now,
                         shadow=hidden,
+                        evidence=finding.evidence,
+                        suppress_reason=reason,
+                        user_id=request.user_id,
+                        encounter_id=request.encounter_id,
                     )
-                    for card, finding, hidden in zip(cards, assessment.findings, shadow, strict=True)
+                    for card, finding, hidden, reason in zip(cards, findings, shadow, held, strict=True)
                 ]
             )
             timings["audit"] = time.perf_counter() - audit_started
-        shown = tuple((f.rule_id, f.indicator.value) for f, hidden in zip(assessment.findings, shadow, strict=True)
-                      if not hidden)
-        shadowed = tuple(f.rule_id for f, hidden in zip(assessment.findings, shadow, strict=True) if hidden)
+        rows = list(zip(cards, findings, shadow, held, strict=True))
+        shown = tuple((f.rule_id, f.indicator.value) for _, f, hidden, reason in rows if not hidden and not reason)
+        shadowed = tuple(f.rule_id for _, f, hidden, _ in rows if hidden)
+        suppressed = tuple((f.rule_id, reason) for _, f, hidden, reason in rows if reason and not hidden)
         log.info(
             "hook call answered",
             extra={
@@ -269,12 +289,13 @@ class CdsService:
                 "hook": request.hook,
                 "cards": [rule for rule, _ in shown],
                 "shadow": list(shadowed),
+                "suppressed": [f"{rule}:{reason}" for rule, reason in suppressed],
                 "fetched": list(data.fetched),
                 "ms": round(sum(timings.values()) * 1000, 1),
             },
         )
-        returned = [card for card, hidden in zip(cards, shadow, strict=True) if not hidden]
-        return HookOutcome(request, {"cards": returned}, assessment, data, timings, shown, shadowed)
+        returned = [card for card, _, hidden, reason in rows if not hidden and not reason]
+        return HookOutcome(request, {"cards": returned}, assessment, data, timings, shown, shadowed, suppressed)
 
     def _too_late(
         self, service_id: str, request: HookRequest, stage: str, timings: dict[str, float]

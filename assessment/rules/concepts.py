@@ -192,9 +192,11 @@ class BackPainEpisode:
 
     @property
     def refs(self) -> tuple[str, ...]:
-        """Return the references that establish the back pain (facts, else scores)."""
+        """Return the references that establish the back pain (facts, else scores) and the
+        latest score, which sets how severe it is (a new score is new evidence)."""
         if self.facts:
-            return tuple(f.ref for f in self.facts)
+            latest = (self.scores[-1].ref,) if self.scores else ()
+            return tuple(dict.fromkeys([f.ref for f in self.facts] + list(latest)))
         return tuple(s.ref for s in self.scores)
 
     @property

@@ -74,7 +74,7 @@ def test_plain_back_pain_with_cancer_gets_supportive_care(hook: str) -> None:
     assert finding is not None and finding.rule_id == SUPPORTIVE
     assert finding.indicator is Indicator.INFO
     assert finding.actions == ("paracetamol",)
-    assert finding.evidence == ("Condition/back-pain", "Condition/cancer")
+    assert finding.evidence == ("Condition/back-pain", "Observation/s", "Condition/cancer")  # latest score too
     assert finding.variables["latest_score"] == "3/10"
     assert finding.variables["nsaid_advice"] == CONFIG.texts["nsaid_advice_safe"]
     assert finding.rule_version == CONFIG.rule(SUPPORTIVE).version
@@ -184,7 +184,9 @@ def test_gcsf_bone_pain_is_a_warning_from_score_7(latest: float, indicator: Indi
     assert finding.variables["days_since_dose"] == "4"
     assert finding.variables["gcsf"] == "pegfilgrastim"
     assert finding.actions == ("paracetamol", "naproxen", "loratadine", "gcsf-dose-review")
-    assert set(finding.evidence) == {"Condition/back-pain", "MedicationAdministration/peg", "Condition/cancer"}
+    # the latest score sets the indicator, so it is evidence; the earlier one is not
+    assert set(finding.evidence) == {"Condition/back-pain", "Observation/s2", "MedicationAdministration/peg",
+                                     "Condition/cancer"}
     assert_texts_fillable(finding)
 
 
