@@ -116,6 +116,20 @@ def shadow_warnings(settings: Settings, knowledge: Knowledge) -> list[str]:
     return warnings
 
 
+def snooze_warnings(settings: Settings, knowledge: Knowledge) -> list[str]:
+    """One line per critical rule an override can snooze (README "Snooze and de-duplication"):
+    allowed (a site may decide a known, assessed red flag need not be shown again), but
+    only until a new red flag appears, and it should be a deliberate choice."""
+    rules = knowledge.rules.rules
+    return [
+        f"an override of the critical rule {rule_id} with reason(s) {', '.join(sorted(reasons))} snoozes it "
+        "for the patient (snooze_days in actions.toml); a new red flag still re-fires it"
+        for rule_id, reasons in sorted(knowledge.actions.snooze_periods.items())
+        if rule_id in rules and rules[rule_id].critical and rules[rule_id].enabled and reasons
+        and settings.suppression.enabled
+    ]
+
+
 def build_authenticator(settings: Settings, jti_store: JtiStore) -> ClientAuthenticator | None:
     """The client-JWT verifier, or None in development mode; ConfigError on a bad client."""
     auth = settings.auth
@@ -219,7 +233,7 @@ def create_app(
     install_metrics(app, settings, metrics)
 
     require_current(store.engine)  # SchemaError (one line) unless migrated; creates a new SQLite file's
-    for warning in config_warnings(settings) + shadow_warnings(settings, knowledge):
+    for warning in config_warnings(settings) + shadow_warnings(settings, knowledge) + snooze_warnings(settings, knowledge):
         log.warning("configuration: %s", warning)
     if settings.auth.development_mode:
         log.warning(

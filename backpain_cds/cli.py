@@ -299,12 +299,12 @@ def _check_config(args: argparse.Namespace) -> int:
     mode = "development mode (unsigned calls, loopback only)" if settings.auth.development_mode else (
         f"{len(settings.auth.trusted_clients)} trusted client(s)"
     )
-    from backpain_cds.app import shadow_warnings
+    from backpain_cds.app import shadow_warnings, snooze_warnings
     from backpain_cds.settings import config_warnings
 
     warnings = config_warnings(settings)
     if knowledge is not None:
-        warnings += shadow_warnings(settings, knowledge)
+        warnings += shadow_warnings(settings, knowledge) + snooze_warnings(settings, knowledge)
     for warning in warnings:
         print(f"warning: {warning}")
     print(f"configuration and knowledge are valid; {mode}")

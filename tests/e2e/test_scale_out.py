@@ -2,6 +2,8 @@
 graceful shutdown.
 
 - Feedback posted to either instance lands in the one database.
+- A snooze recorded through instance A (feedback overriding a card with a snooze reason)
+  suppresses the card on instance B, on every worker.
 - kill -9 of instance A's whole process group (master and workers) in the middle of 500
   feedback posts loses no acknowledged feedback: every 200 is in the ``feedback`` table; a post
   that failed with a connection error may or may not be there, and reposting it (as a client
@@ -107,6 +109,41 @@ def test_feedback_posted_to_both_instances_is_all_there(two_instances, fresh_pos
     assert [r.json() for r in responses] == [{"received": 1, "stored": 1, "unmatched": 0}] * 40
     rows = _feedback_rows(fresh_postgres_url)
     assert sorted(rows) == sorted((c, "accepted") for c in cards)
+
+
+def _patient_view(service: LiveService, pid: str, resources: list) -> list[dict]:
+    from backpain_cds.app import load_service_catalog
+    from backpain_cds.replay import prefetch_from_resources
+    from fhir_mapping.knowledge import load_knowledge
+
+    definition = load_service_catalog(load_knowledge()).resolve(SERVICE, "patient-view")
+    body = hr.patient_view(pid, prefetch=prefetch_from_resources(definition, resources))
+    response = requests.post(service.url(f"/cds-services/{SERVICE}"), json=body, timeout=15)
+    assert response.status_code == 200, response.text
+    return response.json()["cards"]
+
+
+@pytest.mark.postgres
+def test_a_snooze_recorded_through_instance_a_suppresses_the_card_on_instance_b(two_instances, fresh_postgres_url):
+    a, b = two_instances
+    now = datetime.now(UTC)
+    resources = scenarios.gcsf_bone_pain("s1", now)
+    [card] = _patient_view(a, "s1", resources)
+    assert card["extension"]["backpain-cds"]["rule"] == "gcsf-bone-pain"
+    assert [c["extension"]["backpain-cds"]["rule"] for c in _patient_view(b, "s1", resources)] == ["gcsf-bone-pain"]
+    body = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": now.isoformat(),
+                          "overrideReason": {"reason": {"code": "snooze-cycle"}}}]}
+    response = requests.post(a.url(f"/cds-services/{SERVICE}/feedback"), json=body, timeout=15)
+    assert response.json() == {"received": 1, "stored": 1, "unmatched": 0}
+    for _ in range(3):  # every worker of B (2) sees it: it is in the database, not in a process
+        assert _patient_view(b, "s1", resources) == []
+    assert _patient_view(a, "s1", resources) == []
+    store = SqlStore(fresh_postgres_url)
+    rows = store.audit_rows()
+    store.engine.dispose()
+    assert [r["suppress_reason"] for r in rows] == [None, None, "snooze", "snooze", "snooze", "snooze"]
+    text = requests.get(b.url("/metrics"), timeout=15).text
+    assert 'backpain_cds_cards_suppressed_total{reason="snooze",rule="gcsf-bone-pain"} 3.0' in text
 
 
 @pytest.mark.postgres

@@ -251,3 +251,17 @@ def test_the_session_window_is_configurable(make_any_db_app):
     _order(app, "order-select", "d3")
     clock.now = NOW + timedelta(minutes=6)
     assert _rules(_order(app, "order-sign", "d3")) == ["gcsf-order-dose-review"]
+
+
+def test_check_config_warns_when_a_critical_rule_can_be_snoozed(tmp_path, capsys):
+    from backpain_cds.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[knowledge]\npath = "{_mscc_overlay(tmp_path)}"\n')
+    assert main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: an override of the critical rule mscc-red-flags with reason(s) red-flag-known-assessed "
+            "snoozes it for the patient (snooze_days in actions.toml); a new red flag still re-fires it") in out
+    config.write_text("")
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert "snoozes it" not in capsys.readouterr().out  # gcsf-bone-pain's snooze is no critical rule's
