@@ -106,3 +106,21 @@ def test_switched_off_or_without_a_store_nothing_is_looked_up() -> None:
     assert reasons([finding()], [False], lookup, policy=SuppressionPolicy(enabled=False)) == [None]
     assert lookup.calls == []
     assert reasons([finding()], [False], None) == [None]
+
+
+@pytest.mark.parametrize(("days", "problem"), [(14, False), (0.5, False), (42, False), (0, True), (43, True),
+                                               (-1, True), ("14", True), (True, True)])
+def test_snooze_days_on_an_override_reason_is_checked(days: object, problem: bool) -> None:
+    import tomllib
+    from importlib.resources import files
+
+    from fhir_mapping.suggestions import parse_action_catalog
+
+    data = tomllib.loads(files("knowledge").joinpath("actions.toml").read_text())
+    reason = next(r for r in data["override_reasons"]["gcsf-bone-pain"] if r["code"] == "snooze-cycle")
+    reason["snooze_days"] = days
+    catalog, problems = parse_action_catalog(data)
+    flagged = [p for p in problems if "snooze_days" in p]
+    assert bool(flagged) is problem
+    if not problem:
+        assert catalog.snooze_periods == {"gcsf-bone-pain": {"snooze-cycle": timedelta(days=days)}}
