@@ -8,7 +8,7 @@ Every PostgreSQL case runs in a schema of its own (``fresh_postgres_url``).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
