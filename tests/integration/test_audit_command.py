@@ -8,6 +8,7 @@ Every PostgreSQL case runs in a schema of its own (``fresh_postgres_url``).
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 
 import pytest
@@ -272,3 +273,11 @@ def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path, monkeypatch,
     assert capsys.readouterr().err == ("backpain-cds: error: the database has no backpain-cds tables yet: "
                                        "run `backpain-cds migrate` first (or `backpain-cds serve --migrate`)\n")
     assert not path.exists()
+
+
+def test_the_audit_logs_nothing_about_patients(seeded, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    for fmt in ("text", "json", "csv"):
+        assert run(capsys, "--format", fmt)[0] == 0
+    assert [r for r in caplog.records if r.name.startswith("backpain_cds")] == []
+    assert not [r for r in caplog.records if any(p in r.getMessage() for p in ("p1", "p2", "p3", "card-"))]
