@@ -1,4 +1,5 @@
-"""The ``backpain-cds`` command: serve, migrate, discovery, replay, check-config.
+"""The ``backpain-cds`` command: serve, migrate, discovery, replay, check-config (and audit,
+purge: backpain_cds/audit_commands.py).
 
 Exit status: 0 success; 1 a check failed (``replay --expect`` mismatch, ``check-config``
 problems, ``migrate --check`` on a database that needs migrating); 2 bad input, configuration
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate configuration and knowledge")
     check.add_argument("--config")
     check.set_defaults(handler=_check_config)
+
+    from backpain_cds import audit_commands
+
+    audit_commands.register(sub)  # audit, purge
     return parser
 
 

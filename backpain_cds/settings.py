@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from backpain_cds.retention import RetentionSettings, parse_retention
 from backpain_cds.smart_settings import SmartEhrSettings, SmartSettings, check_smart, parse_smart
 from cds_hooks.auth import AuthPolicy
 from cds_hooks.suppression import SuppressionPolicy
@@ -122,6 +123,7 @@ class Settings:
     knowledge_path: Path | None = None
     limits: LimitSettings = field(default_factory=LimitSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)  #: backpain-cds purge
     #: validate every CDS response against the schema before sending (tests turn it on)
     validate_responses: bool = False
     #: shadow mode for every rule: cards are produced, audited and counted, never returned
@@ -175,7 +177,7 @@ class Settings:
 
 _TOP_KEYS = {
     "public_base_url", "database_url", "cors_origins", "auth", "fhir", "smart", "knowledge",
-    "limits", "validate_responses", "metrics", "shadow", "suppression",
+    "limits", "validate_responses", "metrics", "shadow", "suppression", "retention",
 }
 _AUTH_KEYS = {
     "trusted_clients", "algorithms", "leeway_seconds", "iat_future_leeway_seconds",
@@ -214,6 +216,7 @@ class SettingsParser:
             knowledge_path=knowledge_path,
             limits=self._limits(self.table(data, "limits")),
             metrics=self._metrics(self.table(data, "metrics"), environ),
+            retention=parse_retention(self, self.table(data, "retention")),
             validate_responses=self.flag(
                 data.get("validate_responses", False), "validate_responses"
             ),
