@@ -1,4 +1,4 @@
-"""The ``backpain-cds`` command: serve, migrate, discovery, replay, check-config.
+"""The ``backpain-cds`` command: serve, migrate, discovery, replay, check-config, report.
 
 Exit status: 0 success; 1 a check failed (``replay --expect`` mismatch, ``check-config``
 problems, ``migrate --check`` on a database that needs migrating); 2 bad input, configuration
@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate configuration and knowledge")
     check.add_argument("--config")
     check.set_defaults(handler=_check_config)
+
+    from backpain_cds.report.command import register as register_report
+
+    register_report(sub)
     return parser
 
 
