@@ -112,11 +112,12 @@ def milliseconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def _table(header: t.Sequence[str], rows: t.Sequence[t.Sequence[str]]) -> list[str]:
+def _table(header: t.Sequence[str], rows: t.Sequence[t.Sequence[str]], *, left: int = 1) -> list[str]:
+    """Aligned columns: the first ``left`` (names) to the left, the figures to the right."""
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     lines = []
     for i, row in enumerate([header, *rows]):
-        cells = [str(x).ljust(w) if j == 0 else str(x).rjust(w) for j, (x, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [str(x).ljust(w) if j < left else str(x).rjust(w) for j, (x, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -136,9 +137,9 @@ def render_text(report: Report) -> str:
          for r in report.rules])
     reasons = [(r.rule, code, str(n)) for r in report.rules for code, n in r.overridden_by_reason.items()]
     lines += ["", "Override reasons"]
-    lines += _table(("rule", "reason", "overrides"), reasons) if reasons else ["(no overrides)"]
+    lines += _table(("rule", "reason", "overrides"), reasons, left=2) if reasons else ["(no overrides)"]
     lines += ["", "Cards per rule per ISO week"]
-    lines += _table(("rule", "week", "cards"), [(r, wk, str(n)) for r, wk, n in report.weekly]) \
+    lines += _table(("rule", "week", "cards"), [(r, wk, str(n)) for r, wk, n in report.weekly], left=2) \
         if report.weekly else ["(no cards)"]
     lines += ["", "Services (hook calls received in the window; latency: nearest-rank percentiles)"]
     lines += _table(
