@@ -81,6 +81,7 @@ table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .5rem; }
 th { background: #eef2f6; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
+th[scope="row"] { white-space: nowrap; }
 figure { margin: 1rem 0; page-break-inside: avoid; break-inside: avoid; }
 figure svg { width: 100%; height: auto; max-width: 760px; }
 dl { font-size: .9rem; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1rem; }
