@@ -19,7 +19,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from backpain_cds.cli import CliError
 from backpain_cds.report import queries
 from backpain_cds.report.figures import Report, Window, build_report
 
@@ -27,6 +26,10 @@ FORMATS = ("text", "json", "csv", "html")
 DEFAULT_DAYS = 30
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+class ReportError(Exception):
+    """A problem reported in one line on stderr, exit status 2 (as the CLI's other errors)."""
 
 
 def register(sub: t.Any) -> None:
@@ -42,7 +45,7 @@ def register(sub: t.Any) -> None:
 
 
 def parse_date(option: str, value: str) -> datetime:
-    """A DATE of the command line, in UTC; CliError (exit 2) naming the option otherwise."""
+    """A DATE of the command line, in UTC; ReportError naming the option otherwise."""
     text = value.strip()
     try:
         if _DATE.fullmatch(text):
@@ -51,7 +54,7 @@ def parse_date(option: str, value: str) -> datetime:
             return datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         pass
-    raise CliError(f"{option} {value!r} is not a date (YYYY-MM-DD) or an RFC 3339 date-time "
+    raise ReportError(f"{option} {value!r} is not a date (YYYY-MM-DD) or an RFC 3339 date-time "
                    "(e.g. 2026-03-01T00:00:00Z)")
 
 
@@ -59,7 +62,7 @@ def window(since: str | None, until: str | None, now: datetime) -> Window:
     end = parse_date("--until", until) if until is not None else now.astimezone(UTC)
     start = parse_date("--since", since) if since is not None else end - timedelta(days=DEFAULT_DAYS)
     if start >= end:
-        raise CliError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
+        raise ReportError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
     return Window(start, end)
 
 
@@ -90,18 +93,27 @@ def require_current_schema(engine: sa.Engine) -> None:
 
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:" and not Path(database).exists():
-        raise CliError(f"no database at {database}")
+        raise ReportError(f"no database at {database}")
     try:
         found = status(engine)
     except SchemaError as exc:
-        raise CliError(str(exc)) from None
+        raise ReportError(str(exc)) from None
     if found.state is State.NEWER:
-        raise CliError(f"{found.describe()}; run that release (this one never downgrades)")
+        raise ReportError(f"{found.describe()}; run that release (this one never downgrades)")
     if found.state is not State.CURRENT:
-        raise CliError(f"{found.describe()}: {MIGRATE_HINT}")
+        raise ReportError(f"{found.describe()}: {MIGRATE_HINT}")
 
 
 def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
+    """The command; a bad date, database or output file: one line on stderr, exit 2."""
+    try:
+        return _run(args, now=now)
+    except ReportError as exc:
+        print(f"backpain-cds: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     from backpain_cds.settings import Settings
     from backpain_cds.storage import SqlStore, StorageError
 
@@ -110,13 +122,13 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     try:
         store = SqlStore(settings.database_url)
     except StorageError as exc:
-        raise CliError(str(exc)) from None
+        raise ReportError(str(exc)) from None
     try:
         require_current_schema(store.engine)
         try:
             report = read_report(store.engine, win)
         except sa.exc.SQLAlchemyError as exc:
-            raise CliError(f"cannot read the database: {exc.__class__.__name__}") from None
+            raise ReportError(f"cannot read the database: {exc.__class__.__name__}") from None
     finally:
         store.engine.dispose()
     text = render(report, args.format)
@@ -124,7 +136,7 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         try:
             Path(args.output).write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise CliError(f"{args.output}: cannot write: {exc.strerror}") from None
+            raise ReportError(f"{args.output}: cannot write: {exc.strerror}") from None
     else:
         sys.stdout.write(text)
     return 0
