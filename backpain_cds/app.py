@@ -18,7 +18,7 @@ from backpain_cds.settings import ConfigError, Settings, config_warnings
 from backpain_cds.smart_settings import smart_app_config, smart_secret
 from backpain_cds.storage import SqlStore
 from cds_hooks.auth import AuthPolicy, ClientAuthenticator, JtiStore, TrustedClient
-from cds_hooks.blueprint import create_blueprint, json_response
+from cds_hooks.blueprint import CallReportTap, create_blueprint, json_response
 from cds_hooks.cards import CardLinks
 from cds_hooks.catalog import ServiceCatalog, load_catalog
 from cds_hooks.ports import CardAuditLog, SuppressionLookup
@@ -179,7 +179,8 @@ def create_app(
     store.override_system = OVERRIDE_REASON_SYSTEM
     catalog = load_service_catalog(knowledge)
     metrics = Metrics(catalog, knowledge.actions.override_reasons)
-    service = build_service(settings, knowledge, audit=store, suppressions=store, observer=metrics,
+    # the tap leaves each call's report on flask.g for the call log (hook_call rows)
+    service = build_service(settings, knowledge, audit=store, suppressions=store, observer=CallReportTap(metrics),
                             client_factory=client_factory, clock=clock, catalog=catalog)
 
     authenticator = build_authenticator(settings, store)
@@ -203,6 +204,7 @@ def create_app(
             feedback_store=CountingFeedbackStore(store, metrics),
             authenticate=authenticate,
             validate_responses=settings.validate_responses,
+            call_log=store,
         )
     )
     if settings.smart_ehrs:  # the SMART detail view reads what the patient-view hook reads

@@ -1,5 +1,5 @@
 """The ``backpain-cds`` command: serve, migrate, discovery, replay, check-config (and audit,
-purge: backpain_cds/audit_commands.py).
+purge: backpain_cds/audit_commands.py; report: backpain_cds/report/command.py).
 
 Exit status: 0 success; 1 a check failed (``replay --expect`` mismatch, ``check-config``
 problems, ``migrate --check`` on a database that needs migrating); 2 bad input, configuration
@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     from backpain_cds import audit_commands
 
     audit_commands.register(sub)  # audit, purge
+    from backpain_cds.report.command import register as register_report
+
+    register_report(sub)
     return parser
 
 

@@ -1,6 +1,7 @@
 """The Flask side of the metrics: ``GET /metrics`` and what only the HTTP layer sees.
 
-Counted here: every hook call with its HTTP status and time (request in to response out),
+Counted here: every hook call with its HTTP status and time (request in to response out, as
+measured by the blueprint, :mod:`cds_hooks.blueprint`, for the call log too),
 the client JWT check (the ``auth`` stage), feedback entries once stored, error responses.
 The service itself reports its stages, cards and prefetch keys (``CdsService`` observer).
 """
@@ -15,30 +16,25 @@ from flask import Flask, Response, g, request
 
 from backpain_cds.metrics import Metrics
 from backpain_cds.settings import Settings
-from cds_hooks.blueprint import json_response
+from cds_hooks.blueprint import INVOKE_ENDPOINT, json_response
 from cds_hooks.ports import FeedbackEntry, FeedbackSaved, FeedbackStore
 
 #: the blueprint endpoint of ``POST /cds-services/<service_id>``
-HOOK_ENDPOINT = "cds_hooks.invoke"
+HOOK_ENDPOINT = INVOKE_ENDPOINT
 
 
 def install_metrics(app: Flask, settings: Settings, metrics: Metrics) -> None:
     """Count hook calls and error responses, and serve ``GET /metrics``."""
 
-    @app.before_request
-    def _start_clock() -> None:
-        g.metrics_started = time.perf_counter()
-
     @app.after_request
     def _count(response: Response) -> Response:
         status = response.status_code
         if request.endpoint == HOOK_ENDPOINT:
-            started = g.get("metrics_started")
             metrics.hook_answered(
                 service_id=(request.view_args or {}).get("service_id"),
                 hook=g.get("hook"),
                 status=status,
-                seconds=time.perf_counter() - started if started is not None else 0.0,
+                seconds=g.get("call_seconds", 0.0),  # the blueprint's clock, as in the call log
             )
         if status >= 400:
             metrics.error(status)

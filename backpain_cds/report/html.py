@@ -1,0 +1,180 @@
+"""The report as one self-contained HTML page an informaticist can open, print or mail.
+
+Tables of every figure plus charts drawn server-side by pygal as inline SVG: cards per rule per
+ISO week, acceptance (accepted and overridden) per rule, override reasons per rule. Nothing is
+loaded from anywhere: the CSS is inline, the SVG has no script (pygal's inline configuration
+script is removed and ``js=[]``, whose default points to a CDN), the fonts are the system's.
+Every value is escaped by Jinja2's autoescape; the SVG is serialised by pygal's XML writer.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import typing as t
+
+import jinja2
+import markupsafe
+import pygal
+from pygal.style import Style
+
+from backpain_cds.report.figures import SUPPRESS_REASONS, Report, human_duration
+from backpain_cds.report.render import TITLE, milliseconds, percent, stamp
+
+# pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
+# we do not use; every failed import anywhere in the process then raises an ImportWarning.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
+
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_STYLE = Style(background="white", plot_background="white", font_family="system-ui, sans-serif",
+               title_font_size=16, label_font_size=12, major_label_font_size=12, legend_font_size=12,
+               colors=("#2a6db0", "#c96a00", "#1f7a3a", "#b00020", "#7b3fa0", "#555555", "#0f8b8d", "#8c564b"))
+
+
+def _svg(chart: t.Any) -> markupsafe.Markup:
+    svg = _COMMENT.sub("", _SCRIPT.sub("", chart.render(is_unicode=True)))
+    return markupsafe.Markup(svg)  # pygal's XML serialiser escaped every label
+
+
+def _chart(kind: t.Any, title: str, labels: t.Sequence[str], series: t.Mapping[str, t.Sequence[int]]) -> markupsafe.Markup:
+    chart = kind(js=[], disable_xml_declaration=True, width=760, height=360, explicit_size=False, style=_STYLE,
+                 title=title, legend_at_bottom=True, truncate_legend=-1, truncate_label=-1, x_label_rotation=20,
+                 print_values=False, show_minor_y_labels=False)
+    chart.x_labels = list(labels)
+    for name, values in series.items():
+        chart.add(name, list(values))
+    return _svg(chart)
+
+
+def charts(report: Report) -> dict[str, markupsafe.Markup | None]:
+    """The page's charts (None when there is nothing to draw)."""
+    weeks = report.window.weeks()
+    fired = [r.rule for r in report.rules if r.fired]
+    counts = {(rule, week): n for rule, week, n in report.weekly}
+    weekly = _chart(pygal.StackedBar, "Cards per rule per ISO week", weeks,
+                    {rule: [counts.get((rule, w), 0) for w in weeks] for rule in fired}) if fired else None
+    answered = [r for r in report.rules if r.accepted + r.overridden]
+    acceptance = _chart(pygal.StackedBar, "Feedback on shown cards", [r.rule for r in answered],
+                        {"accepted": [r.accepted for r in answered],
+                         "overridden": [r.overridden for r in answered]}) if answered else None
+    overridden = [r for r in report.rules if r.overridden]
+    codes = sorted({code for r in overridden for code in r.overridden_by_reason})
+    reasons = _chart(pygal.StackedBar, "Override reasons per rule", [r.rule for r in overridden],
+                     {code: [r.overridden_by_reason.get(code, 0) for r in overridden] for code in codes}) \
+        if overridden else None
+    return {"weekly": weekly, "acceptance": acceptance, "reasons": reasons}
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}: {{ since }} to {{ until }}</title>
+<style>
+body { font-family: system-ui, sans-serif; color: #1a1a1a; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; }
+h1 { font-size: 1.5rem; margin-bottom: .25rem; }
+h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #bbb; }
+p.meta, p.note { color: #444; font-size: .9rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; }
+th { background: #eef2f6; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+th[scope="row"] { white-space: nowrap; }
+figure { margin: 1rem 0; page-break-inside: avoid; break-inside: avoid; }
+figure svg { width: 100%; height: auto; max-width: 760px; }
+dl { font-size: .9rem; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1rem; }
+@media print {
+  body { margin: 0; max-width: none; font-size: 10pt; }
+  h2 { page-break-after: avoid; break-after: avoid; }
+  table, figure { page-break-inside: avoid; break-inside: avoid; }
+  th { background: none; }
+}
+</style>
+</head>
+<body>
+<h1>{{ title }}</h1>
+<p class="meta">Window: <time>{{ since }}</time> (inclusive) to <time>{{ until }}</time> (exclusive).
+Generated <time>{{ generated }}</time>.</p>
+
+<h2>Rules</h2>
+<p class="note">Cards created in the window. Fired = shown + shadow + suppressed. Acceptance =
+accepted / (accepted + overridden) of the feedback on shown cards; time to feedback = the feedback's
+outcomeTimestamp minus the card's creation time (median).</p>
+<table data-section="rules">
+<thead><tr>{% for h in rule_header %}<th scope="col">{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for r in rules %}<tr data-rule="{{ r.rule }}"><th scope="row" data-col="rule">{{ r.rule }}</th>
+<td class="n" data-col="fired">{{ r.fired }}</td><td class="n" data-col="shown">{{ r.shown }}</td>
+<td class="n" data-col="shadow">{{ r.shadow }}</td><td class="n" data-col="suppressed">{{ r.suppressed }}</td>
+{% for reason in suppress_reasons %}<td class="n" data-col="suppressed_{{ reason }}">{{ r.suppressed_by_reason.get(reason, 0) }}</td>{% endfor %}
+<td class="n" data-col="accepted">{{ r.accepted }}</td><td class="n" data-col="overridden">{{ r.overridden }}</td>
+<td class="n" data-col="acceptance_rate">{{ percent(r.acceptance_rate) }}</td>
+<td class="n" data-col="median_to_feedback">{{ duration(r.median_seconds_to_feedback) }}</td></tr>
+{% endfor %}</tbody>
+</table>
+{% if charts.weekly %}<figure data-chart="weekly">{{ charts.weekly }}</figure>{% endif %}
+
+<h2>Acceptance and override reasons</h2>
+{% if charts.acceptance %}<figure data-chart="acceptance">{{ charts.acceptance }}</figure>{% else %}<p>No feedback on shown cards in this window.</p>{% endif %}
+<table data-section="override_reasons">
+<thead><tr><th scope="col">rule</th><th scope="col">override reason</th><th scope="col">overrides</th></tr></thead>
+<tbody>
+{% for r in rules %}{% for code, n in r.overridden_by_reason.items() %}<tr><td data-col="rule">{{ r.rule }}</td><td data-col="reason">{{ code }}</td><td class="n" data-col="count">{{ n }}</td></tr>
+{% endfor %}{% endfor %}</tbody>
+</table>
+{% if charts.reasons %}<figure data-chart="reasons">{{ charts.reasons }}</figure>{% endif %}
+
+<h2>Cards per rule per ISO week</h2>
+<table data-section="weekly_cards">
+<thead><tr><th scope="col">rule</th><th scope="col">week</th><th scope="col">cards</th></tr></thead>
+<tbody>
+{% for rule, week, n in weekly %}<tr><td data-col="rule">{{ rule }}</td><td data-col="week">{{ week }}</td><td class="n" data-col="cards">{{ n }}</td></tr>
+{% endfor %}</tbody>
+</table>
+
+<h2>Services</h2>
+<p class="note">Hook calls received in the window, any HTTP status. Latency: request in to response out,
+nearest-rank percentiles, in milliseconds.</p>
+<table data-section="services">
+<thead><tr><th scope="col">service</th><th scope="col">calls</th><th scope="col">p50 ms</th><th scope="col">p95 ms</th>
+<th scope="col">412</th><th scope="col">412 rate</th><th scope="col">deadline exceeded</th><th scope="col">cards returned</th></tr></thead>
+<tbody>
+{% for s in services %}<tr data-service="{{ s.service }}"><th scope="row" data-col="service">{{ s.service }}</th>
+<td class="n" data-col="calls">{{ s.calls }}</td><td class="n" data-col="p50_ms">{{ ms(s.p50_ms) }}</td>
+<td class="n" data-col="p95_ms">{{ ms(s.p95_ms) }}</td><td class="n" data-col="calls_412">{{ s.by_status.get(412, 0) }}</td>
+<td class="n" data-col="rate_412">{{ percent(s.rate_412) }}</td><td class="n" data-col="deadline_exceeded">{{ s.deadline_exceeded }}</td>
+<td class="n" data-col="cards">{{ s.cards }}</td></tr>
+{% endfor %}</tbody>
+</table>
+
+<h2>Unmatched feedback</h2>
+<p class="note">Feedback received in the window naming a card the service never showed (unknown, shadow or
+suppressed cards): kept apart, not in any figure above.</p>
+<table data-section="unmatched_feedback">
+<thead><tr><th scope="col">service</th><th scope="col">entries</th></tr></thead>
+<tbody>
+{% for service, n in unmatched.items() %}<tr><td data-col="service">{{ service }}</td><td class="n" data-col="entries">{{ n }}</td></tr>
+{% endfor %}</tbody>
+<tfoot><tr><th scope="row">total</th><td class="n" data-col="total">{{ unmatched_total }}</td></tr></tfoot>
+</table>
+</body>
+</html>
+"""
+
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def render_html(report: Report) -> str:
+    template = _ENV.from_string(_TEMPLATE)
+    return template.render(
+        title=TITLE, since=stamp(report.window.since), until=stamp(report.window.until),
+        generated=stamp(report.generated_at), rules=report.rules, weekly=report.weekly,
+        services=report.services, unmatched=report.unmatched, unmatched_total=report.unmatched_total,
+        suppress_reasons=SUPPRESS_REASONS, charts=charts(report), percent=percent, ms=milliseconds,
+        duration=human_duration,
+        rule_header=("rule", "fired", "shown", "shadow", "suppressed",
+                     *(f"suppressed: {reason}" for reason in SUPPRESS_REASONS),
+                     "accepted", "overridden", "acceptance", "median time to feedback"),
+    )

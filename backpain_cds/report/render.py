@@ -1,0 +1,153 @@
+"""The report as text (for a terminal or an e-mail), JSON and CSV (README "Governance report").
+
+JSON: one object with fixed keys (``to_document``). CSV: one table per section, separated by an
+empty line; every row starts with its ``section`` (``rules``, ``override_reasons``,
+``weekly_cards``, ``services``, ``unmatched_feedback``) and every table has its own header row.
+Rates are fractions (0..1) in JSON and CSV, percentages in the text; durations are seconds
+(time to feedback) and milliseconds (latency); an undefined figure is ``null`` (JSON), empty
+(CSV) or ``n/a`` (text).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import typing as t
+
+import orjson
+
+from backpain_cds.report.figures import SUPPRESS_REASONS, Report, human_duration
+
+TITLE = "backpain-cds governance report"
+RULE_COLUMNS = ("rule", "fired", "shown", "shadow", "suppressed",
+                *(f"suppressed_{reason}" for reason in SUPPRESS_REASONS),
+                "accepted", "overridden", "acceptance_rate", "median_seconds_to_feedback")
+SERVICE_COLUMNS = ("service", "calls", "latency_ms_p50", "latency_ms_p95", "calls_412", "rate_412",
+                   "deadline_exceeded", "cards")
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def stamp(moment: t.Any) -> str:
+    """RFC 3339 in UTC with a Z."""
+    return str(moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def to_document(report: Report) -> dict[str, t.Any]:
+    """The JSON document (also what the HTML page shows)."""
+    return {
+        "title": TITLE,
+        "window": {"since": stamp(report.window.since), "until": stamp(report.window.until)},
+        "generated_at": stamp(report.generated_at),
+        "rules": [
+            {
+                "rule": r.rule, "fired": r.fired, "shown": r.shown, "shadow": r.shadow,
+                "suppressed": r.suppressed, "suppressed_by_reason": dict(r.suppressed_by_reason),
+                "accepted": r.accepted, "overridden": r.overridden,
+                "overridden_by_reason": dict(r.overridden_by_reason),
+                "acceptance_rate": _round(r.acceptance_rate, 4),
+                "median_seconds_to_feedback": _round(r.median_seconds_to_feedback, 3),
+            }
+            for r in report.rules
+        ],
+        "weekly_cards": [{"rule": rule, "week": week, "cards": n} for rule, week, n in report.weekly],
+        "services": [
+            {
+                "service": s.service, "calls": s.calls, "by_status": {str(k): v for k, v in s.by_status.items()},
+                "latency_ms_p50": _round(s.p50_ms, 3), "latency_ms_p95": _round(s.p95_ms, 3),
+                "calls_412": s.by_status.get(412, 0), "rate_412": _round(s.rate_412, 4),
+                "deadline_exceeded": s.deadline_exceeded, "cards": s.cards,
+            }
+            for s in report.services
+        ],
+        "unmatched_feedback": {"entries": report.unmatched_total, "by_service": dict(report.unmatched)},
+    }
+
+
+def render_json(report: Report) -> str:
+    return orjson.dumps(to_document(report), option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _cell(value: t.Any) -> t.Any:
+    return "" if value is None else value
+
+
+def render_csv(report: Report) -> str:
+    doc = to_document(report)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("section", *RULE_COLUMNS))
+    for r in doc["rules"]:
+        reasons = [r["suppressed_by_reason"].get(reason, 0) for reason in SUPPRESS_REASONS]
+        writer.writerow(("rules", r["rule"], r["fired"], r["shown"], r["shadow"], r["suppressed"], *reasons,
+                         r["accepted"], r["overridden"], _cell(r["acceptance_rate"]),
+                         _cell(r["median_seconds_to_feedback"])))
+    writer.writerow(())
+    writer.writerow(("section", "rule", "override_reason", "count"))
+    for r in doc["rules"]:
+        for code, n in r["overridden_by_reason"].items():
+            writer.writerow(("override_reasons", r["rule"], code, n))
+    writer.writerow(())
+    writer.writerow(("section", "rule", "week", "cards"))
+    for w in doc["weekly_cards"]:
+        writer.writerow(("weekly_cards", w["rule"], w["week"], w["cards"]))
+    writer.writerow(())
+    writer.writerow(("section", *SERVICE_COLUMNS))
+    for s in doc["services"]:
+        writer.writerow(("services", *(_cell(s[column]) for column in SERVICE_COLUMNS)))
+    writer.writerow(())
+    writer.writerow(("section", "service", "entries"))
+    for service, n in doc["unmatched_feedback"]["by_service"].items():
+        writer.writerow(("unmatched_feedback", service, n))
+    return out.getvalue()
+
+
+def percent(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate * 100:.1f} %"
+
+
+def milliseconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _table(header: t.Sequence[str], rows: t.Sequence[t.Sequence[str]], *, left: int = 1) -> list[str]:
+    """Aligned columns: the first ``left`` (names) to the left, the figures to the right."""
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
+    lines = []
+    for i, row in enumerate([header, *rows]):
+        cells = [str(x).ljust(w) if j < left else str(x).rjust(w) for j, (x, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def render_text(report: Report) -> str:
+    w = report.window
+    lines = [TITLE, f"window: {stamp(w.since)} (inclusive) to {stamp(w.until)} (exclusive)",
+             f"generated: {stamp(report.generated_at)}", "", "Rules (cards created in the window)"]
+    lines += _table(
+        ("rule", "fired", "shown", "shadow", "suppressed", "snooze", "duplicate", "accepted", "overridden",
+         "acceptance", "median to feedback"),
+        [(r.rule, str(r.fired), str(r.shown), str(r.shadow), str(r.suppressed),
+          *(str(r.suppressed_by_reason.get(reason, 0)) for reason in SUPPRESS_REASONS),
+          str(r.accepted), str(r.overridden), percent(r.acceptance_rate), human_duration(r.median_seconds_to_feedback))
+         for r in report.rules])
+    reasons = [(r.rule, code, str(n)) for r in report.rules for code, n in r.overridden_by_reason.items()]
+    lines += ["", "Override reasons"]
+    lines += _table(("rule", "reason", "overrides"), reasons, left=2) if reasons else ["(no overrides)"]
+    lines += ["", "Cards per rule per ISO week"]
+    lines += _table(("rule", "week", "cards"), [(r, wk, str(n)) for r, wk, n in report.weekly], left=2) \
+        if report.weekly else ["(no cards)"]
+    lines += ["", "Services (hook calls received in the window; latency: nearest-rank percentiles)"]
+    lines += _table(
+        ("service", "calls", "p50 ms", "p95 ms", "412", "412 rate", "deadline exceeded"),
+        [(s.service, str(s.calls), milliseconds(s.p50_ms), milliseconds(s.p95_ms), str(s.by_status.get(412, 0)),
+          percent(s.rate_412), str(s.deadline_exceeded)) for s in report.services]) \
+        if report.services else ["(no hook calls)"]
+    by_service = ", ".join(f"{service} {n}" for service, n in report.unmatched.items())
+    lines += ["", f"Unmatched feedback (cards never shown; not in the figures above): {report.unmatched_total}"
+              + (f" ({by_service})" if by_service else "")]
+    return "\n".join(lines) + "\n"

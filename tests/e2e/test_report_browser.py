@@ -1,0 +1,89 @@
+"""The governance report's HTML page in headless Chromium: it renders its tables and charts with
+no console error and no request leaving the page (opened from a file, as a mailed report is).
+
+Needs Debian's ``chromium`` and the ``playwright`` package (as tests/e2e/test_smart_browser.py);
+without them the test is skipped locally and fails when ``BACKPAIN_CDS_REQUIRE_SERVERS=1``.
+Screenshots (screen and print media) go to ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backpain_cds.report.command import read_report, render
+from backpain_cds.schema import upgrade
+from backpain_cds.storage import SqlStore
+from tests.support import report_seed as seed
+from tools.harness.servers import unavailable
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    unavailable("Debian chromium is not installed (apt-get install chromium)")
+    return ""
+
+
+@pytest.fixture
+def report_file(tmp_path) -> Path:
+    store = SqlStore(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    upgrade(store.engine)
+    seed.seed(store.engine)
+    page = render(read_report(store.engine, seed.WINDOW, generated_at=seed.GENERATED), "html")
+    store.engine.dispose()
+    path = tmp_path / "governance-report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def test_the_report_page_renders_offline_without_errors(report_file) -> None:
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed (pip install playwright)")
+    url = report_file.as_uri()
+    requests: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = chromium.new_page(viewport={"width": 1100, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.route("**/*", lambda route: route.continue_() if route.request.url == url else route.abort())
+            page.goto(url, wait_until="load")
+            assert page.title().startswith("backpain-cds governance report")
+            assert page.locator('table[data-section="rules"] tbody tr').count() == 6
+            assert page.locator('tr[data-rule="gcsf-bone-pain"] [data-col="acceptance_rate"]').inner_text() == "33.3 %"
+            assert page.locator('tr[data-service="back-pain-after-chemo"] [data-col="p95_ms"]').inner_text() == "1000.0"
+            for chart in ("weekly", "acceptance", "reasons"):
+                svg = page.locator(f'figure[data-chart="{chart}"] svg')
+                assert svg.count() == 1, chart
+                box = svg.bounding_box()
+                assert box is not None and box["width"] > 300 and box["height"] > 100, (chart, box)
+            # the charts drew their bars (pygal's rect.rect elements), with the rules as labels
+            assert page.locator('figure[data-chart="weekly"] svg rect.rect').count() >= 4
+            assert "gcsf-bone-pain" in page.locator('figure[data-chart="weekly"]').inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "governance-report.png"), full_page=True)
+            page.emulate_media(media="print")
+            page.screenshot(path=str(ARTIFACTS / "governance-report-print.png"), full_page=True)
+            pdf = page.pdf(format="A4")
+            assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+        finally:
+            chromium.close()
+    assert problems == []
+    assert requests == [url]  # the page itself, nothing else

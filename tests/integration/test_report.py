@@ -1,0 +1,334 @@
+"""``backpain-cds report`` on a seeded database (SQLite and PostgreSQL): exact figures in every
+format, the window's boundaries, unmatched feedback kept out of the figures, the command line.
+
+The HTML page in headless Chromium: tests/e2e/test_report_browser.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+import pytest
+
+from backpain_cds.cli import main
+from backpain_cds.report.command import read_report, render
+from backpain_cds.report.figures import Window
+from backpain_cds.schema import upgrade
+from backpain_cds.storage import SqlStore
+from tests.support import report_seed as seed
+
+SERVICES = [
+    {"service": seed.PV, "calls": 5, "by_status": {"200": 4, "412": 1}, "latency_ms_p50": 30.0,
+     "latency_ms_p95": 1000.0, "calls_412": 1, "rate_412": 0.2, "deadline_exceeded": 1, "cards": 3},
+    {"service": seed.OS, "calls": 2, "by_status": {"200": 1, "401": 1}, "latency_ms_p50": 5.5,
+     "latency_ms_p95": 7.25, "calls_412": 0, "rate_412": 0.0, "deadline_exceeded": 0, "cards": 0},
+]
+WEEKLY = [
+    {"rule": seed.G, "week": "2026-W10", "cards": 2},
+    {"rule": seed.G, "week": "2026-W11", "cards": 5},
+    {"rule": seed.M, "week": "2026-W10", "cards": 2},
+    {"rule": seed.P, "week": "2026-W11", "cards": 1},
+]
+
+EXPECTED_TEXT = """\
+backpain-cds governance report
+window: 2026-03-02T00:00:00Z (inclusive) to 2026-03-16T00:00:00Z (exclusive)
+generated: 2026-03-20T09:30:00Z
+
+Rules (cards created in the window)
+rule                       fired  shown  shadow  suppressed  snooze  duplicate  accepted  overridden  acceptance  median to feedback
+-------------------------  -----  -----  ------  ----------  ------  ---------  --------  ----------  ----------  ------------------
+back-pain-supportive-care      0      0       0           0       0          0         0           0         n/a                 n/a
+gcsf-bone-pain                 7      4       1           2       1          1         1           2      33.3 %              60 min
+gcsf-order-dose-review         0      0       0           0       0          0         0           0         n/a                 n/a
+mscc-red-flags                 2      1       1           0       0          0         0           1       0.0 %               2 min
+nsaid-caution-post-chemo       0      0       0           0       0          0         0           0         n/a                 n/a
+progressive-back-pain          1      1       0           0       0          0         0           0         n/a                 n/a
+
+Override reasons
+rule            reason            overrides
+--------------  ----------------  ---------
+gcsf-bone-pain  patient-declined          1
+gcsf-bone-pain  snooze-cycle              1
+mscc-red-flags  (none)                    1
+
+Cards per rule per ISO week
+rule                   week      cards
+---------------------  --------  -----
+gcsf-bone-pain         2026-W10      2
+gcsf-bone-pain         2026-W11      5
+mscc-red-flags         2026-W10      2
+progressive-back-pain  2026-W11      1
+
+Services (hook calls received in the window; latency: nearest-rank percentiles)
+service                calls  p50 ms  p95 ms  412  412 rate  deadline exceeded
+---------------------  -----  ------  ------  ---  --------  -----------------
+back-pain-after-chemo      5    30.0  1000.0    1    20.0 %                  1
+gcsf-order-select          2     5.5     7.2    0     0.0 %                  0
+
+Unmatched feedback (cards never shown; not in the figures above): 3 (back-pain-after-chemo 2, gcsf-order-select 1)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def seeded(request, tmp_path):
+    """A migrated database holding the seed rows; yields its URL."""
+    url = (f"sqlite:///{tmp_path / 'report.sqlite3'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    store = SqlStore(url)
+    upgrade(store.engine)
+    seed.wipe(store.engine)
+    seed.seed(store.engine)
+    yield url, store.engine
+    if request.param == "postgresql":
+        seed.wipe(store.engine)
+    store.engine.dispose()
+
+
+def _report(engine, window=seed.WINDOW):
+    return read_report(engine, window, generated_at=seed.GENERATED)
+
+
+def test_json_has_the_exact_figures(seeded):
+    _, engine = seeded
+    doc = json.loads(render(_report(engine), "json"))
+    assert list(doc) == ["title", "window", "generated_at", "rules", "weekly_cards", "services",
+                         "unmatched_feedback"]
+    assert doc["window"] == {"since": "2026-03-02T00:00:00Z", "until": "2026-03-16T00:00:00Z"}
+    assert doc["generated_at"] == "2026-03-20T09:30:00Z"
+    assert {r["rule"]: r for r in doc["rules"]} == seed.expected_rules()
+    assert [r["rule"] for r in doc["rules"]] == sorted(seed.expected_rules())
+    assert doc["weekly_cards"] == WEEKLY
+    assert doc["services"] == SERVICES
+    assert doc["unmatched_feedback"] == {"entries": 3, "by_service": {seed.PV: 2, seed.OS: 1}}
+
+
+def test_text_is_exact(seeded):
+    _, engine = seeded
+    assert render(_report(engine), "text") == EXPECTED_TEXT
+
+
+def test_csv_has_one_table_per_section(seeded):
+    _, engine = seeded
+    tables = [list(csv.reader(io.StringIO(block))) for block in render(_report(engine), "csv").split("\n\n")]
+    assert [t[0][0] for t in tables] == ["section"] * 5
+    rules, reasons, weekly, services, unmatched = tables
+    assert rules[0] == ["section", "rule", "fired", "shown", "shadow", "suppressed", "suppressed_snooze",
+                        "suppressed_duplicate", "accepted", "overridden", "acceptance_rate",
+                        "median_seconds_to_feedback"]
+    by_rule = {row[1]: row for row in rules[1:]}
+    assert by_rule[seed.G] == ["rules", seed.G, "7", "4", "1", "2", "1", "1", "1", "2", "0.3333", "3600.0"]
+    assert by_rule[seed.M] == ["rules", seed.M, "2", "1", "1", "0", "0", "0", "0", "1", "0.0", "120.0"]
+    assert by_rule[seed.P] == ["rules", seed.P, "1", "1", "0", "0", "0", "0", "0", "0", "", ""]
+    assert len(by_rule) == 6
+    assert reasons == [["section", "rule", "override_reason", "count"],
+                       ["override_reasons", seed.G, "patient-declined", "1"],
+                       ["override_reasons", seed.G, "snooze-cycle", "1"],
+                       ["override_reasons", seed.M, "(none)", "1"]]
+    assert weekly == [["section", "rule", "week", "cards"],
+                      *(["weekly_cards", w["rule"], w["week"], str(w["cards"])] for w in WEEKLY)]
+    assert services == [
+        ["section", "service", "calls", "latency_ms_p50", "latency_ms_p95", "calls_412", "rate_412",
+         "deadline_exceeded", "cards"],
+        ["services", seed.PV, "5", "30.0", "1000.0", "1", "0.2", "1", "3"],
+        ["services", seed.OS, "2", "5.5", "7.25", "0", "0.0", "0", "0"],
+    ]
+    assert unmatched[0] == ["section", "service", "entries"]
+    assert unmatched[1:] == [["unmatched_feedback", seed.PV, "2"], ["unmatched_feedback", seed.OS, "1"]]
+
+
+class _Tables(HTMLParser):
+    """The page's ``table[data-section]``: section -> rows of {data-col: text}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[dict[str, str]]] = {}
+        self._section: str | None = None
+        self._row: dict[str, str] | None = None
+        self._col: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and "data-section" in a:
+            self._section = a["data-section"]
+            self.tables[self._section] = []
+        elif tag == "tr" and self._section:
+            self._row = {}
+        elif tag in ("td", "th") and self._row is not None and "data-col" in a:
+            self._col = a["data-col"]
+            self._row[self._col] = ""
+
+    def handle_data(self, data):
+        if self._col is not None and self._row is not None:
+            self._row[self._col] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._col = None
+        elif tag == "tr" and self._row is not None:
+            if self._row and self._section:
+                self.tables[self._section].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._section = None
+
+
+def parse_tables(page: str) -> dict[str, list[dict[str, str]]]:
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def test_html_tables_have_the_exact_figures(seeded):
+    _, engine = seeded
+    page = render(_report(engine), "html")
+    tables = parse_tables(page)
+    rules = {r["rule"]: r for r in tables["rules"]}
+    assert rules[seed.G] == {"rule": seed.G, "fired": "7", "shown": "4", "shadow": "1", "suppressed": "2",
+                             "suppressed_snooze": "1", "suppressed_duplicate": "1", "accepted": "1",
+                             "overridden": "2", "acceptance_rate": "33.3 %", "median_to_feedback": "60 min"}
+    assert rules[seed.M]["acceptance_rate"] == "0.0 %" and rules[seed.M]["median_to_feedback"] == "2 min"
+    assert rules[seed.P]["acceptance_rate"] == "n/a" and rules[seed.P]["median_to_feedback"] == "n/a"
+    assert len(rules) == 6
+    assert tables["override_reasons"] == [
+        {"rule": seed.G, "reason": "patient-declined", "count": "1"},
+        {"rule": seed.G, "reason": "snooze-cycle", "count": "1"},
+        {"rule": seed.M, "reason": "(none)", "count": "1"}]
+    assert tables["weekly_cards"] == [{"rule": w["rule"], "week": w["week"], "cards": str(w["cards"])}
+                                      for w in WEEKLY]
+    assert tables["services"] == [
+        {"service": seed.PV, "calls": "5", "p50_ms": "30.0", "p95_ms": "1000.0", "calls_412": "1",
+         "rate_412": "20.0 %", "deadline_exceeded": "1", "cards": "3"},
+        {"service": seed.OS, "calls": "2", "p50_ms": "5.5", "p95_ms": "7.2", "calls_412": "0",
+         "rate_412": "0.0 %", "deadline_exceeded": "0", "cards": "0"}]
+    assert tables["unmatched_feedback"] == [{"service": seed.PV, "entries": "2"}, {"service": seed.OS, "entries": "1"},
+                                            {"total": "3"}]
+    # self-contained: three inline SVG charts, no script, nothing fetched
+    assert page.count("<svg") == 3
+    assert "<script" not in page.lower()
+    for needle in ("src=", "href=", "@import", "url(", "xlink:href"):
+        assert needle not in page, needle
+
+
+def test_html_escapes_what_the_ehr_sent(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    upgrade(store.engine)
+    seed.seed(store.engine)
+    from backpain_cds.storage import feedback
+
+    with store.engine.begin() as conn:
+        conn.execute(feedback.update().where(feedback.c.card_uuid == "c2").values(
+            override_code='<script>alert("x")</script><img src=x onerror=alert(1)>'))
+    page = render(_report(store.engine), "html")
+    store.engine.dispose()
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(" in page  # in the table (the chart's legend escapes it too)
+
+
+def test_the_window_boundaries(seeded):
+    _, engine = seeded
+    # one microsecond later: c1 (exactly at since), the first call and nothing else drop out
+    later = read_report(engine, Window(seed.SINCE.replace(microsecond=1), seed.UNTIL))
+    g = next(r for r in later.rules if r.rule == seed.G)
+    assert (g.fired, g.shown, g.accepted, g.overridden) == (6, 3, 0, 2)
+    pv = next(s for s in later.services if s.service == seed.PV)
+    assert pv.calls == 4
+    # until moved past x1 (exactly at the old until): x1 and its accepted feedback come in
+    wider = read_report(engine, Window(seed.SINCE, datetime(2026, 3, 16, 0, 0, 1, tzinfo=UTC)))
+    g = next(r for r in wider.rules if r.rule == seed.G)
+    assert (g.fired, g.shown, g.accepted) == (8, 5, 2)
+    assert wider.unmatched_total == 4
+    assert next(s for s in wider.services if s.service == seed.PV).calls == 6
+
+
+def test_unmatched_feedback_is_not_in_the_acceptance(seeded):
+    _, engine = seeded
+    report = _report(engine)
+    g = next(r for r in report.rules if r.rule == seed.G)
+    # the accepted entry naming the shadow card c4 sits in feedback_unmatched: 1 accepted, not 2
+    assert (g.accepted, g.overridden, g.shadow) == (1, 2, 1)
+    assert report.unmatched_total == 3
+
+
+def test_an_empty_window(seeded):
+    _, engine = seeded
+    report = read_report(engine, Window(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC)))
+    doc = json.loads(render(report, "json"))
+    assert all(r["fired"] == 0 and r["acceptance_rate"] is None for r in doc["rules"])
+    assert doc["services"] == [] and doc["weekly_cards"] == []
+    assert doc["unmatched_feedback"] == {"entries": 0, "by_service": {}}
+    page = render(report, "html")
+    assert "<svg" not in page and "No feedback on shown cards" in page
+    assert "(no hook calls)" in render(report, "text")
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+def _config(tmp_path, url):
+    path = tmp_path / "report.toml"
+    path.write_text(f'database_url = "{url}"\n')
+    return str(path)
+
+
+def test_cli_writes_every_format(seeded, tmp_path, capsys):
+    url, _ = seeded
+    config = _config(tmp_path, url)
+    window = ["--since", "2026-03-02", "--until", "2026-03-16T01:00:00+01:00"]  # = 2026-03-16T00:00Z
+    assert main(["report", "--config", config, *window, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["window"] == {"since": "2026-03-02T00:00:00Z", "until": "2026-03-16T00:00:00Z"}
+    assert {r["rule"]: r for r in doc["rules"]} == seed.expected_rules()
+    for fmt in ("text", "csv", "html"):
+        out = tmp_path / f"report.{fmt}"
+        assert main(["report", "--config", config, *window, "--format", fmt, "--output", str(out)]) == 0
+        assert capsys.readouterr().out == ""
+        expected = render(read_report(seeded[1], seed.WINDOW, generated_at=seed.GENERATED), fmt)
+        if fmt == "text":  # the same but for the generation time
+            assert out.read_text().splitlines()[3:] == expected.splitlines()[3:]
+        elif fmt == "csv":
+            assert out.read_text() == expected
+        else:
+            assert parse_tables(out.read_text()) == parse_tables(expected)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--since", "2026-02-30"], "--since '2026-02-30' is not a date"),
+    (["--until", "yesterday"], "--until 'yesterday' is not a date"),
+    (["--since", "2026-03-01T00:00:00"], "is not a date"),  # no offset
+    (["--since", "2026-03-02", "--until", "2026-03-02"], "must be before --until"),
+])
+def test_cli_refuses_a_bad_date_in_one_line(tmp_path, capsys, args, message):
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'none.sqlite3'}")
+    assert main(["report", "--config", config, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "none.sqlite3").exists()
+
+
+def test_cli_default_window_is_the_last_30_days(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'd.sqlite3'}"
+    upgrade(SqlStore(url).engine)
+    assert main(["report", "--config", _config(tmp_path, url), "--format", "json"]) == 0
+    window = json.loads(capsys.readouterr().out)["window"]
+    since, until = (datetime.fromisoformat(window[k].replace("Z", "+00:00")) for k in ("since", "until"))
+    assert (until - since).days == 30 and abs((datetime.now(UTC) - until).total_seconds()) < 60
+
+
+def test_cli_refuses_a_database_not_at_the_schema_revision(tmp_path, capsys):
+    from backpain_cds.schema import MIGRATE_HINT
+
+    missing = tmp_path / "missing.sqlite3"
+    assert main(["report", "--config", _config(tmp_path, f"sqlite:///{missing}")]) == 2
+    assert capsys.readouterr().err == f"backpain-cds: error: no database at {missing}\n"
+    assert not missing.exists()
+    empty = tmp_path / "empty.sqlite3"
+    import sqlite3
+
+    sqlite3.connect(empty).close()
+    assert main(["report", "--config", _config(tmp_path, f"sqlite:///{empty}")]) == 2
+    assert capsys.readouterr().err == (f"backpain-cds: error: the database has no backpain-cds tables yet: "
+                                       f"{MIGRATE_HINT}\n")
