@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from backpain_cds.server_settings import ServerSettings, parse_server, server_warnings
 from backpain_cds.smart_settings import SmartEhrSettings, SmartSettings, check_smart, parse_smart
 from cds_hooks.auth import AuthPolicy
 from fhir_mapping.client import normalise_base_url
@@ -120,6 +121,8 @@ class Settings:
     knowledge_path: Path | None = None
     limits: LimitSettings = field(default_factory=LimitSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    #: gunicorn's view of the network: which proxies' X-Forwarded-* headers it believes
+    server: ServerSettings = field(default_factory=ServerSettings)
     #: validate every CDS response against the schema before sending (tests turn it on)
     validate_responses: bool = False
     #: shadow mode for every rule: cards are produced, audited and counted, never returned
@@ -171,7 +174,7 @@ class Settings:
 
 _TOP_KEYS = {
     "public_base_url", "database_url", "cors_origins", "auth", "fhir", "smart", "knowledge",
-    "limits", "validate_responses", "metrics", "shadow",
+    "limits", "validate_responses", "metrics", "shadow", "server",
 }
 _AUTH_KEYS = {
     "trusted_clients", "algorithms", "leeway_seconds", "iat_future_leeway_seconds",
@@ -210,6 +213,7 @@ class SettingsParser:
             knowledge_path=knowledge_path,
             limits=self._limits(self.table(data, "limits")),
             metrics=self._metrics(self.table(data, "metrics"), environ),
+            server=parse_server(self, self.table(data, "server")),
             validate_responses=self.flag(
                 data.get("validate_responses", False), "validate_responses"
             ),
@@ -395,7 +399,7 @@ def is_loopback_host(host: str) -> bool:
 
 def config_warnings(settings: Settings) -> list[str]:
     """Settings that are valid but almost certainly wrong for a real deployment."""
-    warnings = []
+    warnings = server_warnings(settings)
     if not settings.auth.development_mode:
         host = urlsplit(settings.public_base_url).hostname or ""
         if is_loopback_host(host):
