@@ -62,6 +62,7 @@ class Phase:
     error_samples: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     client_cpu: float = 0.0
+    server_cpu: float | None = None  #: CPU seconds of gunicorn's workers during the phase (Linux)
 
 
 def make_bodies(raw: bytes, size: int, count: int) -> list[bytes]:
@@ -214,10 +215,15 @@ def run_engine(label: str, database_url: str | None, args: argparse.Namespace, p
                             serve_args=("--migrate",) if database_url else ())
     try:
         host, port = "127.0.0.1", int(service.base_url.rsplit(":", 1)[1])
+        _wait_for_workers(service, args.workers)
         for ph in phases:
             print(f"[http_throughput] {label} {ph.name}: {ph.requests} requests, cap {ph.time_cap:g} s ...",
                   file=sys.stderr, flush=True)
+            cpu_before = _server_cpu(service.process.pid)
             run_phase(host, port, ph, bodies[ph.name][1], args.concurrency, warmup)
+            cpu_after = _server_cpu(service.process.pid)
+            if cpu_before is not None and cpu_after is not None:
+                ph.server_cpu = cpu_after - cpu_before
         metrics = _stage_metrics(host, port)
     finally:
         stop_service(service)
@@ -240,6 +246,11 @@ def run_engine(label: str, database_url: str | None, args: argparse.Namespace, p
         )
         for sample in ph.error_samples:
             lines.append(f"    error: {sample}")
+    for ph in phases:
+        if ph.server_cpu is not None:
+            per_call = 1000 * ph.server_cpu / max(warmup + _done(ph), 1)
+            lines.append(f"{ph.name}: server CPU {per_call:.2f} ms per call (gunicorn workers, warm-up included) "
+                         f"-> at most {1000 / per_call:.0f} calls/s per fully used core")
     small = phases[0]
     rps, p99 = _rps(small), pct(small.latencies, 99) * 1000
     ok = rps >= TARGET_RPS and small.errors == 0 and p99 < TARGET_P99_MS
@@ -252,6 +263,39 @@ def run_engine(label: str, database_url: str | None, args: argparse.Namespace, p
     if server_errors:
         lines.append(f"server log: {len(server_errors)} error lines, first: {server_errors[0][:200]}")
     return lines
+
+
+def _server_cpu(master: int) -> float | None:
+    """CPU seconds (user + system) used so far by the gunicorn master's children, the workers
+    (Linux /proc; None elsewhere). The PostgreSQL server's own CPU is not in it."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        total = 0.0
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        return total
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _wait_for_workers(service, workers: int, limit: float = 20.0) -> None:
+    """Until every worker has warmed up (its "warm-up done" log line), 20 s at most.
+
+    /healthz answers as soon as one worker is up; the client's kept-alive connections opened
+    then would all stay with that worker (one GIL: about one core) while the other warms up (a
+    PostgreSQL connection takes longer than a SQLite file), and the run would measure that."""
+    if os.environ.get("BACKPAIN_CDS_WARM_START") == "0":
+        return  # no warm-up, no line to wait for
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        warmed = [line for line in service.log().splitlines()
+                  if '"warm-up done"' in line and '"reason":"worker"' in line]
+        if len(warmed) >= workers:
+            return
+        time.sleep(0.05)
+    print(f"[http_throughput] not every worker logged its warm-up within {limit:g} s; going on",
+          file=sys.stderr, flush=True)
 
 
 def _done(ph: Phase) -> int:
