@@ -1,6 +1,7 @@
 """The ``[server]`` table: how gunicorn meets the network in front of it.
 
-Parsed with the value checks of :class:`backpain_cds.settings.SettingsParser`, like ``[smart]``.
+Parsed with the value checks of :class:`backpain_cds.settings.SettingsParser` (passed in, so
+this module does not import the settings module that imports it).
 """
 
 from __future__ import annotations
@@ -8,9 +9,6 @@ from __future__ import annotations
 import ipaddress
 import typing as t
 from dataclasses import dataclass
-
-if t.TYPE_CHECKING:
-    from backpain_cds.settings import Settings, SettingsParser
 
 #: loopback only: a reverse proxy on the same host (README "Serving")
 DEFAULT_FORWARDED_ALLOW_IPS = ("127.0.0.1", "::1")
@@ -30,7 +28,17 @@ class ServerSettings:
         return ",".join(self.forwarded_allow_ips)
 
 
-def parse_server(parser: SettingsParser, data: t.Mapping[str, t.Any]) -> ServerSettings:
+class _Parser(t.Protocol):
+    """What is used of :class:`backpain_cds.settings.SettingsParser`."""
+
+    problems: list[str]
+
+    def unknown_keys(self, data: t.Mapping[str, t.Any], allowed: set[str], prefix: str) -> None: ...
+
+    def text_list(self, value: t.Any, key: str) -> tuple[str, ...]: ...
+
+
+def parse_server(parser: _Parser, data: t.Mapping[str, t.Any]) -> ServerSettings:
     """``[server]``; every problem names its key."""
     parser.unknown_keys(data, set(ServerSettings.__dataclass_fields__), "server.")
     raw = data.get("forwarded_allow_ips", list(DEFAULT_FORWARDED_ALLOW_IPS))
@@ -54,11 +62,11 @@ def parse_server(parser: SettingsParser, data: t.Mapping[str, t.Any]) -> ServerS
     return ServerSettings(forwarded_allow_ips=tuple(allowed))
 
 
-def server_warnings(settings: Settings) -> list[str]:
+def server_warnings(server: ServerSettings) -> list[str]:
     """Valid but almost certainly wrong: a network that contains every address."""
     return [
         f"server.forwarded_allow_ips contains {value}, every address: any client that reaches the "
         "service directly can claim to have called over https; list the proxy's addresses"
-        for value in settings.server.forwarded_allow_ips
+        for value in server.forwarded_allow_ips
         if ipaddress.ip_network(value).prefixlen == 0
     ]

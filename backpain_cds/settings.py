@@ -399,7 +399,7 @@ def is_loopback_host(host: str) -> bool:
 
 def config_warnings(settings: Settings) -> list[str]:
     """Settings that are valid but almost certainly wrong for a real deployment."""
-    warnings = server_warnings(settings)
+    warnings = server_warnings(settings.server)
     if not settings.auth.development_mode:
         host = urlsplit(settings.public_base_url).hostname or ""
         if is_loopback_host(host):
