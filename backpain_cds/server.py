@@ -68,25 +68,12 @@ class _GunicornApp(BaseApplication):
         return self._app
 
 
-def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
-    """Serve a built app until stopped (gunicorn forks its workers from this process)."""
-    warm = warm_start_enabled()
-    if warm:  # build the lazy lookups once, before the fork, so every worker shares them
-        warm_up(app, where="master")
-    # Never share pooled database connections across the fork.
-    app.extensions["backpain_cds"]["store"].engine.dispose()
-    # Knowledge and indexes are built once before forking; freeze them out of the cyclic
-    # collector so workers neither rescan nor copy-on-write them.
-    gc.collect()
-    gc.freeze()
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    # Requests are read whole in each worker's event loop before a thread gets them, so slow
-    # clients cost a buffer, not a thread (backpain_cds.gunicorn_worker; README "Serving").
-    limits = app.extensions["backpain_cds"]["settings"].limits
-    BufferingThreadWorker.max_body_bytes = limits.max_body_bytes
-    BufferingThreadWorker.request_read_seconds = limits.request_read_seconds
-    binds = [bind]
-    metrics_bind = app.extensions["backpain_cds"]["settings"].metrics.bind
+def gunicorn_options(app: Flask, *, host: str, port: int, workers: int) -> dict[str, t.Any]:
+    """gunicorn's settings for ``serve`` (hooks that need the running master excepted)."""
+    settings = app.extensions["backpain_cds"]["settings"]
+    limits = settings.limits
+    binds = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    metrics_bind = settings.metrics.bind
     if metrics_bind:  # a second listener that serves /metrics only (backpain_cds.app)
         binds.append(metrics_bind)
     options = {
@@ -106,13 +93,35 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
-        "forwarded_allow_ips": "127.0.0.1",
+        # X-Forwarded-Proto (the scheme) and forwarder headers are believed only from these
+        # peers: the reverse proxies ([server] forwarded_allow_ips; loopback by default)
+        "forwarded_allow_ips": settings.server.gunicorn_forwarded_allow_ips(),
         "limit_request_line": 8190,
         # gunicorn's control socket lives at one fixed path per user: several instances on a
         # host would fight over it, and nothing here uses it.
         "control_socket_disable": True,
         "child_exit": _child_exit,
     }
+    return options
+
+
+def run_gunicorn(app: Flask, *, host: str, port: int, workers: int) -> int:
+    """Serve a built app until stopped (gunicorn forks its workers from this process)."""
+    warm = warm_start_enabled()
+    if warm:  # build the lazy lookups once, before the fork, so every worker shares them
+        warm_up(app, where="master")
+    # Never share pooled database connections across the fork.
+    app.extensions["backpain_cds"]["store"].engine.dispose()
+    # Knowledge and indexes are built once before forking; freeze them out of the cyclic
+    # collector so workers neither rescan nor copy-on-write them.
+    gc.collect()
+    gc.freeze()
+    # Requests are read whole in each worker's event loop before a thread gets them, so slow
+    # clients cost a buffer, not a thread (backpain_cds.gunicorn_worker; README "Serving").
+    limits = app.extensions["backpain_cds"]["settings"].limits
+    BufferingThreadWorker.max_body_bytes = limits.max_body_bytes
+    BufferingThreadWorker.request_read_seconds = limits.request_read_seconds
+    options = gunicorn_options(app, host=host, port=port, workers=workers)
     if warm:
         # In each worker, before it accepts: its own database connection and one more
         # synthetic call (per-process state the fork does not carry).

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from backpain_cds.retention import RetentionSettings, parse_retention
+from backpain_cds.server_settings import ServerSettings, parse_server, server_warnings
 from backpain_cds.smart_settings import SmartEhrSettings, SmartSettings, check_smart, parse_smart
 from cds_hooks.auth import AuthPolicy
 from cds_hooks.suppression import SuppressionPolicy
@@ -124,6 +125,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)  #: backpain-cds purge
+    #: gunicorn's view of the network: which proxies' X-Forwarded-* headers it believes
+    server: ServerSettings = field(default_factory=ServerSettings)
     #: validate every CDS response against the schema before sending (tests turn it on)
     validate_responses: bool = False
     #: shadow mode for every rule: cards are produced, audited and counted, never returned
@@ -177,7 +180,7 @@ class Settings:
 
 _TOP_KEYS = {
     "public_base_url", "database_url", "cors_origins", "auth", "fhir", "smart", "knowledge",
-    "limits", "validate_responses", "metrics", "shadow", "suppression", "retention",
+    "limits", "validate_responses", "metrics", "shadow", "suppression", "retention", "server",
 }
 _AUTH_KEYS = {
     "trusted_clients", "algorithms", "leeway_seconds", "iat_future_leeway_seconds",
@@ -217,6 +220,7 @@ class SettingsParser:
             limits=self._limits(self.table(data, "limits")),
             metrics=self._metrics(self.table(data, "metrics"), environ),
             retention=parse_retention(self, self.table(data, "retention")),
+            server=parse_server(self, self.table(data, "server")),
             validate_responses=self.flag(
                 data.get("validate_responses", False), "validate_responses"
             ),
@@ -409,7 +413,7 @@ def is_loopback_host(host: str) -> bool:
 
 def config_warnings(settings: Settings) -> list[str]:
     """Settings that are valid but almost certainly wrong for a real deployment."""
-    warnings = []
+    warnings = server_warnings(settings.server)
     if not settings.auth.development_mode:
         host = urlsplit(settings.public_base_url).hostname or ""
         if is_loopback_host(host):

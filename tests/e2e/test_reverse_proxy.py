@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from tests.e2e.test_slow_clients import SlowClients
 from tests.support import hook_requests as hr
 from tools.harness import scenarios
 from tools.harness.live_service import start_service, stop_service
+from tools.harness.nginx import nginx_binary, start_nginx, stop_nginx
 from tools.harness.servers import free_port, unavailable
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +42,7 @@ def _proxy_port() -> int:
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory):
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = nginx_binary()
     if nginx is None:
         unavailable("nginx not installed (Debian package nginx; .ci/run installs it)")
     workdir = tmp_path_factory.mktemp("proxy")
@@ -60,31 +59,9 @@ def proxied(tmp_path_factory):
     site = site.replace("client_max_body_size 16m;", "client_max_body_size 195k;", 1)
     assert "limit_conn backpain_cds_per_address 100;" in site
     site = site.replace("limit_conn backpain_cds_per_address 100;", f"limit_conn backpain_cds_per_address {PER_ADDRESS};", 1)
-    prefix = workdir / "nginx"
-    (prefix / "logs").mkdir(parents=True)
-    (prefix / "site.conf").write_text(site)
-    (prefix / "nginx.conf").write_text(
-        "daemon off;\nworker_processes 1;\nerror_log logs/error.log warn;\npid logs/nginx.pid;\n"
-        "user root;\nevents { worker_connections 1024; }\n"
-        "http {\n  access_log off;\n"
-        f"  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;\n"
-        f"  fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;\n"
-        f"  include {prefix}/site.conf;\n}}\n")
-    with (prefix / "logs" / "stderr.log").open("wb") as stderr:
-        process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-                                   stdout=subprocess.DEVNULL, stderr=stderr)
-    limit = time.monotonic() + 15
-    while time.monotonic() < limit:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx exited: {(prefix / 'logs' / 'stderr.log').read_text(errors='replace')}")
-        try:
-            if requests.get(public + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.1)
+    process = start_nginx(nginx, site, workdir, public + "/healthz")
     yield public, service, proxy_port
-    process.terminate()
-    process.wait(timeout=10)
+    stop_nginx(process)
     stop_service(service)
 
 
