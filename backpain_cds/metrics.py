@@ -42,6 +42,9 @@ NONE = "none"  #: no override reason code (accepted, or a comment only)
 FEEDBACK_OUTCOMES = ("accepted", "overridden")
 #: why a card was not shown (counted by ``card_suppressed``; the snooze and shadow features)
 SUPPRESSION_REASONS = ("snooze", "shadow", "duplicate")
+#: feedback entries not counted in ``backpain_cds_feedback_total``: naming a card the service
+#: never issued or never showed (kept apart in ``feedback_unmatched``), or already stored
+FEEDBACK_SET_APART = ("unmatched", "repeat")
 #: per call: 1 ms .. 10 s
 CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: per stage: from 0.1 ms (assessment and rendering take well under 1 ms)
@@ -87,8 +90,12 @@ class Metrics:
                                    "Cards a rule produced but the service did not show, by reason.",
                                    ["rule", "reason"], registry=reg)
         self._feedback = Counter("backpain_cds_feedback_total",
-                                 "Feedback entries received, by outcome and override reason code.",
+                                 "Feedback entries stored about cards the service showed, by outcome and override reason code.",
                                  ["outcome", "override_reason"], registry=reg)
+        self._feedback_apart = Counter("backpain_cds_feedback_set_apart_total",
+                                       "Feedback entries not counted as feedback: on a card never issued or "
+                                       "shown (unmatched), or already stored (repeat).",
+                                       ["reason"], registry=reg)
         self._prefetch = Counter("backpain_cds_prefetch_total",
                                  "Prefetch keys of hook calls, by how each was obtained.",
                                  ["key", "outcome"], registry=reg)
@@ -105,6 +112,8 @@ class Metrics:
         for rule in RULE_IDS:
             for reason in SUPPRESSION_REASONS:
                 self._suppressed.labels(rule, reason)
+        for reason in FEEDBACK_SET_APART:
+            self._feedback_apart.labels(reason)
 
     # -- label hygiene: bounded values only -------------------------------------------------
 
@@ -184,6 +193,11 @@ class Metrics:
         for entry in entries:
             if entry.outcome in FEEDBACK_OUTCOMES:
                 self._child(self._feedback, entry.outcome, self._override_reason(entry)).inc()
+
+    def feedback_set_apart(self, reason: str, count: int) -> None:
+        """Entries of a feedback post not counted as feedback (:data:`FEEDBACK_SET_APART`)."""
+        if not self._paused and count > 0 and reason in FEEDBACK_SET_APART:
+            self._child(self._feedback_apart, reason).inc(count)
 
     def card_suppressed(self, rule: str, reason: str) -> None:
         """A card not shown (snoozed, shadow mode, shown already in this ordering session)."""

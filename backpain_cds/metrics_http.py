@@ -87,13 +87,17 @@ def timed_authenticate(
 
 
 class CountingFeedbackStore:
-    """Stores feedback, then counts its entries by outcome and override reason."""
+    """Stores feedback, then counts the entries stored about cards the service showed, by outcome
+    and override reason; entries kept apart (unknown card) or already stored (a repeat) are
+    counted apart, never in those statistics."""
 
     def __init__(self, store: FeedbackStore, metrics: Metrics) -> None:
         self._store = store
         self._metrics = metrics
 
     def save_feedback(self, service_id: str, entries: t.Sequence[FeedbackEntry]) -> FeedbackSaved:
-        stored = self._store.save_feedback(service_id, entries)
-        self._metrics.feedback(entries)
-        return stored
+        saved = self._store.save_feedback(service_id, entries)
+        self._metrics.feedback([entries[i] for i in saved.stored_entries])
+        self._metrics.feedback_set_apart("unmatched", saved.unmatched)
+        self._metrics.feedback_set_apart("repeat", len(entries) - saved.stored - saved.unmatched)
+        return saved

@@ -191,8 +191,9 @@ class SqlStore:
                 issued = {row.card_uuid: row for row in conn.execute(self._issued_query(service_id, uuids))}
                 known = self._insert_ignore(feedback, ["card_uuid", "outcome"])
                 unknown = self._insert_ignore(feedback_unmatched, ["card_uuid", "outcome"])
-                stored = unmatched = 0
-                for e in entries:
+                unmatched = 0
+                stored_entries: list[int] = []
+                for position, e in enumerate(entries):
                     row = {
                         "service_id": service_id,
                         "card_uuid": e.card_uuid,
@@ -206,13 +207,12 @@ class SqlStore:
                     }
                     card = issued.get(e.card_uuid)
                     if card is not None:
-                        new = len(conn.execute(known, row).all())
-                        stored += new
-                        if new:
+                        if conn.execute(known, row).all():
+                            stored_entries.append(position)
                             self._maybe_snooze(conn, card, e, service_id, now)
                     else:
                         unmatched += len(conn.execute(unknown, row).all())
-                return FeedbackSaved(stored, unmatched)
+                return FeedbackSaved(len(stored_entries), unmatched, tuple(stored_entries))
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot store feedback: {exc.__class__.__name__}") from exc
 

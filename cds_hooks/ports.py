@@ -86,6 +86,9 @@ class FeedbackSaved(t.NamedTuple):
 
     stored: int  #: new rows about cards this service issued
     unmatched: int  #: new rows naming card uuids it never issued (kept apart)
+    #: positions (in the entries given) of the entries stored as new rows about issued cards:
+    #: the only feedback the statistics count
+    stored_entries: tuple[int, ...] = ()
 
 
 class FeedbackStore(t.Protocol):

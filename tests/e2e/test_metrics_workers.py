@@ -142,6 +142,7 @@ def test_one_scrape_shows_the_sums_over_both_workers(live, fhir, catalog):
               [overridden(gcsf[6], {"reason": {"code": "snooze-cycle"}}),
                overridden(gcsf[7], {"reason": {"code": f"code-{SECRET}"}})],
               [overridden(gcsf[8], {"userComment": f"note {SECRET}"})]]
+    posts += [[posts[0][0], {**posts[0][0], "card": f"card-{SECRET}"}]]  # a repeat and a uuid never issued
     for entries in posts:
         assert _post(live, f"/cds-services/{PV}/feedback", {"feedback": entries}).status_code == 200
 
@@ -159,6 +160,7 @@ def test_one_scrape_shows_the_sums_over_both_workers(live, fhir, catalog):
     assert by_label(found, "backpain_cds_feedback_total", "outcome", "override_reason") == {
         ("accepted", "none"): 3, ("overridden", "snooze-cycle"): 2, ("overridden", "other"): 1,
         ("overridden", "none"): 1}
+    assert by_label(found, "backpain_cds_feedback_set_apart_total", "reason") == {("unmatched",): 1, ("repeat",): 1}
     prefetch = Counter(_expected_prefetch(catalog, bodies + extra + [fetched, missing]))
     for key in service.prefetch:
         if key != "patient":

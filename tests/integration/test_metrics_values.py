@@ -90,6 +90,9 @@ def test_exact_values_after_a_known_sequence(fhir_app):
                 {"card": cards[1]["uuid"], "outcome": "overridden", "overrideReason": {"reason": {"code": "snooze-cycle"}},
                  "outcomeTimestamp": TS}]
     assert client.post(f"/cds-services/{PV}/feedback", json={"feedback": feedback}).status_code == 200
+    # the same again (a client's retry), and one naming a card never issued: neither is feedback
+    assert client.post(f"/cds-services/{PV}/feedback", json={"feedback": feedback[:1] + [
+        {**feedback[0], "card": "never-issued"}]}).status_code == 200
 
     found = samples(_metrics(client))
     assert by_label(found, "backpain_cds_hook_calls_total", "service", "hook", "status") == {
@@ -101,6 +104,7 @@ def test_exact_values_after_a_known_sequence(fhir_app):
         ("gcsf-bone-pain", "info"): 3, ("mscc-red-flags", "critical"): 1}
     assert by_label(found, "backpain_cds_feedback_total", "outcome", "override_reason") == {
         ("accepted", "none"): 1, ("overridden", "snooze-cycle"): 1}
+    assert by_label(found, "backpain_cds_feedback_set_apart_total", "reason") == {("unmatched",): 1, ("repeat",): 1}
     keys = sorted(app.extensions["backpain_cds"]["service"].catalog.resolve(PV, "patient-view").prefetch)
     prefetch = by_label(found, "backpain_cds_prefetch_total", "key", "outcome")
     assert prefetch[("patient", "supplied")] == 6  # four full prefetches, the fetched call, the 412
@@ -147,7 +151,9 @@ def test_no_patient_data_in_any_label(fhir_app):
     for leaked in (SECRET, hook_instance, card, "example.org", "127.0.0.1"):
         assert leaked not in text
     found = samples(text)
-    assert by_label(found, "backpain_cds_feedback_total", "outcome", "override_reason") == {("overridden", "other"): 2}
+    # the card issued: counted (its code is not ours: "other"); the forged uuid: set apart
+    assert by_label(found, "backpain_cds_feedback_total", "outcome", "override_reason") == {("overridden", "other"): 1}
+    assert by_label(found, "backpain_cds_feedback_set_apart_total", "reason") == {("unmatched",): 1}
     assert total(found, "backpain_cds_hook_calls_total", service="unknown") == 1
 
 

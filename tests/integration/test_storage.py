@@ -57,7 +57,7 @@ def test_the_same_card_and_outcome_twice_is_one_row(sql_store):
 
 def test_a_duplicate_inside_one_body_is_stored_once(sql_store):
     card = _issued(sql_store, "gcsf-order-review")
-    assert sql_store.save_feedback("gcsf-order-review", [_entry(card), _entry(card)]) == (1, 0)
+    assert sql_store.save_feedback("gcsf-order-review", [_entry(card), _entry(card)]) == (1, 0, (0,))
 
 
 def test_feedback_on_a_card_never_issued_is_kept_apart(sql_store):
@@ -67,10 +67,10 @@ def test_feedback_on_a_card_never_issued_is_kept_apart(sql_store):
     saved = sql_store.save_feedback(
         "back-pain-after-chemo", [_entry(issued), _entry(forged), _entry(elsewhere)]
     )
-    assert saved == (1, 2)
+    assert saved == (1, 2, (0,))  # the first entry is the one the statistics count
     assert [r["card_uuid"] for r in sql_store.feedback_rows()] == [issued]
     assert sorted(r["card_uuid"] for r in sql_store.unmatched_feedback_rows()) == sorted([forged, elsewhere])
-    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(forged)]) == (0, 0)
+    assert sql_store.save_feedback("back-pain-after-chemo", [_entry(forged)]) == (0, 0, ())
 
 
 def test_jti_is_accepted_once_until_it_expires(sql_store):

@@ -25,6 +25,7 @@ FAMILIES: dict[str, frozenset[str]] = {
     "backpain_cds_cards": frozenset({"rule", "indicator"}),
     "backpain_cds_cards_suppressed": frozenset({"rule", "reason"}),
     "backpain_cds_feedback": frozenset({"outcome", "override_reason"}),
+    "backpain_cds_feedback_set_apart": frozenset({"reason"}),
     "backpain_cds_prefetch": frozenset({"key", "outcome"}),
     "backpain_cds_deadline_exceeded": frozenset({"service"}),
     "backpain_cds_errors": frozenset({"status"}),
@@ -71,7 +72,7 @@ def label_problems(text: str, *, services: t.Iterable[str], prefetch_keys: t.Ite
         "override_reason": set(override_codes) | {"other", "none"},
         "key": set(prefetch_keys),
         "stage": STAGES,
-        "reason": {"snooze", "shadow", "duplicate", "other"},
+        "reason": {"snooze", "shadow", "duplicate", "other", "unmatched", "repeat"},
     }
     outcomes = {"backpain_cds_feedback": {"accepted", "overridden"},
                 "backpain_cds_prefetch": {"supplied", "null", "fetched", "failed"}}
