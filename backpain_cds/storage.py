@@ -120,6 +120,12 @@ seen_jti = sa.Table(
 )
 
 
+#: the hot statements, built once (a statement built per call costs more than running it)
+_ACTIVE_SNOOZES = sa.select(snooze.c.rule_id, snooze.c.indicator, snooze.c.evidence, snooze.c.expires_at).where(
+    snooze.c.patient_id == sa.bindparam("patient_id"), snooze.c.expires_at > sa.bindparam("now"))
+_INSERT_CALL = hook_call.insert()
+
+
 class StorageError(RuntimeError):
     """The database could not be reached or refused the write."""
 
@@ -170,7 +176,7 @@ class SqlStore:
         with self.engine.connect() as conn:
             conn.execute(card_audit.insert(), [row])
             conn.execute(self._issued_query("warm-up", ["warm-up"]))
-            conn.execute(self._snooze_query("warm-up", ["warm-up"], now))
+            conn.execute(_ACTIVE_SNOOZES, {"patient_id": "warm-up", "now": now})
             conn.execute(seen_jti.delete().where(seen_jti.c.iss == "warm-up", seen_jti.c.jti == "warm-up",
                                                  seen_jti.c.expires_at < now))
             conn.execute(self._insert_ignore(seen_jti, ["iss", "jti"]),
@@ -292,19 +298,14 @@ class SqlStore:
             return [dict(row._mapping) for row in result]
 
     # --- SuppressionLookup -----------------------------------------------------------------
-    def _snooze_query(self, patient_id: str, rule_ids: t.Collection[str], now: datetime) -> t.Any:
-        c = snooze.c
-        return sa.select(c.rule_id, c.indicator, c.evidence, c.expires_at).where(
-            c.patient_id == patient_id, c.rule_id.in_(list(rule_ids)), c.expires_at > now)
-
     def active_snoozes(self, patient_id: str, rule_ids: t.Collection[str], now: datetime) -> list[Snooze]:
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(self._snooze_query(patient_id, rule_ids, now)).all()
+                rows = conn.execute(_ACTIVE_SNOOZES, {"patient_id": patient_id, "now": now}).all()
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot read the snoozes: {exc.__class__.__name__}") from exc
         return [Snooze(r.rule_id, r.indicator, frozenset(json.loads(r.evidence)), _aware(r.expires_at))
-                for r in rows]
+                for r in rows if r.rule_id in rule_ids]
 
     def earlier_cards(
         self, patient_id: str, rule_ids: t.Collection[str], *, hook: str, since: datetime,
@@ -334,11 +335,11 @@ class SqlStore:
     def record_call(self, record: HookCallRecord) -> None:
         try:
             with self.engine.begin() as conn:
-                conn.execute(hook_call.insert(), [{
+                conn.execute(_INSERT_CALL, {
                     "received_at": record.received_at, "service_id": record.service_id, "hook": record.hook,
                     "status": record.status, "duration_ms": record.duration_ms,
                     "deadline_exceeded": record.deadline_exceeded, "cards": record.cards,
-                }])
+                })
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot write the call log: {exc.__class__.__name__}") from exc
 
