@@ -68,12 +68,12 @@ def seeded(store):
     assert store.save_feedback(CHEMO, [
         FeedbackEntry("card-1", "overridden", at("2026-01-02T05:00:00Z"), override_code="snooze-cycle"),
         FeedbackEntry("card-2", "accepted", at("2026-01-02T05:00:00Z")),  # a shadow card: kept apart
-    ]) == (1, 1)
+    ]) == (1, 1, (0,))
     assert store.save_feedback(REVIEW, [
         FeedbackEntry("card-4", "overridden", at("2026-01-05T00:20:00Z"), override_code="not-relevant"),
         FeedbackEntry("card-4", "accepted", at("2026-01-05T00:10:00Z"), accepted_suggestions=("s-1",)),
         FeedbackEntry("never-issued", "accepted", at("2026-01-06T00:00:00Z")),
-    ]) == (2, 1)
+    ]) == (2, 1, (0, 1))
     # received one minute after the outcome (the service stamps its own clock: fixed here)
     with store.engine.begin() as conn:
         for table in (feedback, feedback_unmatched):

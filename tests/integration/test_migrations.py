@@ -122,7 +122,7 @@ def test_a_database_of_the_previous_release_is_adopted_with_its_rows(store, smar
     assert _differences(store.engine) == []
     # The service reads the old rows: feedback on the old card is matched, the old jti is a replay.
     saved = store.save_feedback("back-pain-after-chemo", [FeedbackEntry("card-legacy-1", "overridden", T0)])
-    assert saved == (1, 0)
+    assert saved == (1, 0, (0,))
     assert store.remember("https://ehr.example.org", "jti-legacy", datetime.now(UTC) + timedelta(hours=1)) is False
 
 
