@@ -21,8 +21,8 @@ from backpain_cds.warm import warm_up
 from tests.support import hook_requests as hr
 from tests.support.http_recorder import CannedResponse
 from tests.support.metrics_text import samples, total
+from tests.support.signed_app import signed_app
 from tools.harness import scenarios
-from tools.harness.jwt_factory import JwksServer, TestSigner
 
 PV = "back-pain-after-chemo"
 
@@ -122,19 +122,11 @@ def test_a_failing_write_never_changes_the_response_and_is_logged_once(app, clie
 
 
 def test_a_refused_client_is_logged_as_401(tmp_path):
-    signer = TestSigner("ES384", iss="https://ehr.example.org")
-    base = "https://cds.example.org"
-    with JwksServer(signer.jwks()) as jwks:
-        app = create_app(Settings.from_mapping({
-            "public_base_url": base,
-            "database_url": f"sqlite:///{tmp_path / 'signed.sqlite3'}",
-            "auth": {"trusted_clients": [{"iss": "https://ehr.example.org", "jwks_url": jwks.url}]},
-        }))
-        client = app.test_client()
+    with signed_app(tmp_path / "signed.sqlite3") as signed:
+        app, client = signed.app, signed.app.test_client()
         path = f"/cds-services/{PV}"
         body = hr.patient_view(prefetch=hr.nothing_found_prefetch(scenarios.patient("p1")))
-        assert _post(client, path, json=body, headers={"Authorization": f"Bearer {signer.token(base + path)}"}
-                     ).status_code == 200
+        assert _post(client, path, json=body, headers=signed.bearer(path)).status_code == 200
         assert _post(client, path, json=body).status_code == 401
         assert _post(client, "/cds-services/nope", json=body).status_code == 401  # auth first: not ours to log
     assert [(r["service_id"], r["hook"], r["status"]) for r in _rows(app)] == [

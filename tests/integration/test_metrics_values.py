@@ -17,8 +17,8 @@ from backpain_cds.settings import Settings
 from tests.support import hook_requests as hr
 from tests.support.http_recorder import CannedResponse
 from tests.support.metrics_text import by_label, label_problems, samples, total
+from tests.support.signed_app import signed_app
 from tools.harness import scenarios
-from tools.harness.jwt_factory import JwksServer, TestSigner
 
 PV = "back-pain-after-chemo"
 TS = "2026-01-02T03:04:05Z"
@@ -158,19 +158,11 @@ def test_no_patient_data_in_any_label(fhir_app):
 
 
 def test_signed_mode_times_the_client_check_and_counts_refusals(tmp_path):
-    signer = TestSigner("ES384", iss="https://ehr.example.org")
-    base = "https://cds.example.org"
-    with JwksServer(signer.jwks()) as jwks:
-        app = create_app(Settings.from_mapping({
-            "public_base_url": base,
-            "database_url": f"sqlite:///{tmp_path / 'signed.sqlite3'}",
-            "auth": {"trusted_clients": [{"iss": "https://ehr.example.org", "jwks_url": jwks.url}]},
-        }))
-        client = app.test_client()
+    with signed_app(tmp_path / "signed.sqlite3") as signed:
+        client = signed.app.test_client()
         path = f"/cds-services/{PV}"
         body = hr.patient_view(prefetch=hr.nothing_found_prefetch(scenarios.patient("p1")))
-        ok = client.post(path, json=body, headers={"Authorization": f"Bearer {signer.token(base + path)}"})
-        assert ok.status_code == 200
+        assert client.post(path, json=body, headers=signed.bearer(path)).status_code == 200
         assert client.post(path, json=body).status_code == 401
         assert client.post(path, json=body, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
         found = samples(_metrics(client))
