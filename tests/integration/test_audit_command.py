@@ -266,13 +266,41 @@ def test_an_empty_postgresql_database_is_refused_and_left_empty(fresh_postgres_u
     engine.dispose()
 
 
-def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path, monkeypatch, capsys):
+NO_FILE = "no such file (check database_url, or create the database with `backpain-cds migrate`)"
+
+
+@pytest.mark.parametrize("argv", [["audit"], ["audit", "--format", "json"], ["purge"], ["purge", "--dry-run"]])
+@pytest.mark.parametrize("form", ["absolute", "relative", "file-uri"])
+def test_a_missing_sqlite_file_is_named_in_one_line_and_not_created(tmp_path, monkeypatch, capsys, argv, form):
     path = tmp_path / "absent.sqlite3"
-    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{path}")
-    assert main(["audit"]) == 2
-    assert capsys.readouterr().err == ("backpain-cds: error: the database has no backpain-cds tables yet: "
-                                       "run `backpain-cds migrate` first (or `backpain-cds serve --migrate`)\n")
-    assert not path.exists()
+    monkeypatch.chdir(tmp_path)
+    url = {"absolute": f"sqlite:///{path}", "relative": "sqlite:///absent.sqlite3",
+           "file-uri": f"sqlite:///file:{path}?uri=true"}[form]
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", url)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"backpain-cds: error: no database at {path}: {NO_FILE}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("subcommand", ["audit", "purge"])
+def test_a_sqlite_path_in_a_missing_directory_or_naming_a_directory_is_one_line(tmp_path, monkeypatch, capsys,
+                                                                                 subcommand):
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'nodir' / 'cds.sqlite3'}")
+    assert main([subcommand]) == 2
+    assert capsys.readouterr().err == (f"backpain-cds: error: no database at {tmp_path / 'nodir' / 'cds.sqlite3'}: "
+                                       f"no such directory {tmp_path / 'nodir'} (check database_url)\n")
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{tmp_path}")
+    assert main([subcommand]) == 2
+    assert capsys.readouterr().err == (f"backpain-cds: error: no database at {tmp_path}: that is a directory "
+                                       "(check database_url)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a file: URI is a SQLite form
+def test_a_file_uri_database_that_exists_is_read(seeded, db_url, monkeypatch, capsys):
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", db_url.replace("sqlite:///", "sqlite:///file:") + "?uri=true")
+    assert run(capsys) == (0, TEXT, "")
 
 
 def test_the_audit_logs_nothing_about_patients(seeded, capsys, caplog):
