@@ -66,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--from", dest="from_revision", metavar="REV",
                          help="with --sql: the revision the database is at (default: an empty database)")
     migrate.add_argument("--check", action="store_true",
-                         help="only say where the database stands: exit 0 current, 1 needs migrating, "
-                              "2 newer or unusable")
+                         help="only say where the database stands, changing nothing (a missing SQLite "
+                              "file is not created): exit 0 current, 1 needs migrating (or no database "
+                              "yet), 2 newer or unusable")
     migrate.set_defaults(handler=_migrate)
 
     discovery = sub.add_parser("discovery", help="print the discovery JSON")
@@ -115,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_in(args: argparse.Namespace) -> int:
     from backpain_cds.app import create_app
     from backpain_cds.logs import configure_logging
-    from backpain_cds.schema import upgrade
+    from backpain_cds.schema import missing_sqlite_file, upgrade
     from backpain_cds.server import run_gunicorn
     from backpain_cds.settings import check_bind_allowed
     from backpain_cds.storage import SqlStore, StorageError
@@ -127,6 +128,9 @@ def _serve_in(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
     _check_port_free(args.host, args.port)  # before create_app: a failed start creates no database file
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None and not missing.creatable:  # a missing file is created; a missing directory not
+        raise CliError(str(missing))
     try:
         store = SqlStore(settings.database_url)
         if args.migrate:
@@ -149,7 +153,7 @@ def _log_migration(before: t.Any, after: t.Any) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from backpain_cds.schema import State, status, upgrade, upgrade_sql
+    from backpain_cds.schema import State, missing_sqlite_file, status, upgrade, upgrade_sql
     from backpain_cds.storage import SqlStore, StorageError
 
     if args.from_revision and not args.sql:
@@ -161,6 +165,14 @@ def _migrate(args: argparse.Namespace) -> int:
         if args.sql:
             upgrade_sql(settings.database_url, sys.stdout, from_revision=args.from_revision)
             return 0
+        # connecting creates a missing SQLite file: --check must not, and neither can make one
+        # in a directory that is not there
+        missing = missing_sqlite_file(settings.database_url)
+        if missing is not None and args.check:
+            print(missing)
+            return 1 if missing.creatable else 2
+        if missing is not None and not missing.creatable:
+            raise CliError(str(missing))
         store = SqlStore(settings.database_url)
         try:
             if args.check:
