@@ -53,7 +53,8 @@ def register(sub: t.Any) -> None:
                            description=AUDIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     audit.add_argument("--config")
     audit.add_argument("--patient", metavar="ID", help="only this patient id")
-    audit.add_argument("--rule", metavar="R", help="only this rule id")
+    audit.add_argument("--rule", metavar="R", help="only this rule id (one of the engine's, or one found in "
+                                                   "the audit)")
     audit.add_argument("--since", metavar="DATE", help="cards produced at or after DATE")
     audit.add_argument("--until", metavar="DATE", help="cards produced before DATE")
     audit.add_argument("--format", choices=("text", "json", "csv"), default="text",
@@ -86,6 +87,7 @@ def _one_line_errors(handler: t.Callable[[argparse.Namespace], int]) -> t.Callab
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from assessment.config import RULE_IDS
     from backpain_cds import audit_log
 
     since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
@@ -94,6 +96,9 @@ def _audit(args: argparse.Namespace) -> int:
     where = audit_log.AuditFilter(patient_id=args.patient, rule_id=args.rule, since=since, until=until)
     engine = _open(Settings.load(args.config, environ=os.environ))
     try:
+        # a mistyped rule id is named, not answered with an empty audit
+        if args.rule is not None and args.rule not in RULE_IDS and not audit_log.rule_is_audited(engine, args.rule):
+            raise CommandError(f"unknown rule id {args.rule!r} (known: {', '.join(sorted(RULE_IDS))})")
         rows = audit_log.read_audit(engine, where)
         if args.format == "json":
             audit_log.write_json(rows, sys.stdout)

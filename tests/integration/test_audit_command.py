@@ -181,6 +181,23 @@ def test_every_filter(seeded, capsys, argv, expected):
     assert _uuids(capsys, *argv) == expected
 
 
+KNOWN_RULES = ("back-pain-supportive-care, gcsf-bone-pain, gcsf-order-dose-review, mscc-red-flags, "
+               "nsaid-caution-post-chemo, progressive-back-pain")
+
+
+@pytest.mark.parametrize("rule", ["gcsf-bone-pian", "GCSF-BONE-PAIN", ""])
+def test_an_unknown_rule_id_is_one_line_listing_the_known_ones(seeded, capsys, rule):
+    assert run(capsys, "--rule", rule) == (
+        2, "", f"backpain-cds: error: unknown rule id {rule!r} (known: {KNOWN_RULES})\n")
+
+
+def test_a_rule_of_the_engine_with_no_card_is_an_empty_audit_and_a_retired_rule_found_in_it_is_listed(seeded, capsys):
+    assert _uuids(capsys, "--rule", "nsaid-caution-post-chemo") == []
+    seeded.record_cards([CardAuditRecord("card-5", CHEMO, "patient-view", "hi-5", "retired-rule", "0.9.0", "info",
+                                         "p4", at("2026-01-06T00:00:00Z"))])
+    assert _uuids(capsys, "--rule", "retired-rule") == ["card-5"]
+
+
 def test_the_text_summary_counts_the_filtered_rows_and_the_unmatched_feedback_of_the_period(seeded, capsys):
     code, out, _ = run(capsys, "--patient", "p1", "--since", "2026-01-02", "--until", "2026-01-03")
     assert code == 0
