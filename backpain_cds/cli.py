@@ -2,13 +2,16 @@
 purge: backpain_cds/audit_commands.py; report: backpain_cds/report/command.py).
 
 Exit status: 0 success; 1 a check failed (``replay --expect`` mismatch, ``check-config``
-problems, ``migrate --check`` on a database that needs migrating); 2 bad input, configuration
-or database schema (one clear line on stderr).
+problems, ``migrate --check`` on a database that needs migrating or a SQLite file not there
+yet); 2 bad input, configuration or database schema (one clear line on stderr); 141 the reader
+of standard output went away (``backpain-cds audit | head -1``: quietly, as 128 + SIGPIPE, the
+status a shell shows for ``cat`` in the same place).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import typing as t
 from datetime import datetime
@@ -31,7 +34,11 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then the BrokenPipeError below
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
     except CliError as exc:
         print(f"backpain-cds: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -40,6 +47,22 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+#: the exit status when standard output's reader has gone (128 + SIGPIPE)
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> int:
+    """Stop quietly once the reader of stdout has closed it (the recipe of the Python docs,
+    "Note on SIGPIPE"): stdout goes to /dev/null so that the interpreter's last flush at exit
+    cannot fail again and print "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests capture it)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:

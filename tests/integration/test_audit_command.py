@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -326,3 +330,27 @@ def test_the_audit_logs_nothing_about_patients(seeded, capsys, caplog):
         assert run(capsys, "--format", fmt)[0] == 0
     assert [r for r in caplog.records if r.name.startswith("backpain_cds")] == []
     assert not [r for r in caplog.records if any(p in r.getMessage() for p in ("p1", "p2", "p3", "card-"))]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("fmt", "first_line"), [
+    ("text", "TIME                  PATIENT         RULE            VERSION"), ("json", "["), ("csv", CSV.splitlines()[0])])
+def test_a_reader_that_stops_early_ends_the_command_quietly_with_141(store, db_url, fmt, first_line):
+    """``backpain-cds audit | head -1``: the real command in a subprocess, its stdout read by a
+    reader that closes the pipe after one line, long before the output (far more than a pipe
+    holds) is written: no traceback, exit status 141 (128 + SIGPIPE)."""
+    start = at("2026-01-01T00:00:00Z")
+    store.record_cards([
+        CardAuditRecord(f"card-{i:04d}", CHEMO, "patient-view", f"hi-{i}", "gcsf-bone-pain", "1.0.0", "info",
+                        f"synthetic-{i:04d}", start + timedelta(seconds=i)) for i in range(3000)])
+    script = Path(sys.executable).with_name("backpain-cds")  # the console script, as an operator runs it
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "backpain_cds.cli"]
+    reader = subprocess.Popen([*command, "audit", "--format", fmt], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=os.environ.copy())
+    assert reader.stdout is not None and reader.stderr is not None
+    first = reader.stdout.readline().decode()
+    reader.stdout.close()
+    err = reader.stderr.read().decode()
+    reader.stderr.close()
+    assert (reader.wait(timeout=120), err) == (141, "")
+    assert first.startswith(first_line)
