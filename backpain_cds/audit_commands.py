@@ -2,8 +2,9 @@
 
 Both read the database URL like the other commands (``--config``, ``$BACKPAIN_CDS_CONFIG``,
 ``$BACKPAIN_CDS_DATABASE_URL``) and refuse a database not at this release's schema revision
-with the line ``serve`` uses; neither creates a database. A problem is one line on stderr,
-exit status 2. Nothing here logs: the audit's output holds patient ids and goes to stdout only.
+with the line ``serve`` uses; neither creates a database (a SQLite file that is not there is
+``no database at <path>: ...``). A problem is one line on stderr, exit status 2. Nothing
+here logs: the audit's output holds patient ids and goes to stdout only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import re
 import sys
 import typing as t
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from backpain_cds.settings import Settings
 
@@ -53,7 +53,8 @@ def register(sub: t.Any) -> None:
                            description=AUDIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     audit.add_argument("--config")
     audit.add_argument("--patient", metavar="ID", help="only this patient id")
-    audit.add_argument("--rule", metavar="R", help="only this rule id")
+    audit.add_argument("--rule", metavar="R", help="only this rule id (one of the engine's, or one found in "
+                                                   "the audit)")
     audit.add_argument("--since", metavar="DATE", help="cards produced at or after DATE")
     audit.add_argument("--until", metavar="DATE", help="cards produced before DATE")
     audit.add_argument("--format", choices=("text", "json", "csv"), default="text",
@@ -86,6 +87,7 @@ def _one_line_errors(handler: t.Callable[[argparse.Namespace], int]) -> t.Callab
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from assessment.config import RULE_IDS
     from backpain_cds import audit_log
 
     since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
@@ -94,6 +96,9 @@ def _audit(args: argparse.Namespace) -> int:
     where = audit_log.AuditFilter(patient_id=args.patient, rule_id=args.rule, since=since, until=until)
     engine = _open(Settings.load(args.config, environ=os.environ))
     try:
+        # a mistyped rule id is named, not answered with an empty audit
+        if args.rule is not None and args.rule not in RULE_IDS and not audit_log.rule_is_audited(engine, args.rule):
+            raise CommandError(f"unknown rule id {args.rule!r} (known: {', '.join(sorted(RULE_IDS))})")
         rows = audit_log.read_audit(engine, where)
         if args.format == "json":
             audit_log.write_json(rows, sys.stdout)
@@ -148,16 +153,12 @@ def parse_date(value: str | None, option: str) -> datetime | None:
 
 def _open(settings: Settings) -> sa.Engine:
     """The database's engine, once its schema is this release's; never creates a database."""
-    import sqlalchemy as sa
-
-    from backpain_cds.schema import MIGRATE_HINT, SchemaError, State, status
+    from backpain_cds.schema import MIGRATE_HINT, SchemaError, State, missing_sqlite_file, status
     from backpain_cds.storage import SqlStore
 
-    url = sa.engine.make_url(settings.database_url) if _parsable(settings.database_url) else None
-    if url is not None and url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if database not in ("", ":memory:") and not database.startswith("file:") and not Path(database).exists():
-            raise SchemaError(f"the database has no backpain-cds tables yet: {MIGRATE_HINT}")
+    missing = missing_sqlite_file(settings.database_url)  # SQLite would create the file on connect
+    if missing is not None:
+        raise CommandError(str(missing))
     engine = SqlStore(settings.database_url).engine
     try:
         found = status(engine)
@@ -169,13 +170,3 @@ def _open(settings: Settings) -> sa.Engine:
         engine.dispose()
         raise
     return engine
-
-
-def _parsable(url: str) -> bool:
-    import sqlalchemy as sa
-
-    try:
-        sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
-        return False
-    return True

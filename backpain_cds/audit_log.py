@@ -105,6 +105,13 @@ def read_audit(engine: sa.Engine, where: AuditFilter) -> list[AuditRow]:
     return rows
 
 
+def rule_is_audited(engine: sa.Engine, rule_id: str) -> bool:
+    """Whether an audit row names ``rule_id`` (so a rule a later release retires stays searchable)."""
+    query = sa.select(sa.literal(1)).select_from(card_audit).where(card_audit.c.rule_id == rule_id).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
 def count_unmatched(engine: sa.Engine, where: AuditFilter) -> int:
     """Feedback entries kept apart (cards never issued or never shown) received in the period.
 

@@ -2,13 +2,16 @@
 purge: backpain_cds/audit_commands.py; report: backpain_cds/report/command.py).
 
 Exit status: 0 success; 1 a check failed (``replay --expect`` mismatch, ``check-config``
-problems, ``migrate --check`` on a database that needs migrating); 2 bad input, configuration
-or database schema (one clear line on stderr).
+problems, ``migrate --check`` on a database that needs migrating or a SQLite file not there
+yet); 2 bad input, configuration or database schema (one clear line on stderr); 141 the reader
+of standard output went away (``backpain-cds audit | head -1``: quietly, as 128 + SIGPIPE, the
+status a shell shows for ``cat`` in the same place).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import typing as t
 from datetime import datetime
@@ -31,7 +34,11 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then the BrokenPipeError below
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
     except CliError as exc:
         print(f"backpain-cds: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -40,6 +47,22 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+#: the exit status when standard output's reader has gone (128 + SIGPIPE)
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> int:
+    """Stop quietly once the reader of stdout has closed it (the recipe of the Python docs,
+    "Note on SIGPIPE"): stdout goes to /dev/null so that the interpreter's last flush at exit
+    cannot fail again and print "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests capture it)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--from", dest="from_revision", metavar="REV",
                          help="with --sql: the revision the database is at (default: an empty database)")
     migrate.add_argument("--check", action="store_true",
-                         help="only say where the database stands: exit 0 current, 1 needs migrating, "
-                              "2 newer or unusable")
+                         help="only say where the database stands, changing nothing (a missing SQLite "
+                              "file is not created): exit 0 current, 1 needs migrating (or no database "
+                              "yet), 2 newer or unusable")
     migrate.set_defaults(handler=_migrate)
 
     discovery = sub.add_parser("discovery", help="print the discovery JSON")
@@ -115,7 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_in(args: argparse.Namespace) -> int:
     from backpain_cds.app import create_app
     from backpain_cds.logs import configure_logging
-    from backpain_cds.schema import upgrade
+    from backpain_cds.schema import missing_sqlite_file, upgrade
     from backpain_cds.server import run_gunicorn
     from backpain_cds.settings import check_bind_allowed
     from backpain_cds.storage import SqlStore, StorageError
@@ -127,6 +151,9 @@ def _serve_in(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
     _check_port_free(args.host, args.port)  # before create_app: a failed start creates no database file
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None and not missing.creatable:  # a missing file is created; a missing directory not
+        raise CliError(str(missing))
     try:
         store = SqlStore(settings.database_url)
         if args.migrate:
@@ -149,7 +176,7 @@ def _log_migration(before: t.Any, after: t.Any) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from backpain_cds.schema import State, status, upgrade, upgrade_sql
+    from backpain_cds.schema import State, missing_sqlite_file, status, upgrade, upgrade_sql
     from backpain_cds.storage import SqlStore, StorageError
 
     if args.from_revision and not args.sql:
@@ -161,6 +188,14 @@ def _migrate(args: argparse.Namespace) -> int:
         if args.sql:
             upgrade_sql(settings.database_url, sys.stdout, from_revision=args.from_revision)
             return 0
+        # connecting creates a missing SQLite file: --check must not, and neither can make one
+        # in a directory that is not there
+        missing = missing_sqlite_file(settings.database_url)
+        if missing is not None and args.check:
+            print(missing)
+            return 1 if missing.creatable else 2
+        if missing is not None and not missing.creatable:
+            raise CliError(str(missing))
         store = SqlStore(settings.database_url)
         try:
             if args.check:

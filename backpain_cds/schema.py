@@ -28,6 +28,8 @@ import enum
 import functools
 import logging
 import typing as t
+import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,55 @@ class SchemaStatus:
             return (f"the database schema is at revision {self.revision}, which this release does not "
                     f"know (its newest is {self.head}): a newer backpain-cds migrated it")
         return f"the database schema is at revision {self.head} (current)"
+
+
+@dataclass(frozen=True)
+class MissingDatabase:
+    """A SQLite ``database_url`` whose file is not there (:func:`missing_sqlite_file`)."""
+
+    path: Path  #: absolute
+    reason: str
+    creatable: bool  #: ``migrate`` would create the file (its directory exists)
+
+    def __str__(self) -> str:
+        return f"no database at {self.path}: {self.reason}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite ``database_url`` names, absolute (as the driver opens it: relative to the
+    working directory); None for another database, an in-memory one, or a URL that does not parse.
+    A ``file:`` URI (``sqlite:///file:PATH?uri=true``) names the file of its path."""
+    try:
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.get_driver_name() != "pysqlite":
+            return None
+        with warnings.catch_warnings():  # query arguments the driver ignores: said when it connects
+            warnings.simplefilter("ignore")
+            (filename, *_), options = parsed.get_dialect()().create_connect_args(parsed)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError):
+        return None
+    if options.get("uri") and filename.startswith("file:"):
+        uri = urllib.parse.urlsplit(filename)
+        if "memory" in urllib.parse.parse_qs(uri.query).get("mode", []):
+            return None
+        filename = urllib.parse.unquote(uri.path)
+    if filename in ("", ":memory:"):
+        return None
+    return Path(filename).absolute()
+
+
+def missing_sqlite_file(url: str) -> MissingDatabase | None:
+    """Why the SQLite file ``url`` names is no database, or None (it exists, or ``url`` names no
+    SQLite file). Read from the file system alone: connecting would create a missing file."""
+    path = sqlite_path(url)
+    if path is None or (path.exists() and not path.is_dir()):
+        return None
+    if path.is_dir():
+        return MissingDatabase(path, "that is a directory (check database_url)", creatable=False)
+    if not path.parent.is_dir():
+        return MissingDatabase(path, f"no such directory {path.parent} (check database_url)", creatable=False)
+    return MissingDatabase(path, "no such file (check database_url, or create the database with "
+                                 "`backpain-cds migrate`)", creatable=True)
 
 
 def model_metadata() -> sa.MetaData:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -181,6 +185,23 @@ def test_every_filter(seeded, capsys, argv, expected):
     assert _uuids(capsys, *argv) == expected
 
 
+KNOWN_RULES = ("back-pain-supportive-care, gcsf-bone-pain, gcsf-order-dose-review, mscc-red-flags, "
+               "nsaid-caution-post-chemo, progressive-back-pain")
+
+
+@pytest.mark.parametrize("rule", ["gcsf-bone-pian", "GCSF-BONE-PAIN", ""])
+def test_an_unknown_rule_id_is_one_line_listing_the_known_ones(seeded, capsys, rule):
+    assert run(capsys, "--rule", rule) == (
+        2, "", f"backpain-cds: error: unknown rule id {rule!r} (known: {KNOWN_RULES})\n")
+
+
+def test_a_rule_of_the_engine_with_no_card_is_an_empty_audit_and_a_retired_rule_found_in_it_is_listed(seeded, capsys):
+    assert _uuids(capsys, "--rule", "nsaid-caution-post-chemo") == []
+    seeded.record_cards([CardAuditRecord("card-5", CHEMO, "patient-view", "hi-5", "retired-rule", "0.9.0", "info",
+                                         "p4", at("2026-01-06T00:00:00Z"))])
+    assert _uuids(capsys, "--rule", "retired-rule") == ["card-5"]
+
+
 def test_the_text_summary_counts_the_filtered_rows_and_the_unmatched_feedback_of_the_period(seeded, capsys):
     code, out, _ = run(capsys, "--patient", "p1", "--since", "2026-01-02", "--until", "2026-01-03")
     assert code == 0
@@ -266,13 +287,41 @@ def test_an_empty_postgresql_database_is_refused_and_left_empty(fresh_postgres_u
     engine.dispose()
 
 
-def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path, monkeypatch, capsys):
+NO_FILE = "no such file (check database_url, or create the database with `backpain-cds migrate`)"
+
+
+@pytest.mark.parametrize("argv", [["audit"], ["audit", "--format", "json"], ["purge"], ["purge", "--dry-run"]])
+@pytest.mark.parametrize("form", ["absolute", "relative", "file-uri"])
+def test_a_missing_sqlite_file_is_named_in_one_line_and_not_created(tmp_path, monkeypatch, capsys, argv, form):
     path = tmp_path / "absent.sqlite3"
-    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{path}")
-    assert main(["audit"]) == 2
-    assert capsys.readouterr().err == ("backpain-cds: error: the database has no backpain-cds tables yet: "
-                                       "run `backpain-cds migrate` first (or `backpain-cds serve --migrate`)\n")
-    assert not path.exists()
+    monkeypatch.chdir(tmp_path)
+    url = {"absolute": f"sqlite:///{path}", "relative": "sqlite:///absent.sqlite3",
+           "file-uri": f"sqlite:///file:{path}?uri=true"}[form]
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", url)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"backpain-cds: error: no database at {path}: {NO_FILE}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("subcommand", ["audit", "purge"])
+def test_a_sqlite_path_in_a_missing_directory_or_naming_a_directory_is_one_line(tmp_path, monkeypatch, capsys,
+                                                                                 subcommand):
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'nodir' / 'cds.sqlite3'}")
+    assert main([subcommand]) == 2
+    assert capsys.readouterr().err == (f"backpain-cds: error: no database at {tmp_path / 'nodir' / 'cds.sqlite3'}: "
+                                       f"no such directory {tmp_path / 'nodir'} (check database_url)\n")
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{tmp_path}")
+    assert main([subcommand]) == 2
+    assert capsys.readouterr().err == (f"backpain-cds: error: no database at {tmp_path}: that is a directory "
+                                       "(check database_url)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a file: URI is a SQLite form
+def test_a_file_uri_database_that_exists_is_read(seeded, db_url, monkeypatch, capsys):
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", db_url.replace("sqlite:///", "sqlite:///file:") + "?uri=true")
+    assert run(capsys) == (0, TEXT, "")
 
 
 def test_the_audit_logs_nothing_about_patients(seeded, capsys, caplog):
@@ -281,3 +330,27 @@ def test_the_audit_logs_nothing_about_patients(seeded, capsys, caplog):
         assert run(capsys, "--format", fmt)[0] == 0
     assert [r for r in caplog.records if r.name.startswith("backpain_cds")] == []
     assert not [r for r in caplog.records if any(p in r.getMessage() for p in ("p1", "p2", "p3", "card-"))]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("fmt", "first_line"), [
+    ("text", "TIME                  PATIENT         RULE            VERSION"), ("json", "["), ("csv", CSV.splitlines()[0])])
+def test_a_reader_that_stops_early_ends_the_command_quietly_with_141(store, db_url, fmt, first_line):
+    """``backpain-cds audit | head -1``: the real command in a subprocess, its stdout read by a
+    reader that closes the pipe after one line, long before the output (far more than a pipe
+    holds) is written: no traceback, exit status 141 (128 + SIGPIPE)."""
+    start = at("2026-01-01T00:00:00Z")
+    store.record_cards([
+        CardAuditRecord(f"card-{i:04d}", CHEMO, "patient-view", f"hi-{i}", "gcsf-bone-pain", "1.0.0", "info",
+                        f"synthetic-{i:04d}", start + timedelta(seconds=i)) for i in range(3000)])
+    script = Path(sys.executable).with_name("backpain-cds")  # the console script, as an operator runs it
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "backpain_cds.cli"]
+    reader = subprocess.Popen([*command, "audit", "--format", fmt], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=os.environ.copy())
+    assert reader.stdout is not None and reader.stderr is not None
+    first = reader.stdout.readline().decode()
+    reader.stdout.close()
+    err = reader.stderr.read().decode()
+    reader.stderr.close()
+    assert (reader.wait(timeout=120), err) == (141, "")
+    assert first.startswith(first_line)

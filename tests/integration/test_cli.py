@@ -271,3 +271,12 @@ def test_serve_that_fails_on_knowledge_or_configuration_leaves_no_database_file(
     assert result.returncode == 2, result.stderr
     assert error in result.stderr
     assert not list(database.parent.iterdir()), "a failed start must not create the SQLite file"
+
+
+def test_serve_on_a_sqlite_path_in_a_missing_directory_is_one_line(tmp_path):
+    database = tmp_path / "nodir" / "cds.sqlite3"
+    result = _serve_without_gunicorn(tmp_path, _write(tmp_path, "c.toml", f'database_url = "sqlite:///{database}"\n'))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (f"backpain-cds: error: no database at {database}: no such directory "
+                                              f"{database.parent} (check database_url)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]

@@ -260,6 +260,8 @@ def test_migrate_sql_from_a_revision_that_does_not_exist_is_one_line(monkeypatch
 # --- migrate, connected ----------------------------------------------------------------------
 
 def test_migrate_command_reports_each_state(db_url, store, monkeypatch, capsys):
+    with store.engine.connect():
+        pass  # an empty database: on SQLite, a file with no table
     monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", db_url)
     assert main(["migrate", "--check"]) == 1
     assert capsys.readouterr().out == "the database has no backpain-cds tables yet\n"
@@ -275,6 +277,40 @@ def test_migrate_command_reports_each_state(db_url, store, monkeypatch, capsys):
     assert main(["migrate"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "refusing to migrate it" in err
+
+
+NO_FILE = "no such file (check database_url, or create the database with `backpain-cds migrate`)"
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative", "file-uri"])
+def test_migrate_check_on_a_missing_sqlite_file_says_so_exits_1_and_creates_nothing(tmp_path, monkeypatch, capsys,
+                                                                                    form):
+    path = tmp_path / "absent.sqlite3"
+    monkeypatch.chdir(tmp_path)
+    url = {"absolute": f"sqlite:///{path}", "relative": "sqlite:///absent.sqlite3",
+           "file-uri": f"sqlite:///file:{path}?uri=true"}[form]
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", url)
+    assert main(["migrate", "--check"]) == 1
+    assert capsys.readouterr() == (f"no database at {path}: {NO_FILE}\n", "")
+    assert list(tmp_path.iterdir()) == []
+    assert main(["migrate"]) == 0  # what the line says to do
+    assert capsys.readouterr().out == f"migrated the database from empty to revision {HEAD}\n"
+    assert main(["migrate", "--check"]) == 0
+    assert capsys.readouterr() == (f"the database schema is at revision {HEAD} (current)\n", "")
+
+
+def test_a_sqlite_path_migrate_cannot_create_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    absent = tmp_path / "nodir" / "cds.sqlite3"
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{absent}")
+    line = f"no database at {absent}: no such directory {absent.parent} (check database_url)"
+    assert main(["migrate", "--check"]) == 2
+    assert capsys.readouterr() == (line + "\n", "")
+    assert main(["migrate"]) == 2
+    assert capsys.readouterr() == ("", f"backpain-cds: error: {line}\n")
+    monkeypatch.setenv("BACKPAIN_CDS_DATABASE_URL", f"sqlite:///{tmp_path}")
+    assert main(["migrate"]) == 2
+    assert capsys.readouterr().err == f"backpain-cds: error: no database at {tmp_path}: that is a directory (check database_url)\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_migrate_adopts_a_previous_release_database(db_url, store, monkeypatch, capsys):
