@@ -71,7 +71,7 @@ def read_report(engine: sa.Engine, win: Window, *, generated_at: datetime | None
     from assessment.config import RULE_IDS
 
     with engine.connect() as conn:
-        return build_report(win, queries.cards(conn, win), queries.feedback_on_shown_cards(conn, win),
+        return build_report(win, queries.cards(conn, win), queries.feedback_on_returned_cards(conn, win),
                             queries.calls(conn, win), queries.unmatched_feedback(conn, win),
                             known_rules=RULE_IDS, generated_at=generated_at)
 

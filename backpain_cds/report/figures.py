@@ -1,8 +1,8 @@
 """The figures of the governance report, from the rows of one window (README "Governance report").
 
-Per rule, about the cards *created* in the window: fired (cards produced), shown, shadow,
-suppressed (by reason), the feedback on the shown ones (whenever it arrived), the acceptance rate
-and the median time to feedback. Per service, about the hook calls *received* in the window:
+Per rule, about the cards *created* in the window: fired (cards produced), returned (to the EHR,
+for the clinician), shadow, suppressed (by reason), the feedback on the returned ones (whenever
+it arrived), the acceptance rate and the median time to feedback. Per service, about the hook calls *received* in the window:
 calls, latency percentiles, the 412 rate and the calls past their deadline. Feedback naming a
 card the service never showed is counted apart (received in the window), never in the figures.
 """
@@ -67,8 +67,8 @@ def iso_week(moment: t.Any) -> str:
 @dataclass
 class RuleFigures:
     rule: str
-    fired: int = 0  #: cards produced (shown + shadow + suppressed)
-    shown: int = 0
+    fired: int = 0  #: cards produced (returned + shadow + suppressed)
+    returned: int = 0  #: returned to the EHR: not shadow, not suppressed
     shadow: int = 0
     suppressed: int = 0
     suppressed_by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUPPRESS_REASONS, 0))
@@ -80,7 +80,8 @@ class RuleFigures:
 
     @property
     def acceptance_rate(self) -> float | None:
-        """accepted / (accepted + overridden); None without feedback."""
+        """accepted / (accepted + overridden): over the feedback entries on returned cards (a
+        returned card without feedback is not in it); None without feedback."""
         answered = self.accepted + self.overridden
         return self.accepted / answered if answered else None
 
@@ -163,8 +164,8 @@ def build_report(
 ) -> Report:
     """The report's figures. ``known_rules`` are listed even when they produced nothing.
 
-    A card both in shadow mode and suppressed counts as shadow (it would not have been shown
-    either way); feedback counts only on shown cards.
+    A card both in shadow mode and suppressed counts as shadow (it would not have been returned
+    either way); feedback counts only on returned cards.
     """
     rules = {rule: RuleFigures(rule) for rule in known_rules}
     weekly: dict[tuple[str, str], int] = {}
@@ -178,7 +179,7 @@ def build_report(
             reason = card.suppress_reason or "other"
             figures.suppressed_by_reason[reason] = figures.suppressed_by_reason.get(reason, 0) + 1
         else:
-            figures.shown += 1
+            figures.returned += 1
         key = (card.rule_id, iso_week(_utc(card.created_at)))
         weekly[key] = weekly.get(key, 0) + 1
     for entry in feedback:

@@ -19,7 +19,7 @@ import pygal
 from pygal.style import Style
 
 from backpain_cds.report.figures import SUPPRESS_REASONS, Report, human_duration
-from backpain_cds.report.render import TITLE, milliseconds, percent, stamp
+from backpain_cds.report.render import RULE_LEGEND, TITLE, milliseconds, percent, stamp
 
 # pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
 # we do not use; every failed import anywhere in the process then raises an ImportWarning.
@@ -55,7 +55,7 @@ def charts(report: Report) -> dict[str, markupsafe.Markup | None]:
     weekly = _chart(pygal.StackedBar, "Cards per rule per ISO week", weeks,
                     {rule: [counts.get((rule, w), 0) for w in weeks] for rule in fired}) if fired else None
     answered = [r for r in report.rules if r.accepted + r.overridden]
-    acceptance = _chart(pygal.StackedBar, "Feedback on shown cards", [r.rule for r in answered],
+    acceptance = _chart(pygal.StackedBar, "Feedback on returned cards", [r.rule for r in answered],
                         {"accepted": [r.accepted for r in answered],
                          "overridden": [r.overridden for r in answered]}) if answered else None
     overridden = [r for r in report.rules if r.overridden]
@@ -84,7 +84,8 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 th[scope="row"] { white-space: nowrap; }
 figure { margin: 1rem 0; page-break-inside: avoid; break-inside: avoid; }
 figure svg { width: 100%; height: auto; max-width: 760px; }
-dl { font-size: .9rem; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1rem; }
+dl.legend { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; font-size: .85rem; color: #333; }
+dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
 @media print {
   body { margin: 0; max-width: none; font-size: 10pt; }
   h2 { page-break-after: avoid; break-after: avoid; }
@@ -99,14 +100,12 @@ dl { font-size: .9rem; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1rem; }
 Generated <time>{{ generated }}</time>.</p>
 
 <h2>Rules</h2>
-<p class="note">Cards created in the window. Fired = shown + shadow + suppressed. Acceptance =
-accepted / (accepted + overridden) of the feedback on shown cards; time to feedback = the feedback's
-outcomeTimestamp minus the card's creation time (median).</p>
+<p class="note">Cards created in the window.</p>
 <table data-section="rules">
 <thead><tr>{% for h in rule_header %}<th scope="col">{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for r in rules %}<tr data-rule="{{ r.rule }}"><th scope="row" data-col="rule">{{ r.rule }}</th>
-<td class="n" data-col="fired">{{ r.fired }}</td><td class="n" data-col="shown">{{ r.shown }}</td>
+<td class="n" data-col="fired">{{ r.fired }}</td><td class="n" data-col="returned">{{ r.returned }}</td>
 <td class="n" data-col="shadow">{{ r.shadow }}</td><td class="n" data-col="suppressed">{{ r.suppressed }}</td>
 {% for reason in suppress_reasons %}<td class="n" data-col="suppressed_{{ reason }}">{{ r.suppressed_by_reason.get(reason, 0) }}</td>{% endfor %}
 <td class="n" data-col="accepted">{{ r.accepted }}</td><td class="n" data-col="overridden">{{ r.overridden }}</td>
@@ -114,10 +113,11 @@ outcomeTimestamp minus the card's creation time (median).</p>
 <td class="n" data-col="median_to_feedback">{{ duration(r.median_seconds_to_feedback) }}</td></tr>
 {% endfor %}</tbody>
 </table>
+<dl class="legend" data-legend="rules">{% for term, text in rule_legend %}<dt>{{ term }}</dt><dd>{{ text }}</dd>{% endfor %}</dl>
 {% if charts.weekly %}<figure data-chart="weekly">{{ charts.weekly }}</figure>{% endif %}
 
 <h2>Acceptance and override reasons</h2>
-{% if charts.acceptance %}<figure data-chart="acceptance">{{ charts.acceptance }}</figure>{% else %}<p>No feedback on shown cards in this window.</p>{% endif %}
+{% if charts.acceptance %}<figure data-chart="acceptance">{{ charts.acceptance }}</figure>{% else %}<p>No feedback on returned cards in this window.</p>{% endif %}
 <table data-section="override_reasons">
 <thead><tr><th scope="col">rule</th><th scope="col">override reason</th><th scope="col">overrides</th></tr></thead>
 <tbody>
@@ -173,8 +173,8 @@ def render_html(report: Report) -> str:
         generated=stamp(report.generated_at), rules=report.rules, weekly=report.weekly,
         services=report.services, unmatched=report.unmatched, unmatched_total=report.unmatched_total,
         suppress_reasons=SUPPRESS_REASONS, charts=charts(report), percent=percent, ms=milliseconds,
-        duration=human_duration,
-        rule_header=("rule", "fired", "shown", "shadow", "suppressed",
+        duration=human_duration, rule_legend=RULE_LEGEND,
+        rule_header=("rule", "fired", "returned", "shadow", "suppressed",
                      *(f"suppressed: {reason}" for reason in SUPPRESS_REASONS),
                      "accepted", "overridden", "acceptance", "median time to feedback"),
     )

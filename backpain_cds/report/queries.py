@@ -22,7 +22,7 @@ def _bounds(window: Window) -> tuple[datetime, datetime]:
 
 
 def cards(conn: sa.Connection, window: Window) -> t.Iterator[CardRow]:
-    """Every card produced in the window (shown, shadow or suppressed)."""
+    """Every card produced in the window (returned, shadow or suppressed)."""
     since, until = _bounds(window)
     c = card_audit.c
     query = sa.select(c.rule_id, c.created_at, c.shadow, c.suppressed, c.suppress_reason).where(
@@ -31,8 +31,8 @@ def cards(conn: sa.Connection, window: Window) -> t.Iterator[CardRow]:
         yield CardRow(row.rule_id, row.created_at, bool(row.shadow), bool(row.suppressed), row.suppress_reason)
 
 
-def feedback_on_shown_cards(conn: sa.Connection, window: Window) -> t.Iterator[FeedbackRow]:
-    """Feedback on the cards shown (not shadow, not suppressed) that were created in the window,
+def feedback_on_returned_cards(conn: sa.Connection, window: Window) -> t.Iterator[FeedbackRow]:
+    """Feedback on the cards returned to the EHR (not shadow, not suppressed) that were created in the window,
     whenever the feedback arrived."""
     since, until = _bounds(window)
     c, f = card_audit.c, feedback.c

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 import typing as t
 
 import orjson
@@ -19,9 +20,22 @@ import orjson
 from backpain_cds.report.figures import SUPPRESS_REASONS, Report, human_duration
 
 TITLE = "backpain-cds governance report"
-RULE_COLUMNS = ("rule", "fired", "shown", "shadow", "suppressed",
+RULE_COLUMNS = ("rule", "fired", "returned", "shadow", "suppressed",
                 *(f"suppressed_{reason}" for reason in SUPPRESS_REASONS),
                 "accepted", "overridden", "acceptance_rate", "median_seconds_to_feedback")
+#: what each column of the rules table means: (text header, definition); printed under the text
+#: table and shown under the HTML one (README "Governance report" has the same definitions)
+RULE_LEGEND: tuple[tuple[str, str], ...] = (
+    ("fired", "cards the rule produced: returned + shadow + suppressed"),
+    ("returned", "cards returned to the EHR for the clinician (not shadow, not suppressed)"),
+    ("shadow", "cards held back by shadow mode"),
+    ("suppressed", "cards held back by the service: by a snooze (snooze) or as already shown in the "
+                   "ordering session (duplicate)"),
+    ("accepted, overridden", "feedback entries on the returned cards, whenever they arrived"),
+    ("acceptance", "accepted / (accepted + overridden): over the feedback on returned cards, a returned "
+                   "card without feedback is not counted; n/a without feedback"),
+    ("median to feedback", "median of the feedback's outcomeTimestamp minus the card's creation time"),
+)
 SERVICE_COLUMNS = ("service", "calls", "latency_ms_p50", "latency_ms_p95", "calls_412", "rate_412",
                    "deadline_exceeded", "cards")
 
@@ -43,7 +57,7 @@ def to_document(report: Report) -> dict[str, t.Any]:
         "generated_at": stamp(report.generated_at),
         "rules": [
             {
-                "rule": r.rule, "fired": r.fired, "shown": r.shown, "shadow": r.shadow,
+                "rule": r.rule, "fired": r.fired, "returned": r.returned, "shadow": r.shadow,
                 "suppressed": r.suppressed, "suppressed_by_reason": dict(r.suppressed_by_reason),
                 "accepted": r.accepted, "overridden": r.overridden,
                 "overridden_by_reason": dict(r.overridden_by_reason),
@@ -81,7 +95,7 @@ def render_csv(report: Report) -> str:
     writer.writerow(("section", *RULE_COLUMNS))
     for r in doc["rules"]:
         reasons = [r["suppressed_by_reason"].get(reason, 0) for reason in SUPPRESS_REASONS]
-        writer.writerow(("rules", r["rule"], r["fired"], r["shown"], r["shadow"], r["suppressed"], *reasons,
+        writer.writerow(("rules", r["rule"], r["fired"], r["returned"], r["shadow"], r["suppressed"], *reasons,
                          r["accepted"], r["overridden"], _cell(r["acceptance_rate"]),
                          _cell(r["median_seconds_to_feedback"])))
     writer.writerow(())
@@ -124,17 +138,27 @@ def _table(header: t.Sequence[str], rows: t.Sequence[t.Sequence[str]], *, left: 
     return lines
 
 
+def _legend(entries: t.Sequence[tuple[str, str]], width: int = 100) -> list[str]:
+    """``term  definition`` lines, the definitions aligned and wrapped at ``width``."""
+    indent = max(len(term) for term, _ in entries) + 2
+    lines = []
+    for term, text in entries:
+        lines += textwrap.wrap(text, width, initial_indent=term.ljust(indent), subsequent_indent=" " * indent)
+    return lines
+
+
 def render_text(report: Report) -> str:
     w = report.window
     lines = [TITLE, f"window: {stamp(w.since)} (inclusive) to {stamp(w.until)} (exclusive)",
              f"generated: {stamp(report.generated_at)}", "", "Rules (cards created in the window)"]
     lines += _table(
-        ("rule", "fired", "shown", "shadow", "suppressed", "snooze", "duplicate", "accepted", "overridden",
+        ("rule", "fired", "returned", "shadow", "suppressed", "snooze", "duplicate", "accepted", "overridden",
          "acceptance", "median to feedback"),
-        [(r.rule, str(r.fired), str(r.shown), str(r.shadow), str(r.suppressed),
+        [(r.rule, str(r.fired), str(r.returned), str(r.shadow), str(r.suppressed),
           *(str(r.suppressed_by_reason.get(reason, 0)) for reason in SUPPRESS_REASONS),
           str(r.accepted), str(r.overridden), percent(r.acceptance_rate), human_duration(r.median_seconds_to_feedback))
          for r in report.rules])
+    lines += ["", *_legend(RULE_LEGEND)]
     reasons = [(r.rule, code, str(n)) for r in report.rules for code, n in r.overridden_by_reason.items()]
     lines += ["", "Override reasons"]
     lines += _table(("rule", "reason", "overrides"), reasons, left=2) if reasons else ["(no overrides)"]

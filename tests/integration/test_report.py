@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
@@ -40,14 +41,24 @@ window: 2026-03-02T00:00:00Z (inclusive) to 2026-03-16T00:00:00Z (exclusive)
 generated: 2026-03-20T09:30:00Z
 
 Rules (cards created in the window)
-rule                       fired  shown  shadow  suppressed  snooze  duplicate  accepted  overridden  acceptance  median to feedback
--------------------------  -----  -----  ------  ----------  ------  ---------  --------  ----------  ----------  ------------------
-back-pain-supportive-care      0      0       0           0       0          0         0           0         n/a                 n/a
-gcsf-bone-pain                 7      4       1           2       1          1         1           2      33.3 %              60 min
-gcsf-order-dose-review         0      0       0           0       0          0         0           0         n/a                 n/a
-mscc-red-flags                 2      1       1           0       0          0         0           1       0.0 %               2 min
-nsaid-caution-post-chemo       0      0       0           0       0          0         0           0         n/a                 n/a
-progressive-back-pain          1      1       0           0       0          0         0           0         n/a                 n/a
+rule                       fired  returned  shadow  suppressed  snooze  duplicate  accepted  overridden  acceptance  median to feedback
+-------------------------  -----  --------  ------  ----------  ------  ---------  --------  ----------  ----------  ------------------
+back-pain-supportive-care      0         0       0           0       0          0         0           0         n/a                 n/a
+gcsf-bone-pain                 7         4       1           2       1          1         1           2      33.3 %              60 min
+gcsf-order-dose-review         0         0       0           0       0          0         0           0         n/a                 n/a
+mscc-red-flags                 2         1       1           0       0          0         0           1       0.0 %               2 min
+nsaid-caution-post-chemo       0         0       0           0       0          0         0           0         n/a                 n/a
+progressive-back-pain          1         1       0           0       0          0         0           0         n/a                 n/a
+
+fired                 cards the rule produced: returned + shadow + suppressed
+returned              cards returned to the EHR for the clinician (not shadow, not suppressed)
+shadow                cards held back by shadow mode
+suppressed            cards held back by the service: by a snooze (snooze) or as already shown in
+                      the ordering session (duplicate)
+accepted, overridden  feedback entries on the returned cards, whenever they arrived
+acceptance            accepted / (accepted + overridden): over the feedback on returned cards, a
+                      returned card without feedback is not counted; n/a without feedback
+median to feedback    median of the feedback's outcomeTimestamp minus the card's creation time
 
 Override reasons
 rule            reason            overrides
@@ -117,7 +128,7 @@ def test_csv_has_one_table_per_section(seeded):
     tables = [list(csv.reader(io.StringIO(block))) for block in render(_report(engine), "csv").split("\n\n")]
     assert [t[0][0] for t in tables] == ["section"] * 5
     rules, reasons, weekly, services, unmatched = tables
-    assert rules[0] == ["section", "rule", "fired", "shown", "shadow", "suppressed", "suppressed_snooze",
+    assert rules[0] == ["section", "rule", "fired", "returned", "shadow", "suppressed", "suppressed_snooze",
                         "suppressed_duplicate", "accepted", "overridden", "acceptance_rate",
                         "median_seconds_to_feedback"]
     by_rule = {row[1]: row for row in rules[1:]}
@@ -188,7 +199,7 @@ def test_html_tables_have_the_exact_figures(seeded):
     page = render(_report(engine), "html")
     tables = parse_tables(page)
     rules = {r["rule"]: r for r in tables["rules"]}
-    assert rules[seed.G] == {"rule": seed.G, "fired": "7", "shown": "4", "shadow": "1", "suppressed": "2",
+    assert rules[seed.G] == {"rule": seed.G, "fired": "7", "returned": "4", "shadow": "1", "suppressed": "2",
                              "suppressed_snooze": "1", "suppressed_duplicate": "1", "accepted": "1",
                              "overridden": "2", "acceptance_rate": "33.3 %", "median_to_feedback": "60 min"}
     assert rules[seed.M]["acceptance_rate"] == "0.0 %" and rules[seed.M]["median_to_feedback"] == "2 min"
@@ -207,6 +218,12 @@ def test_html_tables_have_the_exact_figures(seeded):
          "rate_412": "0.0 %", "deadline_exceeded": "0", "cards": "0"}]
     assert tables["unmatched_feedback"] == [{"service": seed.PV, "entries": "2"}, {"service": seed.OS, "entries": "1"},
                                             {"total": "3"}]
+    # the legend under the rules table: every column, the acceptance's denominator stated
+    legend = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page.split('data-legend="rules"')[1].split("</dl>")[0])
+    assert [term for term, _ in legend] == ["fired", "returned", "shadow", "suppressed", "accepted, overridden",
+                                            "acceptance", "median to feedback"]
+    assert dict(legend)["acceptance"] == ("accepted / (accepted + overridden): over the feedback on returned cards, "
+                                          "a returned card without feedback is not counted; n/a without feedback")
     # self-contained: three inline SVG charts, no script, nothing fetched
     assert page.count("<svg") == 3
     assert "<script" not in page.lower()
@@ -234,15 +251,23 @@ def test_the_window_boundaries(seeded):
     # one microsecond later: c1 (exactly at since), the first call and nothing else drop out
     later = read_report(engine, Window(seed.SINCE.replace(microsecond=1), seed.UNTIL))
     g = next(r for r in later.rules if r.rule == seed.G)
-    assert (g.fired, g.shown, g.accepted, g.overridden) == (6, 3, 0, 2)
+    assert (g.fired, g.returned, g.accepted, g.overridden) == (6, 3, 0, 2)
     pv = next(s for s in later.services if s.service == seed.PV)
     assert pv.calls == 4
     # until moved past x1 (exactly at the old until): x1 and its accepted feedback come in
     wider = read_report(engine, Window(seed.SINCE, datetime(2026, 3, 16, 0, 0, 1, tzinfo=UTC)))
     g = next(r for r in wider.rules if r.rule == seed.G)
-    assert (g.fired, g.shown, g.accepted) == (8, 5, 2)
+    assert (g.fired, g.returned, g.accepted) == (8, 5, 2)
     assert wider.unmatched_total == 4
     assert next(s for s in wider.services if s.service == seed.PV).calls == 6
+
+
+def test_returned_is_fired_less_shadow_and_suppressed(seeded):
+    _, engine = seeded
+    report = _report(engine)
+    assert {r.rule: (r.fired, r.returned, r.shadow, r.suppressed) for r in report.rules if r.fired} == {
+        seed.G: (7, 4, 1, 2), seed.M: (2, 1, 1, 0), seed.P: (1, 1, 0, 0)}
+    assert all(r.returned == r.fired - r.shadow - r.suppressed for r in report.rules)
 
 
 def test_unmatched_feedback_is_not_in_the_acceptance(seeded):
@@ -262,7 +287,7 @@ def test_an_empty_window(seeded):
     assert doc["services"] == [] and doc["weekly_cards"] == []
     assert doc["unmatched_feedback"] == {"entries": 0, "by_service": {}}
     page = render(report, "html")
-    assert "<svg" not in page and "No feedback on shown cards" in page
+    assert "<svg" not in page and "No feedback on returned cards" in page
     assert "(no hook calls)" in render(report, "text")
 
 

@@ -110,16 +110,16 @@ ZERO_RULES = ("back-pain-supportive-care", "gcsf-order-dose-review", "nsaid-caut
 
 def expected_rules() -> dict[str, dict[str, t.Any]]:
     """The per-rule figures of :func:`seed`, by hand."""
-    zero = {"fired": 0, "shown": 0, "shadow": 0, "suppressed": 0,
+    zero = {"fired": 0, "returned": 0, "shadow": 0, "suppressed": 0,
             "suppressed_by_reason": {"snooze": 0, "duplicate": 0}, "accepted": 0, "overridden": 0,
             "overridden_by_reason": {}, "acceptance_rate": None, "median_seconds_to_feedback": None}
     out = {rule: {"rule": rule, **zero} for rule in ZERO_RULES}
-    out[G] = {"rule": G, "fired": 7, "shown": 4, "shadow": 1, "suppressed": 2,
+    out[G] = {"rule": G, "fired": 7, "returned": 4, "shadow": 1, "suppressed": 2,
               "suppressed_by_reason": {"snooze": 1, "duplicate": 1}, "accepted": 1, "overridden": 2,
               "overridden_by_reason": {"patient-declined": 1, "snooze-cycle": 1},
               "acceptance_rate": 0.3333, "median_seconds_to_feedback": 3600.0}
-    out[M] = {"rule": M, "fired": 2, "shown": 1, "shadow": 1, "suppressed": 0,
+    out[M] = {"rule": M, "fired": 2, "returned": 1, "shadow": 1, "suppressed": 0,
               "suppressed_by_reason": {"snooze": 0, "duplicate": 0}, "accepted": 0, "overridden": 1,
               "overridden_by_reason": {"(none)": 1}, "acceptance_rate": 0.0, "median_seconds_to_feedback": 120.0}
-    out[P] = {"rule": P, "fired": 1, "shown": 1, **{k: v for k, v in zero.items() if k not in ("fired", "shown")}}
+    out[P] = {"rule": P, "fired": 1, "returned": 1, **{k: v for k, v in zero.items() if k not in ("fired", "returned")}}
     return dict(sorted(out.items()))
