@@ -20,6 +20,15 @@ SUPPRESS_REASONS = ("snooze", "duplicate")
 NO_REASON = "(none)"
 
 
+@dataclass(frozen=True)
+class OfferedReason:
+    """An override reason a rule's card offers (``[[override_reasons.<rule>]]`` of the knowledge's
+    ``actions.toml``, site overlay included): its code and the display the clinician reads."""
+
+    code: str
+    display: str
+
+
 def percentile(values: t.Sequence[float], percent: int) -> float | None:
     """Nearest-rank percentile: the smallest value with at least ``percent`` % of the values at
     or below it (the value of rank ceil(percent/100 * n), 1-based, in ascending order); always one
@@ -74,7 +83,10 @@ class RuleFigures:
     suppressed_by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUPPRESS_REASONS, 0))
     accepted: int = 0
     overridden: int = 0
+    #: overrides per reason code (only the codes received; ``(none)`` without a code)
     overridden_by_reason: dict[str, int] = field(default_factory=dict)
+    #: the reasons the rule's card offers, in the card's order (empty: unknown or none)
+    offered_reasons: tuple[OfferedReason, ...] = ()
     #: seconds from card created_at to feedback outcomeTimestamp, one per feedback entry
     feedback_seconds: list[float] = field(default_factory=list)
 
@@ -88,6 +100,30 @@ class RuleFigures:
     @property
     def median_seconds_to_feedback(self) -> float | None:
         return median(self.feedback_seconds)
+
+    def offers(self, code: str) -> bool:
+        """Whether the rule's card offers the reason (an override without one is always possible)."""
+        return code == NO_REASON or any(r.code == code for r in self.offered_reasons)
+
+    def display(self, code: str) -> str | None:
+        """The rule's display of the reason; None for a code it does not offer."""
+        return next((r.display for r in self.offered_reasons if r.code == code), None)
+
+    def overrides_with(self, code: str) -> int | None:
+        """Overrides with the reason; None when the card does not offer it (and none came)."""
+        count = self.overridden_by_reason.get(code, 0)
+        return count if count or self.offers(code) else None
+
+    def reason_rows(self) -> list[tuple[str, str | None, bool, int]]:
+        """(code, display, offered, overrides): every reason the card offers in its order, then
+        any other code received (sorted), then ``(none)`` if some override had no code."""
+        rows: list[tuple[str, str | None, bool, int]] = [
+            (r.code, r.display, True, self.overridden_by_reason.get(r.code, 0)) for r in self.offered_reasons]
+        rows += [(code, None, False, n) for code, n in self.overridden_by_reason.items()
+                 if code != NO_REASON and not self.offers(code)]
+        if NO_REASON in self.overridden_by_reason:
+            rows.append((NO_REASON, None, True, self.overridden_by_reason[NO_REASON]))
+        return rows
 
 
 @dataclass
@@ -127,6 +163,14 @@ class Report:
     def unmatched_total(self) -> int:
         return sum(self.unmatched.values())
 
+    @property
+    def reason_codes(self) -> list[str]:
+        """Every override reason code of the report: those any rule offers and those received,
+        sorted, ``(none)`` last when some override had no code."""
+        codes = {r.code for rule in self.rules for r in rule.offered_reasons}
+        codes |= {code for rule in self.rules for code in rule.overridden_by_reason}
+        return sorted(codes - {NO_REASON}) + ([NO_REASON] if NO_REASON in codes else [])
+
 
 class CardRow(t.NamedTuple):
     rule_id: str
@@ -140,6 +184,7 @@ class FeedbackRow(t.NamedTuple):
     rule_id: str
     outcome: str
     override_code: str | None
+    override_system: str | None
     outcome_timestamp: datetime
     created_at: datetime  #: of the card
 
@@ -160,13 +205,19 @@ def build_report(
     unmatched: t.Mapping[str, int],
     *,
     known_rules: t.Iterable[str] = (),
+    offered: t.Mapping[str, t.Sequence[OfferedReason]] | None = None,
+    reason_system: str | None = None,
     generated_at: datetime | None = None,
 ) -> Report:
-    """The report's figures. ``known_rules`` are listed even when they produced nothing.
+    """The report's figures. ``known_rules`` are listed even when they produced nothing;
+    ``offered`` are the override reasons of each rule's card.
 
     A card both in shadow mode and suppressed counts as shadow (it would not have been returned
-    either way); feedback counts only on returned cards.
+    either way); feedback counts only on returned cards. An override code in a system other than
+    ``reason_system`` (the service's, when given; none is taken as ours, as the snooze does) is
+    not one of our reasons: it is counted as ``system|code``.
     """
+    offered = offered or {}
     rules = {rule: RuleFigures(rule) for rule in known_rules}
     weekly: dict[tuple[str, str], int] = {}
     for card in cards:
@@ -189,6 +240,8 @@ def build_report(
         elif entry.outcome == "overridden":
             figures.overridden += 1
             code = entry.override_code or NO_REASON
+            if entry.override_code and reason_system and entry.override_system not in (None, reason_system):
+                code = f"{entry.override_system}|{entry.override_code}"
             figures.overridden_by_reason[code] = figures.overridden_by_reason.get(code, 0) + 1
         else:
             continue
@@ -206,6 +259,7 @@ def build_report(
         s.by_status = dict(sorted(s.by_status.items()))
     for r in rules.values():
         r.overridden_by_reason = dict(sorted(r.overridden_by_reason.items()))
+        r.offered_reasons = tuple(offered.get(r.rule, ()))
     return Report(
         window=window,
         generated_at=generated_at or datetime.now(UTC),

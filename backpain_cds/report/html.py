@@ -1,7 +1,9 @@
 """The report as one self-contained HTML page an informaticist can open, print or mail.
 
-Tables of every figure plus charts drawn server-side by pygal as inline SVG: cards per rule per
-ISO week, acceptance (accepted and overridden) per rule, override reasons per rule. Nothing is
+Tables of every figure (the override reasons as a matrix, reasons x rules, with a muted "not
+offered" where the rule's card does not offer the reason) plus charts drawn server-side by pygal
+as inline SVG: cards per rule per ISO week, acceptance (accepted and overridden) per rule,
+override reasons per rule. Nothing is
 loaded from anywhere: the CSS is inline, the SVG has no script (pygal's inline configuration
 script is removed and ``js=[]``, whose default points to a CDN), the fonts are the system's.
 Every value is escaped by Jinja2's autoescape; the SVG is serialised by pygal's XML writer.
@@ -19,7 +21,7 @@ import pygal
 from pygal.style import Style
 
 from backpain_cds.report.figures import SUPPRESS_REASONS, Report, human_duration
-from backpain_cds.report.render import RULE_LEGEND, TITLE, milliseconds, percent, stamp
+from backpain_cds.report.render import RULE_LEGEND, TITLE, milliseconds, percent, reason_label, stamp
 
 # pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
 # we do not use; every failed import anywhere in the process then raises an ImportWarning.
@@ -37,7 +39,7 @@ def _svg(chart: t.Any) -> markupsafe.Markup:
     return markupsafe.Markup(svg)  # pygal's XML serialiser escaped every label
 
 
-def _chart(kind: t.Any, title: str, labels: t.Sequence[str], series: t.Mapping[str, t.Sequence[int]]) -> markupsafe.Markup:
+def _chart(kind: t.Any, title: str, labels: t.Sequence[str], series: t.Mapping[str, t.Sequence[int | None]]) -> markupsafe.Markup:
     chart = kind(js=[], disable_xml_declaration=True, width=760, height=360, explicit_size=False, style=_STYLE,
                  title=title, legend_at_bottom=True, truncate_legend=-1, truncate_label=-1, x_label_rotation=20,
                  print_values=False, show_minor_y_labels=False)
@@ -45,6 +47,16 @@ def _chart(kind: t.Any, title: str, labels: t.Sequence[str], series: t.Mapping[s
     for name, values in series.items():
         chart.add(name, list(values))
     return _svg(chart)
+
+
+def reason_labels(report: Report) -> list[tuple[str, str]]:
+    """(code, label) of every reason code of the report: ``Display [code]``, the displays of the
+    rules that offer it joined by `` / `` when they differ; an unknown code as it is."""
+    out = []
+    for code in report.reason_codes:
+        displays = list(dict.fromkeys(d for r in report.rules if (d := r.display(code))))
+        out.append((code, reason_label(code, " / ".join(displays) or None)))
+    return out
 
 
 def charts(report: Report) -> dict[str, markupsafe.Markup | None]:
@@ -59,9 +71,10 @@ def charts(report: Report) -> dict[str, markupsafe.Markup | None]:
                         {"accepted": [r.accepted for r in answered],
                          "overridden": [r.overridden for r in answered]}) if answered else None
     overridden = [r for r in report.rules if r.overridden]
+    labels = dict(reason_labels(report))
     codes = sorted({code for r in overridden for code in r.overridden_by_reason})
     reasons = _chart(pygal.StackedBar, "Override reasons per rule", [r.rule for r in overridden],
-                     {code: [r.overridden_by_reason.get(code, 0) for r in overridden] for code in codes}) \
+                     {labels[code]: [r.overrides_with(code) for r in overridden] for code in codes}) \
         if overridden else None
     return {"weekly": weekly, "acceptance": acceptance, "reasons": reasons}
 
@@ -81,6 +94,8 @@ table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .5rem; }
 th { background: #eef2f6; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.na, span.na { color: #767676; font-style: italic; font-size: .8rem; }
+td.na { text-align: center; }
 th[scope="row"] { white-space: nowrap; }
 figure { margin: 1rem 0; page-break-inside: avoid; break-inside: avoid; }
 figure svg { width: 100%; height: auto; max-width: 760px; }
@@ -118,11 +133,17 @@ Generated <time>{{ generated }}</time>.</p>
 
 <h2>Acceptance and override reasons</h2>
 {% if charts.acceptance %}<figure data-chart="acceptance">{{ charts.acceptance }}</figure>{% else %}<p>No feedback on returned cards in this window.</p>{% endif %}
+<p class="note">Overrides per reason (rows) and rule (columns), on the cards returned in the window;
+<span class="na">not offered</span>: the rule's card does not offer the reason.</p>
 <table data-section="override_reasons">
-<thead><tr><th scope="col">rule</th><th scope="col">override reason</th><th scope="col">overrides</th></tr></thead>
+<thead><tr><th scope="col">override reason</th>{% for r in rules %}<th scope="col">{{ r.rule }}</th>{% endfor %}</tr></thead>
 <tbody>
-{% for r in rules %}{% for code, n in r.overridden_by_reason.items() %}<tr><td data-col="rule">{{ r.rule }}</td><td data-col="reason">{{ code }}</td><td class="n" data-col="count">{{ n }}</td></tr>
-{% endfor %}{% endfor %}</tbody>
+{% for code, label in reason_labels %}<tr data-reason="{{ code }}"><th scope="row" data-col="reason">{{ label }}</th>
+{% for r in rules %}{% set n = r.overrides_with(code) %}{% if n is none %}<td class="na" data-col="{{ r.rule }}">not offered</td>
+{% elif r.offers(code) %}<td class="n" data-col="{{ r.rule }}">{{ n }}</td>
+{% else %}<td class="n" data-col="{{ r.rule }}">{{ n }} <span class="na">(not offered)</span></td>
+{% endif %}{% endfor %}</tr>
+{% endfor %}</tbody>
 </table>
 {% if charts.reasons %}<figure data-chart="reasons">{{ charts.reasons }}</figure>{% endif %}
 
@@ -173,7 +194,7 @@ def render_html(report: Report) -> str:
         generated=stamp(report.generated_at), rules=report.rules, weekly=report.weekly,
         services=report.services, unmatched=report.unmatched, unmatched_total=report.unmatched_total,
         suppress_reasons=SUPPRESS_REASONS, charts=charts(report), percent=percent, ms=milliseconds,
-        duration=human_duration, rule_legend=RULE_LEGEND,
+        duration=human_duration, rule_legend=RULE_LEGEND, reason_labels=reason_labels(report),
         rule_header=("rule", "fired", "returned", "shadow", "suppressed",
                      *(f"suppressed: {reason}" for reason in SUPPRESS_REASONS),
                      "accepted", "overridden", "acceptance", "median time to feedback"),

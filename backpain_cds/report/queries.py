@@ -37,12 +37,13 @@ def feedback_on_returned_cards(conn: sa.Connection, window: Window) -> t.Iterato
     since, until = _bounds(window)
     c, f = card_audit.c, feedback.c
     query = (
-        sa.select(c.rule_id, f.outcome, f.override_code, f.outcome_timestamp, c.created_at)
+        sa.select(c.rule_id, f.outcome, f.override_code, f.override_system, f.outcome_timestamp, c.created_at)
         .select_from(feedback.join(card_audit, sa.and_(f.card_uuid == c.card_uuid, f.service_id == c.service_id)))
         .where(c.created_at >= since, c.created_at < until, c.shadow == sa.false(), c.suppressed == sa.false())
     )
     for row in conn.execution_options(yield_per=_BATCH).execute(query):
-        yield FeedbackRow(row.rule_id, row.outcome, row.override_code, row.outcome_timestamp, row.created_at)
+        yield FeedbackRow(row.rule_id, row.outcome, row.override_code, row.override_system, row.outcome_timestamp,
+                          row.created_at)
 
 
 def calls(conn: sa.Connection, window: Window) -> t.Iterator[CallRow]:

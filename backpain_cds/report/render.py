@@ -1,6 +1,7 @@
 """The report as text (for a terminal or an e-mail), JSON and CSV (README "Governance report").
 
-JSON: one object with fixed keys (``to_document``). CSV: one table per section, separated by an
+JSON: one object with fixed keys (``to_document``); a rule's ``overridden_by_reason`` has every
+reason code of the report, ``null`` where the rule's card does not offer the reason (CSV: empty). CSV: one table per section, separated by an
 empty line; every row starts with its ``section`` (``rules``, ``override_reasons``,
 ``weekly_cards``, ``services``, ``unmatched_feedback``) and every table has its own header row.
 Rates are fractions (0..1) in JSON and CSV, percentages in the text; durations are seconds
@@ -60,7 +61,8 @@ def to_document(report: Report) -> dict[str, t.Any]:
                 "rule": r.rule, "fired": r.fired, "returned": r.returned, "shadow": r.shadow,
                 "suppressed": r.suppressed, "suppressed_by_reason": dict(r.suppressed_by_reason),
                 "accepted": r.accepted, "overridden": r.overridden,
-                "overridden_by_reason": dict(r.overridden_by_reason),
+                "overridden_by_reason": {code: r.overrides_with(code) for code in report.reason_codes},
+                "override_reasons_offered": [{"code": o.code, "display": o.display} for o in r.offered_reasons],
                 "acceptance_rate": _round(r.acceptance_rate, 4),
                 "median_seconds_to_feedback": _round(r.median_seconds_to_feedback, 3),
             }
@@ -99,10 +101,11 @@ def render_csv(report: Report) -> str:
                          r["accepted"], r["overridden"], _cell(r["acceptance_rate"]),
                          _cell(r["median_seconds_to_feedback"])))
     writer.writerow(())
-    writer.writerow(("section", "rule", "override_reason", "count"))
-    for r in doc["rules"]:
-        for code, n in r["overridden_by_reason"].items():
-            writer.writerow(("override_reasons", r["rule"], code, n))
+    writer.writerow(("section", "rule", "override_reason", "display", "offered", "overrides"))
+    for rule in report.rules:
+        for code in report.reason_codes:
+            writer.writerow(("override_reasons", rule.rule, code, _cell(rule.display(code)),
+                             str(rule.offers(code)).lower(), _cell(rule.overrides_with(code))))
     writer.writerow(())
     writer.writerow(("section", "rule", "week", "cards"))
     for w in doc["weekly_cards"]:
@@ -116,6 +119,11 @@ def render_csv(report: Report) -> str:
     for service, n in doc["unmatched_feedback"]["by_service"].items():
         writer.writerow(("unmatched_feedback", service, n))
     return out.getvalue()
+
+
+def reason_label(code: str, display: str | None) -> str:
+    """``Display [code]``; a code without a display (unknown, ``(none)``) as it is."""
+    return f"{display} [{code}]" if display else code
 
 
 def percent(rate: float | None) -> str:
@@ -159,9 +167,10 @@ def render_text(report: Report) -> str:
           str(r.accepted), str(r.overridden), percent(r.acceptance_rate), human_duration(r.median_seconds_to_feedback))
          for r in report.rules])
     lines += ["", *_legend(RULE_LEGEND)]
-    reasons = [(r.rule, code, str(n)) for r in report.rules for code, n in r.overridden_by_reason.items()]
-    lines += ["", "Override reasons"]
-    lines += _table(("rule", "reason", "overrides"), reasons, left=2) if reasons else ["(no overrides)"]
+    reasons = [(r.rule, reason_label(code, display) if offered else f"{code} (not offered by this rule)", str(n))
+               for r in report.rules if r.returned or r.overridden for code, display, offered, n in r.reason_rows()]
+    lines += ["", "Override reasons (rules with cards returned: each reason the card offers, then any other code)"]
+    lines += _table(("rule", "reason", "overrides"), reasons, left=2) if reasons else ["(no cards returned)"]
     lines += ["", "Cards per rule per ISO week"]
     lines += _table(("rule", "week", "cards"), [(r, wk, str(n)) for r, wk, n in report.weekly], left=2) \
         if report.weekly else ["(no cards)"]

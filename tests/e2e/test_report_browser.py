@@ -38,7 +38,8 @@ def report_file(tmp_path) -> Path:
     store = SqlStore(f"sqlite:///{tmp_path / 'r.sqlite3'}")
     upgrade(store.engine)
     seed.seed(store.engine)
-    page = render(read_report(store.engine, seed.WINDOW, generated_at=seed.GENERATED), "html")
+    report = read_report(store.engine, seed.WINDOW, generated_at=seed.GENERATED, reasons=seed.OFFERED)
+    page = render(report, "html")
     store.engine.dispose()
     path = tmp_path / "governance-report.html"
     path.write_text(page, encoding="utf-8")

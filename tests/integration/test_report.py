@@ -60,12 +60,17 @@ acceptance            accepted / (accepted + overridden): over the feedback on r
                       returned card without feedback is not counted; n/a without feedback
 median to feedback    median of the feedback's outcomeTimestamp minus the card's creation time
 
-Override reasons
-rule            reason            overrides
---------------  ----------------  ---------
-gcsf-bone-pain  patient-declined          1
-gcsf-bone-pain  snooze-cycle              1
-mscc-red-flags  (none)                    1
+Override reasons (rules with cards returned: each reason the card offers, then any other code)
+rule                   reason                                                              overrides
+---------------------  ------------------------------------------------------------------  ---------
+gcsf-bone-pain         Pain not due to G-CSF [pain-not-gcsf]                                       0
+gcsf-bone-pain         Snooze for this chemotherapy cycle [snooze-cycle]                           1
+gcsf-bone-pain         patient-declined (not offered by this rule)                                 1
+mscc-red-flags         Already managed by the oncology or MSCC team [managed-by-oncology]          0
+mscc-red-flags         Patient declined [patient-declined]                                         0
+mscc-red-flags         (none)                                                                      1
+progressive-back-pain  Already managed by the oncology team [managed-by-oncology]                  0
+progressive-back-pain  Cause of the pain known and assessed [cause-known]                          0
 
 Cards per rule per ISO week
 rule                   week      cards
@@ -101,7 +106,7 @@ def seeded(request, tmp_path):
 
 
 def _report(engine, window=seed.WINDOW):
-    return read_report(engine, window, generated_at=seed.GENERATED)
+    return read_report(engine, window, generated_at=seed.GENERATED, reasons=seed.OFFERED)
 
 
 def test_json_has_the_exact_figures(seeded):
@@ -136,10 +141,23 @@ def test_csv_has_one_table_per_section(seeded):
     assert by_rule[seed.M] == ["rules", seed.M, "2", "1", "1", "0", "0", "0", "0", "1", "0.0", "120.0"]
     assert by_rule[seed.P] == ["rules", seed.P, "1", "1", "0", "0", "0", "0", "0", "0", "", ""]
     assert len(by_rule) == 6
-    assert reasons == [["section", "rule", "override_reason", "count"],
-                       ["override_reasons", seed.G, "patient-declined", "1"],
-                       ["override_reasons", seed.G, "snooze-cycle", "1"],
-                       ["override_reasons", seed.M, "(none)", "1"]]
+    # every rule x every reason code of the report; not offered: offered false, overrides empty
+    assert reasons[0] == ["section", "rule", "override_reason", "display", "offered", "overrides"]
+    assert [(row[1], row[2]) for row in reasons[1:]] == [(rule, code) for rule in sorted(seed.expected_rules())
+                                                         for code in seed.REASON_CODES]
+    by_pair = {(row[1], row[2]): row[3:] for row in reasons[1:]}
+    assert [by_pair[seed.G, code] for code in seed.REASON_CODES] == [
+        ["", "false", ""], ["", "false", ""], ["", "false", ""], ["", "false", ""],
+        ["Pain not due to G-CSF", "true", "0"], ["", "false", "1"],  # received, though not offered
+        ["Snooze for this chemotherapy cycle", "true", "1"], ["", "true", "0"]]
+    assert [by_pair[seed.M, code] for code in seed.REASON_CODES] == [
+        ["", "false", ""], ["", "false", ""], ["", "false", ""],
+        ["Already managed by the oncology or MSCC team", "true", "0"], ["", "false", ""],
+        ["Patient declined", "true", "0"], ["", "false", ""], ["", "true", "1"]]
+    # a rule whose card offers no reason: only "(none)" applies
+    assert [by_pair["gcsf-order-dose-review", code][2] for code in seed.REASON_CODES] == [""] * 7 + ["0"]
+    assert sum(1 for row in reasons[1:] if row[5] == "") == sum(
+        1 for r in seed.expected_rules().values() for n in r["overridden_by_reason"].values() if n is None)
     assert weekly == [["section", "rule", "week", "cards"],
                       *(["weekly_cards", w["rule"], w["week"], str(w["cards"])] for w in WEEKLY)]
     assert services == [
@@ -205,10 +223,24 @@ def test_html_tables_have_the_exact_figures(seeded):
     assert rules[seed.M]["acceptance_rate"] == "0.0 %" and rules[seed.M]["median_to_feedback"] == "2 min"
     assert rules[seed.P]["acceptance_rate"] == "n/a" and rules[seed.P]["median_to_feedback"] == "n/a"
     assert len(rules) == 6
-    assert tables["override_reasons"] == [
-        {"rule": seed.G, "reason": "patient-declined", "count": "1"},
-        {"rule": seed.G, "reason": "snooze-cycle", "count": "1"},
-        {"rule": seed.M, "reason": "(none)", "count": "1"}]
+    # the reasons x rules matrix: displays with the code in brackets, "not offered" cells
+    na = "not offered"
+    reasons = {row["reason"]: row for row in tables["override_reasons"]}
+    assert list(reasons) == [
+        "Analgesia already in place [analgesia-in-place]", "Benefit outweighs risk, monitored [benefit-outweighs-risk]",
+        "Cause of the pain known and assessed [cause-known]",
+        "Already managed by the oncology or MSCC team / Already managed by the oncology team [managed-by-oncology]",
+        "Pain not due to G-CSF [pain-not-gcsf]", "Patient declined [patient-declined]",
+        "Snooze for this chemotherapy cycle [snooze-cycle]", "(none)"]
+    order = ["back-pain-supportive-care", seed.G, "gcsf-order-dose-review", seed.M, "nsaid-caution-post-chemo", seed.P]
+    assert [reasons["Snooze for this chemotherapy cycle [snooze-cycle]"][rule] for rule in order] == [
+        na, "1", na, na, na, na]
+    assert [reasons["Patient declined [patient-declined]"][rule] for rule in order] == [
+        na, "1 (not offered)", na, "0", na, na]
+    assert [reasons["(none)"][rule] for rule in order] == ["0", "0", "0", "1", "0", "0"]
+    assert [reasons["Cause of the pain known and assessed [cause-known]"][rule] for rule in order] == [
+        na, na, na, na, na, "0"]
+    assert page.count('<td class="na"') == 33
     assert tables["weekly_cards"] == [{"rule": w["rule"], "week": w["week"], "cards": str(w["cards"])}
                                       for w in WEEKLY]
     assert tables["services"] == [
@@ -306,7 +338,18 @@ def test_cli_writes_every_format(seeded, tmp_path, capsys):
     assert main(["report", "--config", config, *window, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["window"] == {"since": "2026-03-02T00:00:00Z", "until": "2026-03-16T00:00:00Z"}
-    assert {r["rule"]: r for r in doc["rules"]} == seed.expected_rules()
+    reason_keys = ("overridden_by_reason", "override_reasons_offered")
+    assert ({r["rule"]: {k: v for k, v in r.items() if k not in reason_keys} for r in doc["rules"]}
+            == {rule: {k: v for k, v in r.items() if k not in reason_keys} for rule, r in seed.expected_rules().items()})
+    # the override reasons are the packaged knowledge's (no [knowledge] path in the config)
+    g = next(r for r in doc["rules"] if r["rule"] == seed.G)
+    assert g["override_reasons_offered"] == [
+        {"code": "pain-not-gcsf", "display": "Pain not due to G-CSF"},
+        {"code": "analgesia-in-place", "display": "Analgesia already in place"},
+        {"code": "managed-by-oncology", "display": "Already managed by the oncology team"},
+        {"code": "snooze-cycle", "display": "Snooze for this chemotherapy cycle"}]
+    assert (g["overridden_by_reason"]["snooze-cycle"], g["overridden_by_reason"]["patient-declined"],
+            g["overridden_by_reason"]["lab-out-of-date"]) == (1, 1, None)
     for fmt in ("text", "csv", "html"):
         out = tmp_path / f"report.{fmt}"
         assert main(["report", "--config", config, *window, "--format", fmt, "--output", str(out)]) == 0
@@ -318,6 +361,29 @@ def test_cli_writes_every_format(seeded, tmp_path, capsys):
             assert out.read_text() == expected
         else:
             assert parse_tables(out.read_text()) == parse_tables(expected)
+
+
+def test_cli_shows_the_sites_override_reasons(seeded, tmp_path, capsys):
+    """A [knowledge] path overlay's displays are the ones the report shows; an invalid one is
+    refused in one line."""
+    url, _ = seeded
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "actions.toml").write_text(
+        '[[override_reasons.gcsf-bone-pain]]\ncode = "snooze-cycle"\ndisplay = "Pause until the next cycle"\n'
+        "snooze_days = 14\n")
+    config = tmp_path / "site.toml"
+    config.write_text(f'database_url = "{url}"\n[knowledge]\npath = "{site}"\n')
+    window = ["--since", "2026-03-02", "--until", "2026-03-16"]
+    assert main(["report", "--config", str(config), *window]) == 0
+    text = capsys.readouterr().out
+    assert "gcsf-bone-pain         Pause until the next cycle [snooze-cycle]" in text
+    assert "Snooze for this chemotherapy cycle" not in text
+    (site / "actions.toml").write_text('[[override_reasons.no-such-rule]]\ncode = "x"\ndisplay = "X"\n')
+    assert main(["report", "--config", str(config), *window]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("backpain-cds: error: invalid knowledge: ") and "no-such-rule" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, message", [

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from backpain_cds.report.figures import Window
+from backpain_cds.report.figures import OfferedReason, Window
 from backpain_cds.storage import card_audit, feedback, feedback_unmatched, hook_call
 
 SINCE = datetime(2026, 3, 2, tzinfo=UTC)
@@ -21,6 +21,25 @@ GENERATED = datetime(2026, 3, 20, 9, 30, tzinfo=UTC)
 PV = "back-pain-after-chemo"
 OS = "gcsf-order-select"
 G, M, P = "gcsf-bone-pain", "mscc-red-flags", "progressive-back-pain"
+
+
+#: the override reasons each rule's card offers in these tests (a small catalogue, not the
+#: packaged one: the report's figures must not change when a clinician edits actions.toml);
+#: gcsf-order-dose-review offers none, patient-declined is received on gcsf-bone-pain, which
+#: does not offer it
+OFFERED: dict[str, tuple[OfferedReason, ...]] = {
+    G: (OfferedReason("pain-not-gcsf", "Pain not due to G-CSF"),
+        OfferedReason("snooze-cycle", "Snooze for this chemotherapy cycle")),
+    M: (OfferedReason("managed-by-oncology", "Already managed by the oncology or MSCC team"),
+        OfferedReason("patient-declined", "Patient declined")),
+    P: (OfferedReason("managed-by-oncology", "Already managed by the oncology team"),
+        OfferedReason("cause-known", "Cause of the pain known and assessed")),
+    "back-pain-supportive-care": (OfferedReason("analgesia-in-place", "Analgesia already in place"),),
+    "nsaid-caution-post-chemo": (OfferedReason("benefit-outweighs-risk", "Benefit outweighs risk, monitored"),),
+}
+#: every reason code of the seeded report: all offered and received, sorted, (none) last
+REASON_CODES = ("analgesia-in-place", "benefit-outweighs-risk", "cause-known", "managed-by-oncology",
+                "pain-not-gcsf", "patient-declined", "snooze-cycle", "(none)")
 
 
 def _t(day: int, hour: int = 8, minute: int = 0, second: int = 0) -> datetime:
@@ -108,18 +127,34 @@ def wipe(engine: sa.Engine) -> None:
 ZERO_RULES = ("back-pain-supportive-care", "gcsf-order-dose-review", "nsaid-caution-post-chemo")
 
 
+def _offered_json(rule: str) -> list[dict[str, str]]:
+    return [{"code": o.code, "display": o.display} for o in OFFERED.get(rule, ())]
+
+
 def expected_rules() -> dict[str, dict[str, t.Any]]:
-    """The per-rule figures of :func:`seed`, by hand."""
+    """The per-rule figures of :func:`seed`, by hand (null: the reason is not offered)."""
+    none = dict.fromkeys(REASON_CODES)
     zero = {"fired": 0, "returned": 0, "shadow": 0, "suppressed": 0,
             "suppressed_by_reason": {"snooze": 0, "duplicate": 0}, "accepted": 0, "overridden": 0,
-            "overridden_by_reason": {}, "acceptance_rate": None, "median_seconds_to_feedback": None}
-    out = {rule: {"rule": rule, **zero} for rule in ZERO_RULES}
+            "acceptance_rate": None, "median_seconds_to_feedback": None}
+    out: dict[str, dict[str, t.Any]] = {}
+    out["back-pain-supportive-care"] = {"rule": "back-pain-supportive-care", **zero,
+                                        "overridden_by_reason": {**none, "analgesia-in-place": 0, "(none)": 0}}
+    out["gcsf-order-dose-review"] = {"rule": "gcsf-order-dose-review", **zero,
+                                     "overridden_by_reason": {**none, "(none)": 0}}
+    out["nsaid-caution-post-chemo"] = {"rule": "nsaid-caution-post-chemo", **zero,
+                                       "overridden_by_reason": {**none, "benefit-outweighs-risk": 0, "(none)": 0}}
     out[G] = {"rule": G, "fired": 7, "returned": 4, "shadow": 1, "suppressed": 2,
               "suppressed_by_reason": {"snooze": 1, "duplicate": 1}, "accepted": 1, "overridden": 2,
-              "overridden_by_reason": {"patient-declined": 1, "snooze-cycle": 1},
-              "acceptance_rate": 0.3333, "median_seconds_to_feedback": 3600.0}
+              "acceptance_rate": 0.3333, "median_seconds_to_feedback": 3600.0,
+              "overridden_by_reason": {**none, "pain-not-gcsf": 0, "patient-declined": 1, "snooze-cycle": 1,
+                                       "(none)": 0}}
     out[M] = {"rule": M, "fired": 2, "returned": 1, "shadow": 1, "suppressed": 0,
               "suppressed_by_reason": {"snooze": 0, "duplicate": 0}, "accepted": 0, "overridden": 1,
-              "overridden_by_reason": {"(none)": 1}, "acceptance_rate": 0.0, "median_seconds_to_feedback": 120.0}
-    out[P] = {"rule": P, "fired": 1, "returned": 1, **{k: v for k, v in zero.items() if k not in ("fired", "returned")}}
+              "acceptance_rate": 0.0, "median_seconds_to_feedback": 120.0,
+              "overridden_by_reason": {**none, "managed-by-oncology": 0, "patient-declined": 0, "(none)": 1}}
+    out[P] = {"rule": P, **zero, "fired": 1, "returned": 1,
+              "overridden_by_reason": {**none, "cause-known": 0, "managed-by-oncology": 0, "(none)": 0}}
+    for rule, figures in out.items():
+        figures["override_reasons_offered"] = _offered_json(rule)
     return dict(sorted(out.items()))
