@@ -73,7 +73,8 @@ def window(since: str | None, until: str | None, now: datetime) -> Window:
 
 def offered_reasons(knowledge: Knowledge) -> dict[str, tuple[OfferedReason, ...]]:
     """The override reasons each rule's card offers, from the knowledge (site overlay included)."""
-    return {rule: tuple(OfferedReason(c.code, c.display or c.code) for c in codings)
+    snoozing = knowledge.actions.snooze_periods
+    return {rule: tuple(OfferedReason(c.code, c.display or c.code, c.code in snoozing.get(rule, {})) for c in codings)
             for rule, codings in knowledge.actions.override_reasons.items()}
 
 
@@ -95,7 +96,8 @@ def read_report(engine: sa.Engine, win: Window, *, generated_at: datetime | None
     with engine.connect() as conn:
         return build_report(win, queries.cards(conn, win), queries.feedback_on_returned_cards(conn, win),
                             queries.calls(conn, win), queries.unmatched_feedback(conn, win),
-                            known_rules=RULE_IDS, offered=offered, reason_system=OVERRIDE_REASON_SYSTEM,
+                            known_rules=RULE_IDS, offered=offered, snoozes=queries.snoozes_started(conn, win),
+                            reason_system=OVERRIDE_REASON_SYSTEM,
                             generated_at=generated_at)
 
 

@@ -27,6 +27,8 @@ class OfferedReason:
 
     code: str
     display: str
+    #: an override with it snoozes the rule for the patient (``snooze_days``)
+    snoozes: bool = False
 
 
 def percentile(values: t.Sequence[float], percent: int) -> float | None:
@@ -87,6 +89,8 @@ class RuleFigures:
     overridden_by_reason: dict[str, int] = field(default_factory=dict)
     #: the reasons the rule's card offers, in the card's order (empty: unknown or none)
     offered_reasons: tuple[OfferedReason, ...] = ()
+    #: overrides that snoozed the rule (a ``snooze`` row was written for the overridden card)
+    overridden_with_snooze: int = 0
     #: seconds from card created_at to feedback outcomeTimestamp, one per feedback entry
     feedback_seconds: list[float] = field(default_factory=list)
 
@@ -100,6 +104,15 @@ class RuleFigures:
     @property
     def median_seconds_to_feedback(self) -> float | None:
         return median(self.feedback_seconds)
+
+    @property
+    def snooze_reasons(self) -> tuple[OfferedReason, ...]:
+        return tuple(r for r in self.offered_reasons if r.snoozes)
+
+    @property
+    def snoozed(self) -> int | None:
+        """Overrides that snoozed the rule; None when its card offers no snooze reason (and none did)."""
+        return self.overridden_with_snooze if self.overridden_with_snooze or self.snooze_reasons else None
 
     def offers(self, code: str) -> bool:
         """Whether the rule's card offers the reason (an override without one is always possible)."""
@@ -206,11 +219,13 @@ def build_report(
     *,
     known_rules: t.Iterable[str] = (),
     offered: t.Mapping[str, t.Sequence[OfferedReason]] | None = None,
+    snoozes: t.Mapping[str, int] | None = None,
     reason_system: str | None = None,
     generated_at: datetime | None = None,
 ) -> Report:
     """The report's figures. ``known_rules`` are listed even when they produced nothing;
-    ``offered`` are the override reasons of each rule's card.
+    ``offered`` are the override reasons of each rule's card; ``snoozes`` the snoozes written by
+    overrides of the window's cards, per rule.
 
     A card both in shadow mode and suppressed counts as shadow (it would not have been returned
     either way); feedback counts only on returned cards. An override code in a system other than
@@ -260,6 +275,9 @@ def build_report(
     for r in rules.values():
         r.overridden_by_reason = dict(sorted(r.overridden_by_reason.items()))
         r.offered_reasons = tuple(offered.get(r.rule, ()))
+    for rule, n in (snoozes or {}).items():
+        figures = rules.setdefault(rule, RuleFigures(rule, offered_reasons=tuple(offered.get(rule, ()))))
+        figures.overridden_with_snooze = n
     return Report(
         window=window,
         generated_at=generated_at or datetime.now(UTC),

@@ -21,7 +21,15 @@ import pygal
 from pygal.style import Style
 
 from backpain_cds.report.figures import SUPPRESS_REASONS, Report, human_duration
-from backpain_cds.report.render import RULE_LEGEND, TITLE, milliseconds, percent, reason_label, stamp
+from backpain_cds.report.render import (
+    RULE_LEGEND,
+    TITLE,
+    milliseconds,
+    percent,
+    reason_label,
+    snooze_rules,
+    stamp,
+)
 
 # pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
 # we do not use; every failed import anywhere in the process then raises an ImportWarning.
@@ -89,6 +97,7 @@ _TEMPLATE = """<!doctype html>
 body { font-family: system-ui, sans-serif; color: #1a1a1a; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; }
 h1 { font-size: 1.5rem; margin-bottom: .25rem; }
 h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #bbb; }
+h3 { font-size: 1rem; margin: 1.25rem 0 .25rem; }
 p.meta, p.note { color: #444; font-size: .9rem; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .5rem; }
@@ -124,11 +133,25 @@ Generated <time>{{ generated }}</time>.</p>
 <td class="n" data-col="shadow">{{ r.shadow }}</td><td class="n" data-col="suppressed">{{ r.suppressed }}</td>
 {% for reason in suppress_reasons %}<td class="n" data-col="suppressed_{{ reason }}">{{ r.suppressed_by_reason.get(reason, 0) }}</td>{% endfor %}
 <td class="n" data-col="accepted">{{ r.accepted }}</td><td class="n" data-col="overridden">{{ r.overridden }}</td>
+{% if r.snoozed is none %}<td class="na" data-col="overridden_with_snooze">not offered</td>{% else %}<td class="n" data-col="overridden_with_snooze">{{ r.snoozed }}</td>{% endif %}
 <td class="n" data-col="acceptance_rate">{{ percent(r.acceptance_rate) }}</td>
 <td class="n" data-col="median_to_feedback">{{ duration(r.median_seconds_to_feedback) }}</td></tr>
 {% endfor %}</tbody>
 </table>
 <dl class="legend" data-legend="rules">{% for term, text in rule_legend %}<dt>{{ term }}</dt><dd>{{ text }}</dd>{% endfor %}</dl>
+<h3>Snooze</h3>
+<p class="note">Rules whose card offers a snooze reason: the overrides with it, each of which snoozed the rule for
+the patient, and the cards the snoozes then held back (a snooze may have started before the window).</p>
+{% if snooze_rules %}<table data-section="snooze">
+<thead><tr><th scope="col">rule</th><th scope="col">snooze reasons</th><th scope="col">overridden with snooze</th>
+<th scope="col">suppressed by snooze</th></tr></thead>
+<tbody>
+{% for r in snooze_rules %}<tr data-rule="{{ r.rule }}"><th scope="row" data-col="rule">{{ r.rule }}</th>
+<td data-col="reasons">{% for o in r.snooze_reasons %}{{ reason_label(o.code, o.display) }}{% if not loop.last %}, {% endif %}{% else %}(none){% endfor %}</td>
+{% if r.snoozed is none %}<td class="na" data-col="overridden_with_snooze">not offered</td>{% else %}<td class="n" data-col="overridden_with_snooze">{{ r.snoozed }}</td>{% endif %}
+<td class="n" data-col="suppressed_snooze">{{ r.suppressed_by_reason.get("snooze", 0) }}</td></tr>
+{% endfor %}</tbody>
+</table>{% else %}<p>No rule offers a snooze reason.</p>{% endif %}
 {% if charts.weekly %}<figure data-chart="weekly">{{ charts.weekly }}</figure>{% endif %}
 
 <h2>Acceptance and override reasons</h2>
@@ -195,7 +218,8 @@ def render_html(report: Report) -> str:
         services=report.services, unmatched=report.unmatched, unmatched_total=report.unmatched_total,
         suppress_reasons=SUPPRESS_REASONS, charts=charts(report), percent=percent, ms=milliseconds,
         duration=human_duration, rule_legend=RULE_LEGEND, reason_labels=reason_labels(report),
+        snooze_rules=snooze_rules(report), reason_label=reason_label,
         rule_header=("rule", "fired", "returned", "shadow", "suppressed",
                      *(f"suppressed: {reason}" for reason in SUPPRESS_REASONS),
-                     "accepted", "overridden", "acceptance", "median time to feedback"),
+                     "accepted", "overridden", "overridden with snooze", "acceptance", "median time to feedback"),
     )

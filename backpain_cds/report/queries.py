@@ -1,4 +1,4 @@
-"""The reads of the governance report: one window of the audit, feedback and call log tables.
+"""The reads of the governance report: one window of the audit, feedback, snooze and call log tables.
 
 Rows are streamed (``yield_per``) so that a month of a busy site does not sit in memory twice.
 Windows are compared in UTC (SQLite stores the timestamps as naive UTC).
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from backpain_cds.report.figures import CallRow, CardRow, FeedbackRow, Window
-from backpain_cds.storage import card_audit, feedback, feedback_unmatched, hook_call
+from backpain_cds.storage import card_audit, feedback, feedback_unmatched, hook_call, snooze
 
 _BATCH = 5000
 
@@ -44,6 +44,20 @@ def feedback_on_returned_cards(conn: sa.Connection, window: Window) -> t.Iterato
     for row in conn.execution_options(yield_per=_BATCH).execute(query):
         yield FeedbackRow(row.rule_id, row.outcome, row.override_code, row.override_system, row.outcome_timestamp,
                           row.created_at)
+
+
+def snoozes_started(conn: sa.Connection, window: Window) -> dict[str, int]:
+    """The snoozes written by overrides of the cards created in the window (one per overridden
+    card, whenever the override arrived), per rule."""
+    since, until = _bounds(window)
+    c, s = card_audit.c, snooze.c
+    query = (
+        sa.select(c.rule_id, sa.func.count())
+        .select_from(snooze.join(card_audit, sa.and_(s.card_uuid == c.card_uuid, s.service_id == c.service_id)))
+        .where(c.created_at >= since, c.created_at < until)
+        .group_by(c.rule_id)
+    )
+    return {rule: int(n) for rule, n in conn.execute(query)}
 
 
 def calls(conn: sa.Connection, window: Window) -> t.Iterator[CallRow]:

@@ -41,24 +41,33 @@ window: 2026-03-02T00:00:00Z (inclusive) to 2026-03-16T00:00:00Z (exclusive)
 generated: 2026-03-20T09:30:00Z
 
 Rules (cards created in the window)
-rule                       fired  returned  shadow  suppressed  snooze  duplicate  accepted  overridden  acceptance  median to feedback
--------------------------  -----  --------  ------  ----------  ------  ---------  --------  ----------  ----------  ------------------
-back-pain-supportive-care      0         0       0           0       0          0         0           0         n/a                 n/a
-gcsf-bone-pain                 7         4       1           2       1          1         1           2      33.3 %              60 min
-gcsf-order-dose-review         0         0       0           0       0          0         0           0         n/a                 n/a
-mscc-red-flags                 2         1       1           0       0          0         0           1       0.0 %               2 min
-nsaid-caution-post-chemo       0         0       0           0       0          0         0           0         n/a                 n/a
-progressive-back-pain          1         1       0           0       0          0         0           0         n/a                 n/a
+rule                       fired  returned  shadow  suppressed  snooze  duplicate  accepted  overridden  with snooze  acceptance  median to feedback
+-------------------------  -----  --------  ------  ----------  ------  ---------  --------  ----------  -----------  ----------  ------------------
+back-pain-supportive-care      0         0       0           0       0          0         0           0          n/a         n/a                 n/a
+gcsf-bone-pain                 7         4       1           2       1          1         1           2            1      33.3 %              60 min
+gcsf-order-dose-review         0         0       0           0       0          0         0           0          n/a         n/a                 n/a
+mscc-red-flags                 2         1       1           0       0          0         0           1          n/a       0.0 %               2 min
+nsaid-caution-post-chemo       0         0       0           0       0          0         0           0          n/a         n/a                 n/a
+progressive-back-pain          1         1       0           0       0          0         0           0          n/a         n/a                 n/a
 
 fired                 cards the rule produced: returned + shadow + suppressed
 returned              cards returned to the EHR for the clinician (not shadow, not suppressed)
 shadow                cards held back by shadow mode
-suppressed            cards held back by the service: by a snooze (snooze) or as already shown in
-                      the ordering session (duplicate)
+suppressed            cards held back by the service: by a snooze (snooze; the snooze may have
+                      started before the window) or as already shown in the ordering session
+                      (duplicate)
 accepted, overridden  feedback entries on the returned cards, whenever they arrived
+with snooze           overrides with a reason that snoozes the rule for the patient: each started a
+                      snooze, whose held-back cards count under suppressed: snooze; n/a: the card
+                      offers no such reason
 acceptance            accepted / (accepted + overridden): over the feedback on returned cards, a
                       returned card without feedback is not counted; n/a without feedback
 median to feedback    median of the feedback's outcomeTimestamp minus the card's creation time
+
+Snooze (overrides that snoozed a rule, and the cards the snoozes then held back)
+rule            snooze reasons                                     overridden with snooze  suppressed by snooze
+--------------  -------------------------------------------------  ----------------------  --------------------
+gcsf-bone-pain  Snooze for this chemotherapy cycle [snooze-cycle]                       1                     1
 
 Override reasons (rules with cards returned: each reason the card offers, then any other code)
 rule                   reason                                                              overrides
@@ -134,12 +143,12 @@ def test_csv_has_one_table_per_section(seeded):
     assert [t[0][0] for t in tables] == ["section"] * 5
     rules, reasons, weekly, services, unmatched = tables
     assert rules[0] == ["section", "rule", "fired", "returned", "shadow", "suppressed", "suppressed_snooze",
-                        "suppressed_duplicate", "accepted", "overridden", "acceptance_rate",
+                        "suppressed_duplicate", "accepted", "overridden", "overridden_with_snooze", "acceptance_rate",
                         "median_seconds_to_feedback"]
     by_rule = {row[1]: row for row in rules[1:]}
-    assert by_rule[seed.G] == ["rules", seed.G, "7", "4", "1", "2", "1", "1", "1", "2", "0.3333", "3600.0"]
-    assert by_rule[seed.M] == ["rules", seed.M, "2", "1", "1", "0", "0", "0", "0", "1", "0.0", "120.0"]
-    assert by_rule[seed.P] == ["rules", seed.P, "1", "1", "0", "0", "0", "0", "0", "0", "", ""]
+    assert by_rule[seed.G] == ["rules", seed.G, "7", "4", "1", "2", "1", "1", "1", "2", "1", "0.3333", "3600.0"]
+    assert by_rule[seed.M] == ["rules", seed.M, "2", "1", "1", "0", "0", "0", "0", "1", "", "0.0", "120.0"]
+    assert by_rule[seed.P] == ["rules", seed.P, "1", "1", "0", "0", "0", "0", "0", "0", "", "", ""]
     assert len(by_rule) == 6
     # every rule x every reason code of the report; not offered: offered false, overrides empty
     assert reasons[0] == ["section", "rule", "override_reason", "display", "offered", "overrides"]
@@ -219,7 +228,12 @@ def test_html_tables_have_the_exact_figures(seeded):
     rules = {r["rule"]: r for r in tables["rules"]}
     assert rules[seed.G] == {"rule": seed.G, "fired": "7", "returned": "4", "shadow": "1", "suppressed": "2",
                              "suppressed_snooze": "1", "suppressed_duplicate": "1", "accepted": "1",
-                             "overridden": "2", "acceptance_rate": "33.3 %", "median_to_feedback": "60 min"}
+                             "overridden": "2", "overridden_with_snooze": "1", "acceptance_rate": "33.3 %",
+                             "median_to_feedback": "60 min"}
+    assert rules[seed.M]["overridden_with_snooze"] == "not offered"
+    # the snooze loop: the override that snoozed gcsf-bone-pain, the card the snooze held back
+    assert tables["snooze"] == [{"rule": seed.G, "reasons": "Snooze for this chemotherapy cycle [snooze-cycle]",
+                                 "overridden_with_snooze": "1", "suppressed_snooze": "1"}]
     assert rules[seed.M]["acceptance_rate"] == "0.0 %" and rules[seed.M]["median_to_feedback"] == "2 min"
     assert rules[seed.P]["acceptance_rate"] == "n/a" and rules[seed.P]["median_to_feedback"] == "n/a"
     assert len(rules) == 6
@@ -240,7 +254,7 @@ def test_html_tables_have_the_exact_figures(seeded):
     assert [reasons["(none)"][rule] for rule in order] == ["0", "0", "0", "1", "0", "0"]
     assert [reasons["Cause of the pain known and assessed [cause-known]"][rule] for rule in order] == [
         na, na, na, na, na, "0"]
-    assert page.count('<td class="na"') == 33
+    assert page.count('<td class="na"') == 33 + 5  # the matrix and the rules' "overridden with snooze"
     assert tables["weekly_cards"] == [{"rule": w["rule"], "week": w["week"], "cards": str(w["cards"])}
                                       for w in WEEKLY]
     assert tables["services"] == [
@@ -253,7 +267,7 @@ def test_html_tables_have_the_exact_figures(seeded):
     # the legend under the rules table: every column, the acceptance's denominator stated
     legend = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page.split('data-legend="rules"')[1].split("</dl>")[0])
     assert [term for term, _ in legend] == ["fired", "returned", "shadow", "suppressed", "accepted, overridden",
-                                            "acceptance", "median to feedback"]
+                                            "with snooze", "acceptance", "median to feedback"]
     assert dict(legend)["acceptance"] == ("accepted / (accepted + overridden): over the feedback on returned cards, "
                                           "a returned card without feedback is not counted; n/a without feedback")
     # self-contained: three inline SVG charts, no script, nothing fetched
@@ -283,7 +297,12 @@ def test_the_window_boundaries(seeded):
     # one microsecond later: c1 (exactly at since), the first call and nothing else drop out
     later = read_report(engine, Window(seed.SINCE.replace(microsecond=1), seed.UNTIL))
     g = next(r for r in later.rules if r.rule == seed.G)
-    assert (g.fired, g.returned, g.accepted, g.overridden) == (6, 3, 0, 2)
+    assert (g.fired, g.returned, g.accepted, g.overridden, g.overridden_with_snooze) == (6, 3, 0, 2, 1)
+    # the snoozes count with their card: c2's goes with c2, x2's (created a second before) stays out
+    after_c2 = read_report(engine, Window(datetime(2026, 3, 3, 10, 0, 1, tzinfo=UTC), seed.UNTIL))
+    assert next(r for r in after_c2.rules if r.rule == seed.G).overridden_with_snooze == 0
+    earlier = read_report(engine, Window(datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC), seed.UNTIL))
+    assert next(r for r in earlier.rules if r.rule == seed.G).overridden_with_snooze == 2
     pv = next(s for s in later.services if s.service == seed.PV)
     assert pv.calls == 4
     # until moved past x1 (exactly at the old until): x1 and its accepted feedback come in
@@ -344,10 +363,10 @@ def test_cli_writes_every_format(seeded, tmp_path, capsys):
     # the override reasons are the packaged knowledge's (no [knowledge] path in the config)
     g = next(r for r in doc["rules"] if r["rule"] == seed.G)
     assert g["override_reasons_offered"] == [
-        {"code": "pain-not-gcsf", "display": "Pain not due to G-CSF"},
-        {"code": "analgesia-in-place", "display": "Analgesia already in place"},
-        {"code": "managed-by-oncology", "display": "Already managed by the oncology team"},
-        {"code": "snooze-cycle", "display": "Snooze for this chemotherapy cycle"}]
+        {"code": "pain-not-gcsf", "display": "Pain not due to G-CSF", "snoozes": False},
+        {"code": "analgesia-in-place", "display": "Analgesia already in place", "snoozes": False},
+        {"code": "managed-by-oncology", "display": "Already managed by the oncology team", "snoozes": False},
+        {"code": "snooze-cycle", "display": "Snooze for this chemotherapy cycle", "snoozes": True}]
     assert (g["overridden_by_reason"]["snooze-cycle"], g["overridden_by_reason"]["patient-declined"],
             g["overridden_by_reason"]["lab-out-of-date"]) == (1, 1, None)
     for fmt in ("text", "csv", "html"):

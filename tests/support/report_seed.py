@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from backpain_cds.report.figures import OfferedReason, Window
-from backpain_cds.storage import card_audit, feedback, feedback_unmatched, hook_call
+from backpain_cds.storage import card_audit, feedback, feedback_unmatched, hook_call, snooze
 
 SINCE = datetime(2026, 3, 2, tzinfo=UTC)
 UNTIL = datetime(2026, 3, 16, tzinfo=UTC)
@@ -29,7 +29,7 @@ G, M, P = "gcsf-bone-pain", "mscc-red-flags", "progressive-back-pain"
 #: does not offer it
 OFFERED: dict[str, tuple[OfferedReason, ...]] = {
     G: (OfferedReason("pain-not-gcsf", "Pain not due to G-CSF"),
-        OfferedReason("snooze-cycle", "Snooze for this chemotherapy cycle")),
+        OfferedReason("snooze-cycle", "Snooze for this chemotherapy cycle", snoozes=True)),
     M: (OfferedReason("managed-by-oncology", "Already managed by the oncology or MSCC team"),
         OfferedReason("patient-declined", "Patient declined")),
     P: (OfferedReason("managed-by-oncology", "Already managed by the oncology team"),
@@ -69,6 +69,13 @@ FEEDBACK: list[tuple[str, str, float, str | None, datetime]] = [
     ("c3", "overridden", 7200, "patient-declined", _t(20)),  # arrived after the window: counted
     ("x1", "accepted", 30, None, _t(16, 1)),
     ("m1", "overridden", 120, None, _t(5, 9)),
+    ("x2", "overridden", 600, "snooze-cycle", _t(2, 1)),  # on a card before the window: out
+]
+
+#: card uuid, created_at: the snoozes the snooze-cycle overrides wrote (14 days from the override)
+SNOOZES: list[tuple[str, datetime]] = [
+    ("c2", _t(3, 12)),  # c5, suppressed by a snooze, is the loop's other end
+    ("x2", _t(2, 1)),  # its card was created before the window: out
 ]
 
 #: service, card uuid, outcome, received_at (feedback naming cards never shown)
@@ -106,6 +113,11 @@ def seed(engine: sa.Engine) -> None:
              "outcome_timestamp": created[uuid] + timedelta(seconds=after), "accepted_suggestions": "[]",
              "override_code": code, "override_system": None, "override_comment": None, "received_at": received}
             for uuid, outcome, after, code, received in FEEDBACK])
+        conn.execute(snooze.insert(), [
+            {"patient_id": f"pat-{uuid}", "rule_id": G, "indicator": "info", "card_uuid": uuid, "service_id": PV,
+             "reason_code": "snooze-cycle", "evidence": "[]", "created_at": at,
+             "expires_at": at + timedelta(days=14)}
+            for uuid, at in SNOOZES])
         conn.execute(feedback_unmatched.insert(), [
             {"service_id": service, "card_uuid": uuid, "outcome": outcome, "outcome_timestamp": received,
              "accepted_suggestions": "[]", "received_at": received}
@@ -128,7 +140,7 @@ ZERO_RULES = ("back-pain-supportive-care", "gcsf-order-dose-review", "nsaid-caut
 
 
 def _offered_json(rule: str) -> list[dict[str, str]]:
-    return [{"code": o.code, "display": o.display} for o in OFFERED.get(rule, ())]
+    return [{"code": o.code, "display": o.display, "snoozes": o.snoozes} for o in OFFERED.get(rule, ())]
 
 
 def expected_rules() -> dict[str, dict[str, t.Any]]:
@@ -136,7 +148,7 @@ def expected_rules() -> dict[str, dict[str, t.Any]]:
     none = dict.fromkeys(REASON_CODES)
     zero = {"fired": 0, "returned": 0, "shadow": 0, "suppressed": 0,
             "suppressed_by_reason": {"snooze": 0, "duplicate": 0}, "accepted": 0, "overridden": 0,
-            "acceptance_rate": None, "median_seconds_to_feedback": None}
+            "overridden_with_snooze": None, "acceptance_rate": None, "median_seconds_to_feedback": None}
     out: dict[str, dict[str, t.Any]] = {}
     out["back-pain-supportive-care"] = {"rule": "back-pain-supportive-care", **zero,
                                         "overridden_by_reason": {**none, "analgesia-in-place": 0, "(none)": 0}}
@@ -146,11 +158,13 @@ def expected_rules() -> dict[str, dict[str, t.Any]]:
                                        "overridden_by_reason": {**none, "benefit-outweighs-risk": 0, "(none)": 0}}
     out[G] = {"rule": G, "fired": 7, "returned": 4, "shadow": 1, "suppressed": 2,
               "suppressed_by_reason": {"snooze": 1, "duplicate": 1}, "accepted": 1, "overridden": 2,
+              "overridden_with_snooze": 1,
               "acceptance_rate": 0.3333, "median_seconds_to_feedback": 3600.0,
               "overridden_by_reason": {**none, "pain-not-gcsf": 0, "patient-declined": 1, "snooze-cycle": 1,
                                        "(none)": 0}}
     out[M] = {"rule": M, "fired": 2, "returned": 1, "shadow": 1, "suppressed": 0,
               "suppressed_by_reason": {"snooze": 0, "duplicate": 0}, "accepted": 0, "overridden": 1,
+              "overridden_with_snooze": None,
               "acceptance_rate": 0.0, "median_seconds_to_feedback": 120.0,
               "overridden_by_reason": {**none, "managed-by-oncology": 0, "patient-declined": 0, "(none)": 1}}
     out[P] = {"rule": P, **zero, "fired": 1, "returned": 1,
