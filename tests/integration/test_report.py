@@ -12,6 +12,7 @@ import json
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -135,6 +136,13 @@ def test_json_has_the_exact_figures(seeded):
 def test_text_is_exact(seeded):
     _, engine = seeded
     assert render(_report(engine), "text") == EXPECTED_TEXT
+
+
+def test_the_readme_example_is_this_text():
+    """README "Governance report" shows the seeded report's text: it must stay that text."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Governance report\n", 1)[1].split("\n## ", 1)[0]
+    assert section.split("```text\n", 1)[1].split("```", 1)[0] == EXPECTED_TEXT
 
 
 def test_csv_has_one_table_per_section(seeded):
