@@ -171,6 +171,8 @@ class Report:
     services: list[ServiceFigures]
     #: feedback naming cards the service never showed, received in the window, per service id
     unmatched: dict[str, int]
+    #: the rule ids of this release (listed even when they fired nothing), sorted
+    known_rules: tuple[str, ...] = ()
 
     @property
     def unmatched_total(self) -> int:
@@ -233,6 +235,7 @@ def build_report(
     not one of our reasons: it is counted as ``system|code``.
     """
     offered = offered or {}
+    known_rules = tuple(sorted(known_rules))
     rules = {rule: RuleFigures(rule) for rule in known_rules}
     weekly: dict[tuple[str, str], int] = {}
     for card in cards:
@@ -285,6 +288,7 @@ def build_report(
         weekly=[(rule, week, n) for (rule, week), n in sorted(weekly.items())],
         services=[services[k] for k in sorted(services)],
         unmatched=dict(sorted(unmatched.items())),
+        known_rules=known_rules,
     )
 
 

@@ -3,7 +3,8 @@
 Tables of every figure (the override reasons as a matrix, reasons x rules, with a muted "not
 offered" where the rule's card does not offer the reason) plus charts drawn server-side by pygal
 as inline SVG: cards per rule per ISO week, acceptance (accepted and overridden) per rule,
-override reasons per rule. Nothing is
+override reasons per rule. In every chart a series is a rule, in its colour of
+:func:`rule_colours`, and the count axes have whole-number ticks (:func:`count_ticks`). Nothing is
 loaded from anywhere: the CSS is inline, the SVG has no script (pygal's inline configuration
 script is removed and ``js=[]``, whose default points to a CDN), the fonts are the system's.
 Every value is escaped by Jinja2's autoescape; the SVG is serialised by pygal's XML writer.
@@ -37,9 +38,34 @@ sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImpor
 
 _SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
-_STYLE = Style(background="white", plot_background="white", font_family="system-ui, sans-serif",
-               title_font_size=16, label_font_size=12, major_label_font_size=12, legend_font_size=12,
-               colors=("#2a6db0", "#c96a00", "#1f7a3a", "#b00020", "#7b3fa0", "#555555", "#0f8b8d", "#8c564b"))
+#: the rules' colours (Okabe and Ito's palette, readable with the common colour-vision
+#: deficiencies), given in the order of the sorted rule ids of this release
+PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000", "#999999")
+_STYLE = dict(background="white", plot_background="white", font_family="system-ui, sans-serif",
+              title_font_size=16, label_font_size=12, major_label_font_size=12, legend_font_size=12)
+#: at most this many ticks on a count axis
+_MAX_TICKS = 10
+
+
+def rule_colours(report: Report) -> dict[str, str]:
+    """Rule id -> colour, the same in every chart and every report of this release: by the
+    sorted rule ids this release knows, then any other rule in the data (sorted)."""
+    known = sorted(report.known_rules)
+    others = sorted({r.rule for r in report.rules} - set(known))
+    return {rule: PALETTE[i % len(PALETTE)] for i, rule in enumerate(known + others)}
+
+
+def count_ticks(top: int) -> list[int]:
+    """Whole-number ticks from 0 to at least ``top`` (and 1), at most ``_MAX_TICKS`` steps of 1, 2
+    or 5 times a power of ten: a count axis never shows half a card."""
+    top, magnitude = max(top, 1), 1
+    while True:
+        for multiple in (1, 2, 5):
+            step = multiple * magnitude
+            steps = -(-top // step)  # ceil
+            if steps <= _MAX_TICKS:
+                return list(range(0, steps * step + 1, step))
+        magnitude *= 10
 
 
 def _svg(chart: t.Any) -> markupsafe.Markup:
@@ -47,10 +73,15 @@ def _svg(chart: t.Any) -> markupsafe.Markup:
     return markupsafe.Markup(svg)  # pygal's XML serialiser escaped every label
 
 
-def _chart(kind: t.Any, title: str, labels: t.Sequence[str], series: t.Mapping[str, t.Sequence[int | None]]) -> markupsafe.Markup:
-    chart = kind(js=[], disable_xml_declaration=True, width=760, height=360, explicit_size=False, style=_STYLE,
-                 title=title, legend_at_bottom=True, truncate_legend=-1, truncate_label=-1, x_label_rotation=20,
-                 print_values=False, show_minor_y_labels=False)
+def _chart(kind: t.Any, title: str, labels: t.Sequence[str], series: t.Mapping[str, t.Sequence[int | None]],
+           colours: t.Sequence[str], top: int, **options: t.Any) -> markupsafe.Markup:
+    """A bar chart of counts: one series per entry of ``series`` in its colour of ``colours``, the
+    count axis in whole numbers up to at least ``top``."""
+    ticks = count_ticks(top)
+    chart = kind(js=[], disable_xml_declaration=True, width=760, height=360, explicit_size=False,
+                 style=Style(colors=tuple(colours), **_STYLE), title=title, legend_at_bottom=True,
+                 truncate_legend=-1, truncate_label=-1, print_values=False,
+                 y_labels=ticks, range=(0, ticks[-1]), value_formatter=lambda v: f"{v:.0f}", **options)
     chart.x_labels = list(labels)
     for name, values in series.items():
         chart.add(name, list(values))
@@ -68,21 +99,29 @@ def reason_labels(report: Report) -> list[tuple[str, str]]:
 
 
 def charts(report: Report) -> dict[str, markupsafe.Markup | None]:
-    """The page's charts (None when there is nothing to draw)."""
+    """The page's charts (None when there is nothing to draw). Every series is a rule, in its
+    colour of :func:`rule_colours`; a reason a rule's card does not offer has no bar (not 0)."""
+    colour = rule_colours(report)
     weeks = report.window.weeks()
     fired = [r.rule for r in report.rules if r.fired]
     counts = {(rule, week): n for rule, week, n in report.weekly}
+    per_week = [sum(counts.get((rule, w), 0) for rule in fired) for w in weeks]
     weekly = _chart(pygal.StackedBar, "Cards per rule per ISO week", weeks,
-                    {rule: [counts.get((rule, w), 0) for w in weeks] for rule in fired}) if fired else None
+                    {rule: [counts.get((rule, w), 0) for w in weeks] for rule in fired},
+                    [colour[rule] for rule in fired], max(per_week, default=0), x_label_rotation=20) \
+        if fired else None
     answered = [r for r in report.rules if r.accepted + r.overridden]
-    acceptance = _chart(pygal.StackedBar, "Feedback on returned cards", [r.rule for r in answered],
-                        {"accepted": [r.accepted for r in answered],
-                         "overridden": [r.overridden for r in answered]}) if answered else None
+    acceptance = _chart(pygal.Bar, "Feedback on returned cards, per rule", ["accepted", "overridden"],
+                        {r.rule: [r.accepted, r.overridden] for r in answered}, [colour[r.rule] for r in answered],
+                        max((max(r.accepted, r.overridden) for r in answered), default=0)) if answered else None
     overridden = [r for r in report.rules if r.overridden]
     labels = dict(reason_labels(report))
-    codes = sorted({code for r in overridden for code in r.overridden_by_reason})
-    reasons = _chart(pygal.StackedBar, "Override reasons per rule", [r.rule for r in overridden],
-                     {labels[code]: [r.overrides_with(code) for r in overridden] for code in codes}) \
+    codes = [code for code in report.reason_codes if any(r.overridden_by_reason.get(code) for r in overridden)]
+    codes.reverse()  # pygal draws the first label at the bottom: the table's order, top down
+    reasons = _chart(pygal.HorizontalBar, "Override reasons, per rule", [labels[code] for code in codes],
+                     {r.rule: [r.overrides_with(code) for code in codes] for r in overridden},
+                     [colour[r.rule] for r in overridden],
+                     max((n for r in overridden for n in r.overridden_by_reason.values()), default=0)) \
         if overridden else None
     return {"weekly": weekly, "acceptance": acceptance, "reasons": reasons}
 

@@ -285,6 +285,37 @@ def test_html_tables_have_the_exact_figures(seeded):
         assert needle not in page, needle
 
 
+def chart_facts(page: str, name: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """A pygal chart of the page: its legend (series -> colour) and its axes' tick labels."""
+    fig = page.split(f'data-chart="{name}"')[1].split("</figure>")[0]
+    colours = dict(re.findall(r"\.color-(\d+),[^{]*\{stroke:(#[0-9a-f]+);fill:", fig))
+    legend = {text: colours[n] for n, text in re.findall(r'class="color-(\d+) reactive" /><text[^>]*>([^<]*)</text>', fig)}
+    axes = {chunk.split('"')[0].split()[0]: re.findall(r"<text[^>]*>([^<]*)</text>", chunk.split('<g class="series')[0])
+            for chunk in fig.split('<g class="axis ')[1:]}
+    return legend, axes
+
+
+def test_charts_colour_each_rule_alike_and_count_in_whole_numbers(seeded):
+    """Every series is a rule, coloured by its place among the sorted rule ids of the release (so
+    also the same from one report to the next); the count axes have whole-number ticks only."""
+    _, engine = seeded
+    page = render(_report(engine), "html")
+    colours = {seed.G: "#e69f00", seed.M: "#d55e00", seed.P: "#56b4e9"}  # 2nd, 4th and 6th rule
+    weekly, weekly_axes = chart_facts(page, "weekly")
+    assert weekly == colours and weekly_axes["y"] == ["0", "1", "2", "3", "4", "5", "6"]  # W11: 5 + 1
+    acceptance, acceptance_axes = chart_facts(page, "acceptance")
+    assert acceptance == {seed.G: colours[seed.G], seed.M: colours[seed.M]}
+    assert acceptance_axes == {"y": ["0", "1", "2"], "x": ["accepted", "overridden"]}
+    reasons, reasons_axes = chart_facts(page, "reasons")
+    assert reasons == {seed.G: colours[seed.G], seed.M: colours[seed.M]}
+    assert reasons_axes == {"y": ["(none)", "Snooze for this chemotherapy cycle [snooze-cycle]",
+                                  "Patient declined [patient-declined]"], "x": ["0", "1"]}
+    # a window where progressive-back-pain alone fired: the same colour, and 0 and 1 (no 0.5)
+    alone = render(read_report(engine, Window(datetime(2026, 3, 14, tzinfo=UTC), seed.UNTIL),
+                               reasons=seed.OFFERED), "html")
+    assert chart_facts(alone, "weekly") == ({seed.P: colours[seed.P]}, {"y": ["0", "1"], "x": ["2026-W11"]})
+
+
 def test_html_escapes_what_the_ehr_sent(tmp_path):
     store = SqlStore(f"sqlite:///{tmp_path / 'x.sqlite3'}")
     upgrade(store.engine)

@@ -113,3 +113,13 @@ def test_override_reasons_offered_received_and_foreign():
     assert s.overrides_with("(none)") == 0  # an override without a reason is always possible
     assert r.reason_rows() == [("snooze-cycle", "Snooze", True, 2), ("other", "Other", True, 0),
                                ("made-up", None, False, 1), ("urn:other|snooze-cycle", None, False, 1)]
+
+
+@pytest.mark.parametrize("top, ticks", [
+    (0, [0, 1]), (1, [0, 1]), (6, list(range(7))), (10, list(range(11))), (11, [0, 2, 4, 6, 8, 10, 12]),
+    (21, [0, 5, 10, 15, 20, 25]), (51, [0, 10, 20, 30, 40, 50, 60]), (101, [0, 20, 40, 60, 80, 100, 120]),
+])
+def test_count_axes_tick_whole_numbers(top, ticks):
+    from backpain_cds.report.html import count_ticks
+
+    assert count_ticks(top) == ticks
