@@ -133,25 +133,33 @@ _TEMPLATE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}: {{ since }} to {{ until }}</title>
 <style>
-body { font-family: system-ui, sans-serif; color: #1a1a1a; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; }
+body { font-family: system-ui, sans-serif; color: #1a1a1a; margin: 1.5rem auto; max-width: 76rem; padding: 0 1rem; }
 h1 { font-size: 1.5rem; margin-bottom: .25rem; }
 h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #bbb; }
 h3 { font-size: 1rem; margin: 1.25rem 0 .25rem; }
+p { max-width: 60rem; }
 p.meta, p.note { color: #444; font-size: .9rem; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .5rem; }
+/* a table that cannot fit (a narrow window) scrolls in its own box, never the page */
+div.table { max-width: 100%; overflow-x: auto; margin: .5rem 0 1rem; }
+table { border-collapse: collapse; font-size: .85rem; }
+th, td { border: 1px solid #ccc; padding: .2rem .4rem; }
 th { background: #eef2f6; text-align: left; }
+thead th { vertical-align: bottom; font-size: .8rem; hyphens: auto; overflow-wrap: break-word; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-td.na, span.na { color: #767676; font-style: italic; font-size: .8rem; }
+td.na, span.na { color: #767676; font-style: italic; font-size: .75rem; }
 td.na { text-align: center; }
 th[scope="row"] { white-space: nowrap; }
+table.matrix th[scope="row"] { white-space: normal; min-width: 14rem; max-width: 26rem; font-weight: normal; }
+table.matrix thead th { min-width: 4.5rem; }
 figure { margin: 1rem 0; page-break-inside: avoid; break-inside: avoid; }
 figure svg { width: 100%; height: auto; max-width: 760px; }
-dl.legend { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; font-size: .85rem; color: #333; }
+dl.legend { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; max-width: 60rem;
+            font-size: .85rem; color: #333; }
 dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
 @media print {
   body { margin: 0; max-width: none; font-size: 10pt; }
   h2 { page-break-after: avoid; break-after: avoid; }
+  div.table { overflow: visible; }
   table, figure { page-break-inside: avoid; break-inside: avoid; }
   th { background: none; }
 }
@@ -164,7 +172,7 @@ Generated <time>{{ generated }}</time>.</p>
 
 <h2>Rules</h2>
 <p class="note">Cards created in the window.</p>
-<table data-section="rules">
+<div class="table"><table data-section="rules">
 <thead><tr>{% for h in rule_header %}<th scope="col">{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for r in rules %}<tr data-rule="{{ r.rule }}"><th scope="row" data-col="rule">{{ r.rule }}</th>
@@ -176,12 +184,12 @@ Generated <time>{{ generated }}</time>.</p>
 <td class="n" data-col="acceptance_rate">{{ percent(r.acceptance_rate) }}</td>
 <td class="n" data-col="median_to_feedback">{{ duration(r.median_seconds_to_feedback) }}</td></tr>
 {% endfor %}</tbody>
-</table>
+</table></div>
 <dl class="legend" data-legend="rules">{% for term, text in rule_legend %}<dt>{{ term }}</dt><dd>{{ text }}</dd>{% endfor %}</dl>
 <h3>Snooze</h3>
 <p class="note">Rules whose card offers a snooze reason: the overrides with it, each of which snoozed the rule for
 the patient, and the cards the snoozes then held back (a snooze may have started before the window).</p>
-{% if snooze_rules %}<table data-section="snooze">
+{% if snooze_rules %}<div class="table"><table data-section="snooze">
 <thead><tr><th scope="col">rule</th><th scope="col">snooze reasons</th><th scope="col">overridden with snooze</th>
 <th scope="col">suppressed by snooze</th></tr></thead>
 <tbody>
@@ -190,14 +198,14 @@ the patient, and the cards the snoozes then held back (a snooze may have started
 {% if r.snoozed is none %}<td class="na" data-col="overridden_with_snooze">not offered</td>{% else %}<td class="n" data-col="overridden_with_snooze">{{ r.snoozed }}</td>{% endif %}
 <td class="n" data-col="suppressed_snooze">{{ r.suppressed_by_reason.get("snooze", 0) }}</td></tr>
 {% endfor %}</tbody>
-</table>{% else %}<p>No rule offers a snooze reason.</p>{% endif %}
+</table></div>{% else %}<p>No rule offers a snooze reason.</p>{% endif %}
 {% if charts.weekly %}<figure data-chart="weekly">{{ charts.weekly }}</figure>{% endif %}
 
 <h2>Acceptance and override reasons</h2>
 {% if charts.acceptance %}<figure data-chart="acceptance">{{ charts.acceptance }}</figure>{% else %}<p>No feedback on returned cards in this window.</p>{% endif %}
 <p class="note">Overrides per reason (rows) and rule (columns), on the cards returned in the window;
 <span class="na">not offered</span>: the rule's card does not offer the reason.</p>
-<table data-section="override_reasons">
+<div class="table"><table class="matrix" data-section="override_reasons">
 <thead><tr><th scope="col">override reason</th>{% for r in rules %}<th scope="col">{{ r.rule }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for code, label in reason_labels %}<tr data-reason="{{ code }}"><th scope="row" data-col="reason">{{ label }}</th>
@@ -206,21 +214,21 @@ the patient, and the cards the snoozes then held back (a snooze may have started
 {% else %}<td class="n" data-col="{{ r.rule }}">{{ n }} <span class="na">(not offered)</span></td>
 {% endif %}{% endfor %}</tr>
 {% endfor %}</tbody>
-</table>
+</table></div>
 {% if charts.reasons %}<figure data-chart="reasons">{{ charts.reasons }}</figure>{% endif %}
 
 <h2>Cards per rule per ISO week</h2>
-<table data-section="weekly_cards">
+<div class="table"><table data-section="weekly_cards">
 <thead><tr><th scope="col">rule</th><th scope="col">week</th><th scope="col">cards</th></tr></thead>
 <tbody>
 {% for rule, week, n in weekly %}<tr><td data-col="rule">{{ rule }}</td><td data-col="week">{{ week }}</td><td class="n" data-col="cards">{{ n }}</td></tr>
 {% endfor %}</tbody>
-</table>
+</table></div>
 
 <h2>Services</h2>
 <p class="note">Hook calls received in the window, any HTTP status. Latency: request in to response out,
 nearest-rank percentiles, in milliseconds.</p>
-<table data-section="services">
+<div class="table"><table data-section="services">
 <thead><tr><th scope="col">service</th><th scope="col">calls</th><th scope="col">p50 ms</th><th scope="col">p95 ms</th>
 <th scope="col">412</th><th scope="col">412 rate</th><th scope="col">deadline exceeded</th><th scope="col">cards returned</th></tr></thead>
 <tbody>
@@ -230,18 +238,18 @@ nearest-rank percentiles, in milliseconds.</p>
 <td class="n" data-col="rate_412">{{ percent(s.rate_412) }}</td><td class="n" data-col="deadline_exceeded">{{ s.deadline_exceeded }}</td>
 <td class="n" data-col="cards">{{ s.cards }}</td></tr>
 {% endfor %}</tbody>
-</table>
+</table></div>
 
 <h2>Unmatched feedback</h2>
 <p class="note">Feedback received in the window naming a card the service never showed (unknown, shadow or
 suppressed cards): kept apart, not in any figure above.</p>
-<table data-section="unmatched_feedback">
+<div class="table"><table data-section="unmatched_feedback">
 <thead><tr><th scope="col">service</th><th scope="col">entries</th></tr></thead>
 <tbody>
 {% for service, n in unmatched.items() %}<tr><td data-col="service">{{ service }}</td><td class="n" data-col="entries">{{ n }}</td></tr>
 {% endfor %}</tbody>
 <tfoot><tr><th scope="row">total</th><td class="n" data-col="total">{{ unmatched_total }}</td></tr></tfoot>
-</table>
+</table></div>
 </body>
 </html>
 """
