@@ -4,12 +4,14 @@ DATE is ``YYYY-MM-DD`` (midnight UTC) or an RFC 3339 date-time with its offset; 
 inclusive, ``--until`` exclusive; without them the window is the 30 days before now (an
 ``--until`` alone: the 30 days before it; a ``--since`` alone: from it to now). The database
 must be at this release's schema revision (the same one-line refusal as ``serve``); the report
-only reads, and never creates a database.
+only reads, and never creates a database. The override reasons (their displays, which rule's card
+offers which) come from the knowledge with the configuration's ``[knowledge] path`` overlay.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -20,7 +22,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from backpain_cds.report import queries
-from backpain_cds.report.figures import Report, Window, build_report
+from backpain_cds.report.figures import OfferedReason, Report, Window, build_report
+
+if t.TYPE_CHECKING:
+    from fhir_mapping.knowledge import Knowledge
 
 FORMATS = ("text", "json", "csv", "html")
 DEFAULT_DAYS = 30
@@ -66,14 +71,34 @@ def window(since: str | None, until: str | None, now: datetime) -> Window:
     return Window(start, end)
 
 
-def read_report(engine: sa.Engine, win: Window, *, generated_at: datetime | None = None) -> Report:
-    """The report's figures from the database (one read transaction)."""
-    from assessment.config import RULE_IDS
+def offered_reasons(knowledge: Knowledge) -> dict[str, tuple[OfferedReason, ...]]:
+    """The override reasons each rule's card offers, from the knowledge (site overlay included)."""
+    snoozing = knowledge.actions.snooze_periods
+    return {rule: tuple(OfferedReason(c.code, c.display or c.code, c.code in snoozing.get(rule, {})) for c in codings)
+            for rule, codings in knowledge.actions.override_reasons.items()}
 
+
+@functools.cache
+def _packaged_reasons() -> dict[str, tuple[OfferedReason, ...]]:
+    from fhir_mapping.knowledge import load_knowledge
+
+    return offered_reasons(load_knowledge())
+
+
+def read_report(engine: sa.Engine, win: Window, *, generated_at: datetime | None = None,
+                reasons: t.Mapping[str, t.Sequence[OfferedReason]] | None = None) -> Report:
+    """The report's figures from the database (one read transaction). ``reasons``: the override
+    reasons of each rule (:func:`offered_reasons`); by default the packaged knowledge's."""
+    from assessment.config import RULE_IDS
+    from fhir_mapping.suggestions import OVERRIDE_REASON_SYSTEM
+
+    offered = _packaged_reasons() if reasons is None else reasons
     with engine.connect() as conn:
-        return build_report(win, queries.cards(conn, win), queries.feedback_on_shown_cards(conn, win),
+        return build_report(win, queries.cards(conn, win), queries.feedback_on_returned_cards(conn, win),
                             queries.calls(conn, win), queries.unmatched_feedback(conn, win),
-                            known_rules=RULE_IDS, generated_at=generated_at)
+                            known_rules=RULE_IDS, offered=offered, snoozes=queries.snoozes_started(conn, win),
+                            reason_system=OVERRIDE_REASON_SYSTEM,
+                            generated_at=generated_at)
 
 
 def render(report: Report, fmt: str) -> str:
@@ -116,9 +141,14 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
 def _run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     from backpain_cds.settings import Settings
     from backpain_cds.storage import SqlStore, StorageError
+    from fhir_mapping.knowledge import KnowledgeError, load_knowledge
 
     win = window(args.since, args.until, now or datetime.now(UTC))
     settings = Settings.load(args.config, environ=os.environ)
+    try:  # the override reasons' displays, as the service offers them (before the database)
+        reasons = offered_reasons(load_knowledge(settings.knowledge_path))
+    except KnowledgeError as exc:
+        raise ReportError(f"invalid knowledge: {exc}") from None
     try:
         store = SqlStore(settings.database_url)
     except StorageError as exc:
@@ -126,7 +156,7 @@ def _run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     try:
         require_current_schema(store.engine)
         try:
-            report = read_report(store.engine, win)
+            report = read_report(store.engine, win, reasons=reasons)
         except sa.exc.SQLAlchemyError as exc:
             raise ReportError(f"cannot read the database: {exc.__class__.__name__}") from None
     finally:

@@ -1,8 +1,8 @@
 """The figures of the governance report, from the rows of one window (README "Governance report").
 
-Per rule, about the cards *created* in the window: fired (cards produced), shown, shadow,
-suppressed (by reason), the feedback on the shown ones (whenever it arrived), the acceptance rate
-and the median time to feedback. Per service, about the hook calls *received* in the window:
+Per rule, about the cards *created* in the window: fired (cards produced), returned (to the EHR,
+for the clinician), shadow, suppressed (by reason), the feedback on the returned ones (whenever
+it arrived), the acceptance rate and the median time to feedback. Per service, about the hook calls *received* in the window:
 calls, latency percentiles, the 412 rate and the calls past their deadline. Feedback naming a
 card the service never showed is counted apart (received in the window), never in the figures.
 """
@@ -18,6 +18,17 @@ from datetime import UTC, datetime, timedelta
 SUPPRESS_REASONS = ("snooze", "duplicate")
 #: the override of a feedback entry without a reason code
 NO_REASON = "(none)"
+
+
+@dataclass(frozen=True)
+class OfferedReason:
+    """An override reason a rule's card offers (``[[override_reasons.<rule>]]`` of the knowledge's
+    ``actions.toml``, site overlay included): its code and the display the clinician reads."""
+
+    code: str
+    display: str
+    #: an override with it snoozes the rule for the patient (``snooze_days``)
+    snoozes: bool = False
 
 
 def percentile(values: t.Sequence[float], percent: int) -> float | None:
@@ -67,26 +78,65 @@ def iso_week(moment: t.Any) -> str:
 @dataclass
 class RuleFigures:
     rule: str
-    fired: int = 0  #: cards produced (shown + shadow + suppressed)
-    shown: int = 0
+    fired: int = 0  #: cards produced (returned + shadow + suppressed)
+    returned: int = 0  #: returned to the EHR: not shadow, not suppressed
     shadow: int = 0
     suppressed: int = 0
     suppressed_by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUPPRESS_REASONS, 0))
     accepted: int = 0
     overridden: int = 0
+    #: overrides per reason code (only the codes received; ``(none)`` without a code)
     overridden_by_reason: dict[str, int] = field(default_factory=dict)
+    #: the reasons the rule's card offers, in the card's order (empty: unknown or none)
+    offered_reasons: tuple[OfferedReason, ...] = ()
+    #: overrides that snoozed the rule (a ``snooze`` row was written for the overridden card)
+    overridden_with_snooze: int = 0
     #: seconds from card created_at to feedback outcomeTimestamp, one per feedback entry
     feedback_seconds: list[float] = field(default_factory=list)
 
     @property
     def acceptance_rate(self) -> float | None:
-        """accepted / (accepted + overridden); None without feedback."""
+        """accepted / (accepted + overridden): over the feedback entries on returned cards (a
+        returned card without feedback is not in it); None without feedback."""
         answered = self.accepted + self.overridden
         return self.accepted / answered if answered else None
 
     @property
     def median_seconds_to_feedback(self) -> float | None:
         return median(self.feedback_seconds)
+
+    @property
+    def snooze_reasons(self) -> tuple[OfferedReason, ...]:
+        return tuple(r for r in self.offered_reasons if r.snoozes)
+
+    @property
+    def snoozed(self) -> int | None:
+        """Overrides that snoozed the rule; None when its card offers no snooze reason (and none did)."""
+        return self.overridden_with_snooze if self.overridden_with_snooze or self.snooze_reasons else None
+
+    def offers(self, code: str) -> bool:
+        """Whether the rule's card offers the reason (an override without one is always possible)."""
+        return code == NO_REASON or any(r.code == code for r in self.offered_reasons)
+
+    def display(self, code: str) -> str | None:
+        """The rule's display of the reason; None for a code it does not offer."""
+        return next((r.display for r in self.offered_reasons if r.code == code), None)
+
+    def overrides_with(self, code: str) -> int | None:
+        """Overrides with the reason; None when the card does not offer it (and none came)."""
+        count = self.overridden_by_reason.get(code, 0)
+        return count if count or self.offers(code) else None
+
+    def reason_rows(self) -> list[tuple[str, str | None, bool, int]]:
+        """(code, display, offered, overrides): every reason the card offers in its order, then
+        any other code received (sorted), then ``(none)`` if some override had no code."""
+        rows: list[tuple[str, str | None, bool, int]] = [
+            (r.code, r.display, True, self.overridden_by_reason.get(r.code, 0)) for r in self.offered_reasons]
+        rows += [(code, None, False, n) for code, n in self.overridden_by_reason.items()
+                 if code != NO_REASON and not self.offers(code)]
+        if NO_REASON in self.overridden_by_reason:
+            rows.append((NO_REASON, None, True, self.overridden_by_reason[NO_REASON]))
+        return rows
 
 
 @dataclass
@@ -121,10 +171,20 @@ class Report:
     services: list[ServiceFigures]
     #: feedback naming cards the service never showed, received in the window, per service id
     unmatched: dict[str, int]
+    #: the rule ids of this release (listed even when they fired nothing), sorted
+    known_rules: tuple[str, ...] = ()
 
     @property
     def unmatched_total(self) -> int:
         return sum(self.unmatched.values())
+
+    @property
+    def reason_codes(self) -> list[str]:
+        """Every override reason code of the report: those any rule offers and those received,
+        sorted, ``(none)`` last when some override had no code."""
+        codes = {r.code for rule in self.rules for r in rule.offered_reasons}
+        codes |= {code for rule in self.rules for code in rule.overridden_by_reason}
+        return sorted(codes - {NO_REASON}) + ([NO_REASON] if NO_REASON in codes else [])
 
 
 class CardRow(t.NamedTuple):
@@ -139,6 +199,7 @@ class FeedbackRow(t.NamedTuple):
     rule_id: str
     outcome: str
     override_code: str | None
+    override_system: str | None
     outcome_timestamp: datetime
     created_at: datetime  #: of the card
 
@@ -159,13 +220,22 @@ def build_report(
     unmatched: t.Mapping[str, int],
     *,
     known_rules: t.Iterable[str] = (),
+    offered: t.Mapping[str, t.Sequence[OfferedReason]] | None = None,
+    snoozes: t.Mapping[str, int] | None = None,
+    reason_system: str | None = None,
     generated_at: datetime | None = None,
 ) -> Report:
-    """The report's figures. ``known_rules`` are listed even when they produced nothing.
+    """The report's figures. ``known_rules`` are listed even when they produced nothing;
+    ``offered`` are the override reasons of each rule's card; ``snoozes`` the snoozes written by
+    overrides of the window's cards, per rule.
 
-    A card both in shadow mode and suppressed counts as shadow (it would not have been shown
-    either way); feedback counts only on shown cards.
+    A card both in shadow mode and suppressed counts as shadow (it would not have been returned
+    either way); feedback counts only on returned cards. An override code in a system other than
+    ``reason_system`` (the service's, when given; none is taken as ours, as the snooze does) is
+    not one of our reasons: it is counted as ``system|code``.
     """
+    offered = offered or {}
+    known_rules = tuple(sorted(known_rules))
     rules = {rule: RuleFigures(rule) for rule in known_rules}
     weekly: dict[tuple[str, str], int] = {}
     for card in cards:
@@ -178,7 +248,7 @@ def build_report(
             reason = card.suppress_reason or "other"
             figures.suppressed_by_reason[reason] = figures.suppressed_by_reason.get(reason, 0) + 1
         else:
-            figures.shown += 1
+            figures.returned += 1
         key = (card.rule_id, iso_week(_utc(card.created_at)))
         weekly[key] = weekly.get(key, 0) + 1
     for entry in feedback:
@@ -188,6 +258,8 @@ def build_report(
         elif entry.outcome == "overridden":
             figures.overridden += 1
             code = entry.override_code or NO_REASON
+            if entry.override_code and reason_system and entry.override_system not in (None, reason_system):
+                code = f"{entry.override_system}|{entry.override_code}"
             figures.overridden_by_reason[code] = figures.overridden_by_reason.get(code, 0) + 1
         else:
             continue
@@ -205,6 +277,10 @@ def build_report(
         s.by_status = dict(sorted(s.by_status.items()))
     for r in rules.values():
         r.overridden_by_reason = dict(sorted(r.overridden_by_reason.items()))
+        r.offered_reasons = tuple(offered.get(r.rule, ()))
+    for rule, n in (snoozes or {}).items():
+        figures = rules.setdefault(rule, RuleFigures(rule, offered_reasons=tuple(offered.get(rule, ()))))
+        figures.overridden_with_snooze = n
     return Report(
         window=window,
         generated_at=generated_at or datetime.now(UTC),
@@ -212,6 +288,7 @@ def build_report(
         weekly=[(rule, week, n) for (rule, week), n in sorted(weekly.items())],
         services=[services[k] for k in sorted(services)],
         unmatched=dict(sorted(unmatched.items())),
+        known_rules=known_rules,
     )
 
 

@@ -1,4 +1,4 @@
-"""The reads of the governance report: one window of the audit, feedback and call log tables.
+"""The reads of the governance report: one window of the audit, feedback, snooze and call log tables.
 
 Rows are streamed (``yield_per``) so that a month of a busy site does not sit in memory twice.
 Windows are compared in UTC (SQLite stores the timestamps as naive UTC).
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from backpain_cds.report.figures import CallRow, CardRow, FeedbackRow, Window
-from backpain_cds.storage import card_audit, feedback, feedback_unmatched, hook_call
+from backpain_cds.storage import card_audit, feedback, feedback_unmatched, hook_call, snooze
 
 _BATCH = 5000
 
@@ -22,7 +22,7 @@ def _bounds(window: Window) -> tuple[datetime, datetime]:
 
 
 def cards(conn: sa.Connection, window: Window) -> t.Iterator[CardRow]:
-    """Every card produced in the window (shown, shadow or suppressed)."""
+    """Every card produced in the window (returned, shadow or suppressed)."""
     since, until = _bounds(window)
     c = card_audit.c
     query = sa.select(c.rule_id, c.created_at, c.shadow, c.suppressed, c.suppress_reason).where(
@@ -31,18 +31,33 @@ def cards(conn: sa.Connection, window: Window) -> t.Iterator[CardRow]:
         yield CardRow(row.rule_id, row.created_at, bool(row.shadow), bool(row.suppressed), row.suppress_reason)
 
 
-def feedback_on_shown_cards(conn: sa.Connection, window: Window) -> t.Iterator[FeedbackRow]:
-    """Feedback on the cards shown (not shadow, not suppressed) that were created in the window,
+def feedback_on_returned_cards(conn: sa.Connection, window: Window) -> t.Iterator[FeedbackRow]:
+    """Feedback on the cards returned to the EHR (not shadow, not suppressed) that were created in the window,
     whenever the feedback arrived."""
     since, until = _bounds(window)
     c, f = card_audit.c, feedback.c
     query = (
-        sa.select(c.rule_id, f.outcome, f.override_code, f.outcome_timestamp, c.created_at)
+        sa.select(c.rule_id, f.outcome, f.override_code, f.override_system, f.outcome_timestamp, c.created_at)
         .select_from(feedback.join(card_audit, sa.and_(f.card_uuid == c.card_uuid, f.service_id == c.service_id)))
         .where(c.created_at >= since, c.created_at < until, c.shadow == sa.false(), c.suppressed == sa.false())
     )
     for row in conn.execution_options(yield_per=_BATCH).execute(query):
-        yield FeedbackRow(row.rule_id, row.outcome, row.override_code, row.outcome_timestamp, row.created_at)
+        yield FeedbackRow(row.rule_id, row.outcome, row.override_code, row.override_system, row.outcome_timestamp,
+                          row.created_at)
+
+
+def snoozes_started(conn: sa.Connection, window: Window) -> dict[str, int]:
+    """The snoozes written by overrides of the cards created in the window (one per overridden
+    card, whenever the override arrived), per rule."""
+    since, until = _bounds(window)
+    c, s = card_audit.c, snooze.c
+    query = (
+        sa.select(c.rule_id, sa.func.count())
+        .select_from(snooze.join(card_audit, sa.and_(s.card_uuid == c.card_uuid, s.service_id == c.service_id)))
+        .where(c.created_at >= since, c.created_at < until)
+        .group_by(c.rule_id)
+    )
+    return {rule: int(n) for rule, n in conn.execute(query)}
 
 
 def calls(conn: sa.Connection, window: Window) -> t.Iterator[CallRow]:

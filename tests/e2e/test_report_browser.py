@@ -1,5 +1,7 @@
 """The governance report's HTML page in headless Chromium: it renders its tables and charts with
-no console error and no request leaving the page (opened from a file, as a mailed report is).
+no console error and no request leaving the page (opened from a file, as a mailed report is),
+and fits a 1280 px wide window (no horizontal scroll of the page or of any table; at 900 px only
+a table may scroll, in its own box).
 
 Needs Debian's ``chromium`` and the ``playwright`` package (as tests/e2e/test_smart_browser.py);
 without them the test is skipped locally and fails when ``BACKPAIN_CDS_REQUIRE_SERVERS=1``.
@@ -34,18 +36,31 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def report_file(tmp_path) -> Path:
+def report_files(tmp_path) -> tuple[Path, Path]:
+    """The seeded report's page with the tests' small reason catalogue, and with the packaged
+    knowledge's (every reason of every rule: the widest reasons matrix)."""
     store = SqlStore(f"sqlite:///{tmp_path / 'r.sqlite3'}")
     upgrade(store.engine)
     seed.seed(store.engine)
-    page = render(read_report(store.engine, seed.WINDOW, generated_at=seed.GENERATED), "html")
+    paths = []
+    for name, reasons in (("governance-report.html", seed.OFFERED), ("governance-report-packaged.html", None)):
+        report = read_report(store.engine, seed.WINDOW, generated_at=seed.GENERATED, reasons=reasons)
+        path = tmp_path / name
+        path.write_text(render(report, "html"), encoding="utf-8")
+        paths.append(path)
     store.engine.dispose()
-    path = tmp_path / "governance-report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return paths[0], paths[1]
 
 
-def test_the_report_page_renders_offline_without_errors(report_file) -> None:
+#: the page must fit a window this wide: no horizontal scroll of the page, nor of any table
+WIDTH = 1280
+_OVERFLOW = """() => ({page: document.documentElement.scrollWidth,
+  tables: [...document.querySelectorAll('table')].filter(t => t.parentElement.scrollWidth > t.parentElement.clientWidth)
+          .map(t => t.dataset.section)})"""
+
+
+def test_the_report_page_renders_offline_without_errors(report_files) -> None:
+    report_file, packaged_file = report_files
     executable = _chromium()
     try:
         from playwright.sync_api import sync_playwright
@@ -58,14 +73,17 @@ def test_the_report_page_renders_offline_without_errors(report_file) -> None:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True,
                                               args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = chromium.new_page(viewport={"width": 1100, "height": 900})
+            page = chromium.new_page(viewport={"width": WIDTH, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
                     if m.type in ("error", "warning") else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.route("**/*", lambda route: route.continue_() if route.request.url == url else route.abort())
+            allowed = {url, packaged_file.as_uri()}
+            page.route("**/*", lambda route: route.continue_() if route.request.url in allowed else route.abort())
             page.goto(url, wait_until="load")
             assert page.title().startswith("backpain-cds governance report")
+            # fits 1280 px: no horizontal scroll, and no table scrolling inside its own box either
+            assert page.evaluate(_OVERFLOW) == {"page": WIDTH, "tables": []}
             assert page.locator('table[data-section="rules"] tbody tr').count() == 6
             assert page.locator('tr[data-rule="gcsf-bone-pain"] [data-col="acceptance_rate"]').inner_text() == "33.3 %"
             assert page.locator('tr[data-service="back-pain-after-chemo"] [data-col="p95_ms"]').inner_text() == "1000.0"
@@ -83,7 +101,16 @@ def test_the_report_page_renders_offline_without_errors(report_file) -> None:
             page.screenshot(path=str(ARTIFACTS / "governance-report-print.png"), full_page=True)
             pdf = page.pdf(format="A4")
             assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+            # the packaged catalogue: 16 reasons x 6 rules, the longest displays; fits as well
+            page.emulate_media(media="screen")
+            page.goto(packaged_file.as_uri(), wait_until="load")
+            assert page.locator('table[data-section="override_reasons"] tbody tr').count() == 17
+            assert page.evaluate(_OVERFLOW) == {"page": WIDTH, "tables": []}
+            page.screenshot(path=str(ARTIFACTS / "governance-report-packaged.png"), full_page=True)
+            # narrower (a laptop with a side bar): still no page scroll; a table may scroll in its box
+            page.set_viewport_size({"width": 900, "height": 900})
+            assert page.evaluate("document.documentElement.scrollWidth") == 900
         finally:
             chromium.close()
     assert problems == []
-    assert requests == [url]  # the page itself, nothing else
+    assert requests == [url, packaged_file.as_uri()]  # the pages themselves, nothing else

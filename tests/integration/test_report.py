@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -40,21 +42,45 @@ window: 2026-03-02T00:00:00Z (inclusive) to 2026-03-16T00:00:00Z (exclusive)
 generated: 2026-03-20T09:30:00Z
 
 Rules (cards created in the window)
-rule                       fired  shown  shadow  suppressed  snooze  duplicate  accepted  overridden  acceptance  median to feedback
--------------------------  -----  -----  ------  ----------  ------  ---------  --------  ----------  ----------  ------------------
-back-pain-supportive-care      0      0       0           0       0          0         0           0         n/a                 n/a
-gcsf-bone-pain                 7      4       1           2       1          1         1           2      33.3 %              60 min
-gcsf-order-dose-review         0      0       0           0       0          0         0           0         n/a                 n/a
-mscc-red-flags                 2      1       1           0       0          0         0           1       0.0 %               2 min
-nsaid-caution-post-chemo       0      0       0           0       0          0         0           0         n/a                 n/a
-progressive-back-pain          1      1       0           0       0          0         0           0         n/a                 n/a
+rule                       fired  returned  shadow  suppressed  snooze  duplicate  accepted  overridden  with snooze  acceptance  median to feedback
+-------------------------  -----  --------  ------  ----------  ------  ---------  --------  ----------  -----------  ----------  ------------------
+back-pain-supportive-care      0         0       0           0       0          0         0           0          n/a         n/a                 n/a
+gcsf-bone-pain                 7         4       1           2       1          1         1           2            1      33.3 %              60 min
+gcsf-order-dose-review         0         0       0           0       0          0         0           0          n/a         n/a                 n/a
+mscc-red-flags                 2         1       1           0       0          0         0           1          n/a       0.0 %               2 min
+nsaid-caution-post-chemo       0         0       0           0       0          0         0           0          n/a         n/a                 n/a
+progressive-back-pain          1         1       0           0       0          0         0           0          n/a         n/a                 n/a
 
-Override reasons
-rule            reason            overrides
---------------  ----------------  ---------
-gcsf-bone-pain  patient-declined          1
-gcsf-bone-pain  snooze-cycle              1
-mscc-red-flags  (none)                    1
+fired                 cards the rule produced: returned + shadow + suppressed
+returned              cards returned to the EHR for the clinician (not shadow, not suppressed)
+shadow                cards held back by shadow mode
+suppressed            cards held back by the service: by a snooze (snooze; the snooze may have
+                      started before the window) or as already shown in the ordering session
+                      (duplicate)
+accepted, overridden  feedback entries on the returned cards, whenever they arrived
+with snooze           overrides with a reason that snoozes the rule for the patient: each started a
+                      snooze, whose held-back cards count under suppressed: snooze; n/a: the card
+                      offers no such reason
+acceptance            accepted / (accepted + overridden): over the feedback on returned cards, a
+                      returned card without feedback is not counted; n/a without feedback
+median to feedback    median of the feedback's outcomeTimestamp minus the card's creation time
+
+Snooze (overrides that snoozed a rule, and the cards the snoozes then held back)
+rule            snooze reasons                                     overridden with snooze  suppressed by snooze
+--------------  -------------------------------------------------  ----------------------  --------------------
+gcsf-bone-pain  Snooze for this chemotherapy cycle [snooze-cycle]                       1                     1
+
+Override reasons (rules with cards returned: each reason the card offers, then any other code)
+rule                   reason                                                              overrides
+---------------------  ------------------------------------------------------------------  ---------
+gcsf-bone-pain         Pain not due to G-CSF [pain-not-gcsf]                                       0
+gcsf-bone-pain         Snooze for this chemotherapy cycle [snooze-cycle]                           1
+gcsf-bone-pain         patient-declined (not offered by this rule)                                 1
+mscc-red-flags         Already managed by the oncology or MSCC team [managed-by-oncology]          0
+mscc-red-flags         Patient declined [patient-declined]                                         0
+mscc-red-flags         (none)                                                                      1
+progressive-back-pain  Already managed by the oncology team [managed-by-oncology]                  0
+progressive-back-pain  Cause of the pain known and assessed [cause-known]                          0
 
 Cards per rule per ISO week
 rule                   week      cards
@@ -90,7 +116,7 @@ def seeded(request, tmp_path):
 
 
 def _report(engine, window=seed.WINDOW):
-    return read_report(engine, window, generated_at=seed.GENERATED)
+    return read_report(engine, window, generated_at=seed.GENERATED, reasons=seed.OFFERED)
 
 
 def test_json_has_the_exact_figures(seeded):
@@ -112,23 +138,43 @@ def test_text_is_exact(seeded):
     assert render(_report(engine), "text") == EXPECTED_TEXT
 
 
+def test_the_readme_example_is_this_text():
+    """README "Governance report" shows the seeded report's text: it must stay that text."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Governance report\n", 1)[1].split("\n## ", 1)[0]
+    assert section.split("```text\n", 1)[1].split("```", 1)[0] == EXPECTED_TEXT
+
+
 def test_csv_has_one_table_per_section(seeded):
     _, engine = seeded
     tables = [list(csv.reader(io.StringIO(block))) for block in render(_report(engine), "csv").split("\n\n")]
     assert [t[0][0] for t in tables] == ["section"] * 5
     rules, reasons, weekly, services, unmatched = tables
-    assert rules[0] == ["section", "rule", "fired", "shown", "shadow", "suppressed", "suppressed_snooze",
-                        "suppressed_duplicate", "accepted", "overridden", "acceptance_rate",
+    assert rules[0] == ["section", "rule", "fired", "returned", "shadow", "suppressed", "suppressed_snooze",
+                        "suppressed_duplicate", "accepted", "overridden", "overridden_with_snooze", "acceptance_rate",
                         "median_seconds_to_feedback"]
     by_rule = {row[1]: row for row in rules[1:]}
-    assert by_rule[seed.G] == ["rules", seed.G, "7", "4", "1", "2", "1", "1", "1", "2", "0.3333", "3600.0"]
-    assert by_rule[seed.M] == ["rules", seed.M, "2", "1", "1", "0", "0", "0", "0", "1", "0.0", "120.0"]
-    assert by_rule[seed.P] == ["rules", seed.P, "1", "1", "0", "0", "0", "0", "0", "0", "", ""]
+    assert by_rule[seed.G] == ["rules", seed.G, "7", "4", "1", "2", "1", "1", "1", "2", "1", "0.3333", "3600.0"]
+    assert by_rule[seed.M] == ["rules", seed.M, "2", "1", "1", "0", "0", "0", "0", "1", "", "0.0", "120.0"]
+    assert by_rule[seed.P] == ["rules", seed.P, "1", "1", "0", "0", "0", "0", "0", "0", "", "", ""]
     assert len(by_rule) == 6
-    assert reasons == [["section", "rule", "override_reason", "count"],
-                       ["override_reasons", seed.G, "patient-declined", "1"],
-                       ["override_reasons", seed.G, "snooze-cycle", "1"],
-                       ["override_reasons", seed.M, "(none)", "1"]]
+    # every rule x every reason code of the report; not offered: offered false, overrides empty
+    assert reasons[0] == ["section", "rule", "override_reason", "display", "offered", "overrides"]
+    assert [(row[1], row[2]) for row in reasons[1:]] == [(rule, code) for rule in sorted(seed.expected_rules())
+                                                         for code in seed.REASON_CODES]
+    by_pair = {(row[1], row[2]): row[3:] for row in reasons[1:]}
+    assert [by_pair[seed.G, code] for code in seed.REASON_CODES] == [
+        ["", "false", ""], ["", "false", ""], ["", "false", ""], ["", "false", ""],
+        ["Pain not due to G-CSF", "true", "0"], ["", "false", "1"],  # received, though not offered
+        ["Snooze for this chemotherapy cycle", "true", "1"], ["", "true", "0"]]
+    assert [by_pair[seed.M, code] for code in seed.REASON_CODES] == [
+        ["", "false", ""], ["", "false", ""], ["", "false", ""],
+        ["Already managed by the oncology or MSCC team", "true", "0"], ["", "false", ""],
+        ["Patient declined", "true", "0"], ["", "false", ""], ["", "true", "1"]]
+    # a rule whose card offers no reason: only "(none)" applies
+    assert [by_pair["gcsf-order-dose-review", code][2] for code in seed.REASON_CODES] == [""] * 7 + ["0"]
+    assert sum(1 for row in reasons[1:] if row[5] == "") == sum(
+        1 for r in seed.expected_rules().values() for n in r["overridden_by_reason"].values() if n is None)
     assert weekly == [["section", "rule", "week", "cards"],
                       *(["weekly_cards", w["rule"], w["week"], str(w["cards"])] for w in WEEKLY)]
     assert services == [
@@ -188,16 +234,35 @@ def test_html_tables_have_the_exact_figures(seeded):
     page = render(_report(engine), "html")
     tables = parse_tables(page)
     rules = {r["rule"]: r for r in tables["rules"]}
-    assert rules[seed.G] == {"rule": seed.G, "fired": "7", "shown": "4", "shadow": "1", "suppressed": "2",
+    assert rules[seed.G] == {"rule": seed.G, "fired": "7", "returned": "4", "shadow": "1", "suppressed": "2",
                              "suppressed_snooze": "1", "suppressed_duplicate": "1", "accepted": "1",
-                             "overridden": "2", "acceptance_rate": "33.3 %", "median_to_feedback": "60 min"}
+                             "overridden": "2", "overridden_with_snooze": "1", "acceptance_rate": "33.3 %",
+                             "median_to_feedback": "60 min"}
+    assert rules[seed.M]["overridden_with_snooze"] == "not offered"
+    # the snooze loop: the override that snoozed gcsf-bone-pain, the card the snooze held back
+    assert tables["snooze"] == [{"rule": seed.G, "reasons": "Snooze for this chemotherapy cycle [snooze-cycle]",
+                                 "overridden_with_snooze": "1", "suppressed_snooze": "1"}]
     assert rules[seed.M]["acceptance_rate"] == "0.0 %" and rules[seed.M]["median_to_feedback"] == "2 min"
     assert rules[seed.P]["acceptance_rate"] == "n/a" and rules[seed.P]["median_to_feedback"] == "n/a"
     assert len(rules) == 6
-    assert tables["override_reasons"] == [
-        {"rule": seed.G, "reason": "patient-declined", "count": "1"},
-        {"rule": seed.G, "reason": "snooze-cycle", "count": "1"},
-        {"rule": seed.M, "reason": "(none)", "count": "1"}]
+    # the reasons x rules matrix: displays with the code in brackets, "not offered" cells
+    na = "not offered"
+    reasons = {row["reason"]: row for row in tables["override_reasons"]}
+    assert list(reasons) == [
+        "Analgesia already in place [analgesia-in-place]", "Benefit outweighs risk, monitored [benefit-outweighs-risk]",
+        "Cause of the pain known and assessed [cause-known]",
+        "Already managed by the oncology or MSCC team / Already managed by the oncology team [managed-by-oncology]",
+        "Pain not due to G-CSF [pain-not-gcsf]", "Patient declined [patient-declined]",
+        "Snooze for this chemotherapy cycle [snooze-cycle]", "(none)"]
+    order = ["back-pain-supportive-care", seed.G, "gcsf-order-dose-review", seed.M, "nsaid-caution-post-chemo", seed.P]
+    assert [reasons["Snooze for this chemotherapy cycle [snooze-cycle]"][rule] for rule in order] == [
+        na, "1", na, na, na, na]
+    assert [reasons["Patient declined [patient-declined]"][rule] for rule in order] == [
+        na, "1 (not offered)", na, "0", na, na]
+    assert [reasons["(none)"][rule] for rule in order] == ["0", "0", "0", "1", "0", "0"]
+    assert [reasons["Cause of the pain known and assessed [cause-known]"][rule] for rule in order] == [
+        na, na, na, na, na, "0"]
+    assert page.count('<td class="na"') == 33 + 5  # the matrix and the rules' "overridden with snooze"
     assert tables["weekly_cards"] == [{"rule": w["rule"], "week": w["week"], "cards": str(w["cards"])}
                                       for w in WEEKLY]
     assert tables["services"] == [
@@ -207,11 +272,48 @@ def test_html_tables_have_the_exact_figures(seeded):
          "rate_412": "0.0 %", "deadline_exceeded": "0", "cards": "0"}]
     assert tables["unmatched_feedback"] == [{"service": seed.PV, "entries": "2"}, {"service": seed.OS, "entries": "1"},
                                             {"total": "3"}]
+    # the legend under the rules table: every column, the acceptance's denominator stated
+    legend = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page.split('data-legend="rules"')[1].split("</dl>")[0])
+    assert [term for term, _ in legend] == ["fired", "returned", "shadow", "suppressed", "accepted, overridden",
+                                            "with snooze", "acceptance", "median to feedback"]
+    assert dict(legend)["acceptance"] == ("accepted / (accepted + overridden): over the feedback on returned cards, "
+                                          "a returned card without feedback is not counted; n/a without feedback")
     # self-contained: three inline SVG charts, no script, nothing fetched
     assert page.count("<svg") == 3
     assert "<script" not in page.lower()
     for needle in ("src=", "href=", "@import", "url(", "xlink:href"):
         assert needle not in page, needle
+
+
+def chart_facts(page: str, name: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """A pygal chart of the page: its legend (series -> colour) and its axes' tick labels."""
+    fig = page.split(f'data-chart="{name}"')[1].split("</figure>")[0]
+    colours = dict(re.findall(r"\.color-(\d+),[^{]*\{stroke:(#[0-9a-f]+);fill:", fig))
+    legend = {text: colours[n] for n, text in re.findall(r'class="color-(\d+) reactive" /><text[^>]*>([^<]*)</text>', fig)}
+    axes = {chunk.split('"')[0].split()[0]: re.findall(r"<text[^>]*>([^<]*)</text>", chunk.split('<g class="series')[0])
+            for chunk in fig.split('<g class="axis ')[1:]}
+    return legend, axes
+
+
+def test_charts_colour_each_rule_alike_and_count_in_whole_numbers(seeded):
+    """Every series is a rule, coloured by its place among the sorted rule ids of the release (so
+    also the same from one report to the next); the count axes have whole-number ticks only."""
+    _, engine = seeded
+    page = render(_report(engine), "html")
+    colours = {seed.G: "#e69f00", seed.M: "#d55e00", seed.P: "#56b4e9"}  # 2nd, 4th and 6th rule
+    weekly, weekly_axes = chart_facts(page, "weekly")
+    assert weekly == colours and weekly_axes["y"] == ["0", "1", "2", "3", "4", "5", "6"]  # W11: 5 + 1
+    acceptance, acceptance_axes = chart_facts(page, "acceptance")
+    assert acceptance == {seed.G: colours[seed.G], seed.M: colours[seed.M]}
+    assert acceptance_axes == {"y": ["0", "1", "2"], "x": ["accepted", "overridden"]}
+    reasons, reasons_axes = chart_facts(page, "reasons")
+    assert reasons == {seed.G: colours[seed.G], seed.M: colours[seed.M]}
+    assert reasons_axes == {"y": ["(none)", "Snooze for this chemotherapy cycle [snooze-cycle]",
+                                  "Patient declined [patient-declined]"], "x": ["0", "1"]}
+    # a window where progressive-back-pain alone fired: the same colour, and 0 and 1 (no 0.5)
+    alone = render(read_report(engine, Window(datetime(2026, 3, 14, tzinfo=UTC), seed.UNTIL),
+                               reasons=seed.OFFERED), "html")
+    assert chart_facts(alone, "weekly") == ({seed.P: colours[seed.P]}, {"y": ["0", "1"], "x": ["2026-W11"]})
 
 
 def test_html_escapes_what_the_ehr_sent(tmp_path):
@@ -234,15 +336,28 @@ def test_the_window_boundaries(seeded):
     # one microsecond later: c1 (exactly at since), the first call and nothing else drop out
     later = read_report(engine, Window(seed.SINCE.replace(microsecond=1), seed.UNTIL))
     g = next(r for r in later.rules if r.rule == seed.G)
-    assert (g.fired, g.shown, g.accepted, g.overridden) == (6, 3, 0, 2)
+    assert (g.fired, g.returned, g.accepted, g.overridden, g.overridden_with_snooze) == (6, 3, 0, 2, 1)
+    # the snoozes count with their card: c2's goes with c2, x2's (created a second before) stays out
+    after_c2 = read_report(engine, Window(datetime(2026, 3, 3, 10, 0, 1, tzinfo=UTC), seed.UNTIL))
+    assert next(r for r in after_c2.rules if r.rule == seed.G).overridden_with_snooze == 0
+    earlier = read_report(engine, Window(datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC), seed.UNTIL))
+    assert next(r for r in earlier.rules if r.rule == seed.G).overridden_with_snooze == 2
     pv = next(s for s in later.services if s.service == seed.PV)
     assert pv.calls == 4
     # until moved past x1 (exactly at the old until): x1 and its accepted feedback come in
     wider = read_report(engine, Window(seed.SINCE, datetime(2026, 3, 16, 0, 0, 1, tzinfo=UTC)))
     g = next(r for r in wider.rules if r.rule == seed.G)
-    assert (g.fired, g.shown, g.accepted) == (8, 5, 2)
+    assert (g.fired, g.returned, g.accepted) == (8, 5, 2)
     assert wider.unmatched_total == 4
     assert next(s for s in wider.services if s.service == seed.PV).calls == 6
+
+
+def test_returned_is_fired_less_shadow_and_suppressed(seeded):
+    _, engine = seeded
+    report = _report(engine)
+    assert {r.rule: (r.fired, r.returned, r.shadow, r.suppressed) for r in report.rules if r.fired} == {
+        seed.G: (7, 4, 1, 2), seed.M: (2, 1, 1, 0), seed.P: (1, 1, 0, 0)}
+    assert all(r.returned == r.fired - r.shadow - r.suppressed for r in report.rules)
 
 
 def test_unmatched_feedback_is_not_in_the_acceptance(seeded):
@@ -262,7 +377,7 @@ def test_an_empty_window(seeded):
     assert doc["services"] == [] and doc["weekly_cards"] == []
     assert doc["unmatched_feedback"] == {"entries": 0, "by_service": {}}
     page = render(report, "html")
-    assert "<svg" not in page and "No feedback on shown cards" in page
+    assert "<svg" not in page and "No feedback on returned cards" in page
     assert "(no hook calls)" in render(report, "text")
 
 
@@ -281,7 +396,18 @@ def test_cli_writes_every_format(seeded, tmp_path, capsys):
     assert main(["report", "--config", config, *window, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["window"] == {"since": "2026-03-02T00:00:00Z", "until": "2026-03-16T00:00:00Z"}
-    assert {r["rule"]: r for r in doc["rules"]} == seed.expected_rules()
+    reason_keys = ("overridden_by_reason", "override_reasons_offered")
+    assert ({r["rule"]: {k: v for k, v in r.items() if k not in reason_keys} for r in doc["rules"]}
+            == {rule: {k: v for k, v in r.items() if k not in reason_keys} for rule, r in seed.expected_rules().items()})
+    # the override reasons are the packaged knowledge's (no [knowledge] path in the config)
+    g = next(r for r in doc["rules"] if r["rule"] == seed.G)
+    assert g["override_reasons_offered"] == [
+        {"code": "pain-not-gcsf", "display": "Pain not due to G-CSF", "snoozes": False},
+        {"code": "analgesia-in-place", "display": "Analgesia already in place", "snoozes": False},
+        {"code": "managed-by-oncology", "display": "Already managed by the oncology team", "snoozes": False},
+        {"code": "snooze-cycle", "display": "Snooze for this chemotherapy cycle", "snoozes": True}]
+    assert (g["overridden_by_reason"]["snooze-cycle"], g["overridden_by_reason"]["patient-declined"],
+            g["overridden_by_reason"]["lab-out-of-date"]) == (1, 1, None)
     for fmt in ("text", "csv", "html"):
         out = tmp_path / f"report.{fmt}"
         assert main(["report", "--config", config, *window, "--format", fmt, "--output", str(out)]) == 0
@@ -293,6 +419,29 @@ def test_cli_writes_every_format(seeded, tmp_path, capsys):
             assert out.read_text() == expected
         else:
             assert parse_tables(out.read_text()) == parse_tables(expected)
+
+
+def test_cli_shows_the_sites_override_reasons(seeded, tmp_path, capsys):
+    """A [knowledge] path overlay's displays are the ones the report shows; an invalid one is
+    refused in one line."""
+    url, _ = seeded
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "actions.toml").write_text(
+        '[[override_reasons.gcsf-bone-pain]]\ncode = "snooze-cycle"\ndisplay = "Pause until the next cycle"\n'
+        "snooze_days = 14\n")
+    config = tmp_path / "site.toml"
+    config.write_text(f'database_url = "{url}"\n[knowledge]\npath = "{site}"\n')
+    window = ["--since", "2026-03-02", "--until", "2026-03-16"]
+    assert main(["report", "--config", str(config), *window]) == 0
+    text = capsys.readouterr().out
+    assert "gcsf-bone-pain         Pause until the next cycle [snooze-cycle]" in text
+    assert "Snooze for this chemotherapy cycle" not in text
+    (site / "actions.toml").write_text('[[override_reasons.no-such-rule]]\ncode = "x"\ndisplay = "X"\n')
+    assert main(["report", "--config", str(config), *window]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("backpain-cds: error: invalid knowledge: ") and "no-such-rule" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, message", [

@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 import pytest
 
 from backpain_cds.report.command import ReportError, parse_date, window
-from backpain_cds.report.figures import CallRow, Window, build_report, human_duration, median, percentile
+from backpain_cds.report.figures import (
+    CallRow,
+    CardRow,
+    FeedbackRow,
+    OfferedReason,
+    Window,
+    build_report,
+    human_duration,
+    median,
+    percentile,
+)
 
 
 @pytest.mark.parametrize("values, p50, p95", [
@@ -80,3 +90,36 @@ def test_default_windows():
     assert window(None, None, now) == Window(datetime(2026, 3, 1, 12, tzinfo=UTC), now)
     assert window(None, "2026-03-10", now) == Window(datetime(2026, 2, 8, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC))
     assert window("2026-03-30", None, now) == Window(datetime(2026, 3, 30, tzinfo=UTC), now)
+
+
+def test_override_reasons_offered_received_and_foreign():
+    """A reason the card offers counts from 0, one it does not offer is None unless received; a
+    code in another system than ours is not our reason (counted as system|code); no system is ours."""
+    w = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    at = datetime(2026, 1, 1, 8, tzinfo=UTC)
+    ours = "https://backpain-cds.org/fhir/CodeSystem/override-reason"
+    cards = [CardRow("r", at, False, False, None)] * 4
+    feedback = [FeedbackRow("r", "overridden", "snooze-cycle", ours, at, at),
+                FeedbackRow("r", "overridden", "snooze-cycle", None, at, at),
+                FeedbackRow("r", "overridden", "snooze-cycle", "urn:other", at, at),
+                FeedbackRow("r", "overridden", "made-up", None, at, at)]
+    report = build_report(w, cards, feedback, [], {}, known_rules=("r", "s"), reason_system=ours,
+                          offered={"r": (OfferedReason("snooze-cycle", "Snooze"), OfferedReason("other", "Other"))})
+    r, s = report.rules
+    assert r.overridden_by_reason == {"made-up": 1, "snooze-cycle": 2, "urn:other|snooze-cycle": 1}
+    assert report.reason_codes == ["made-up", "other", "snooze-cycle", "urn:other|snooze-cycle"]
+    assert [r.overrides_with(code) for code in report.reason_codes] == [1, 0, 2, 1]
+    assert [s.overrides_with(code) for code in report.reason_codes] == [None, None, None, None]
+    assert s.overrides_with("(none)") == 0  # an override without a reason is always possible
+    assert r.reason_rows() == [("snooze-cycle", "Snooze", True, 2), ("other", "Other", True, 0),
+                               ("made-up", None, False, 1), ("urn:other|snooze-cycle", None, False, 1)]
+
+
+@pytest.mark.parametrize("top, ticks", [
+    (0, [0, 1]), (1, [0, 1]), (6, list(range(7))), (10, list(range(11))), (11, [0, 2, 4, 6, 8, 10, 12]),
+    (21, [0, 5, 10, 15, 20, 25]), (51, [0, 10, 20, 30, 40, 50, 60]), (101, [0, 20, 40, 60, 80, 100, 120]),
+])
+def test_count_axes_tick_whole_numbers(top, ticks):
+    from backpain_cds.report.html import count_ticks
+
+    assert count_ticks(top) == ticks
