@@ -114,11 +114,11 @@ def render(report: Report, fmt: str) -> str:
 def require_current_schema(engine: sa.Engine) -> None:
     """Refuse, as ``serve`` does (one line), a database not at this release's revision; never
     create one (a missing SQLite file is named, not made)."""
-    from backpain_cds.schema import MIGRATE_HINT, SchemaError, State, status
+    from backpain_cds.schema import MIGRATE_HINT, SchemaError, State, missing_sqlite_file, status
 
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:" and not Path(database).exists():
-        raise ReportError(f"no database at {database}")
+    missing = missing_sqlite_file(engine.url.render_as_string(hide_password=False))
+    if missing is not None:  # SQLite would create the file on connect
+        raise ReportError(str(missing))
     try:
         found = status(engine)
     except SchemaError as exc:

@@ -472,7 +472,8 @@ def test_cli_refuses_a_database_not_at_the_schema_revision(tmp_path, capsys):
 
     missing = tmp_path / "missing.sqlite3"
     assert main(["report", "--config", _config(tmp_path, f"sqlite:///{missing}")]) == 2
-    assert capsys.readouterr().err == f"backpain-cds: error: no database at {missing}\n"
+    assert capsys.readouterr().err == (f"backpain-cds: error: no database at {missing}: no such file (check "
+                                       "database_url, or create the database with `backpain-cds migrate`)\n")
     assert not missing.exists()
     empty = tmp_path / "empty.sqlite3"
     import sqlite3
