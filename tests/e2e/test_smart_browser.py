@@ -10,38 +10,19 @@ Screenshots of the view, its differential and the handout go to ``tests/artifact
 from __future__ import annotations
 
 import secrets
-import shutil
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
+from tests.support.browser import ARTIFACTS, headless_chromium
 from tools.harness import scenarios
 from tools.harness.fake_ehr import TestEhr
 from tools.harness.live_service import start_service, stop_service
-from tools.harness.servers import unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir_server]
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    unavailable("Debian chromium is not installed (apt-get install chromium)")
-    return ""
-
-
 @pytest.fixture(scope="module")
 def browser_setup(fhir_server, tmp_path_factory):
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed (pip install playwright)")
     pid = "smart-browser-" + secrets.token_hex(4)
     now = datetime.now(UTC)
     fhir_server.load(scenarios.transaction(scenarios.mscc(pid, now) + scenarios.gcsf_bone_pain(pid + "-g", now)))
@@ -54,15 +35,12 @@ def browser_setup(fhir_server, tmp_path_factory):
     )
     service = start_service(config, tmp_path_factory.mktemp("smart-browser"), workers=2)
     ehr.client.redirect_uris = [service.url("/smart/callback")]
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, headless=True,
-                                              args=["--no-sandbox", "--disable-gpu"])
-        try:
+    try:
+        with headless_chromium() as chromium:
             yield chromium, service, ehr, pid
-        finally:
-            chromium.close()
-            stop_service(service)
-            ehr.stop()
+    finally:
+        stop_service(service)
+        ehr.stop()
 
 
 def _open_in_ehr(chromium, service, ehr, patient):
