@@ -13,7 +13,10 @@ The launch asks for ``openid fhirUser`` with a ``nonce`` (SMART App Launch 2.2, 
 * claims: ``iss`` == the discovery ``issuer``, ``aud`` contains our ``client_id`` (with ``azp``
   == ``client_id`` when there are several audiences or an ``azp``), ``exp`` in the future and
   ``iat`` present (60 s leeway), ``sub`` present, and ``nonce`` equal to the one sent (the
-  launch stores only its SHA-256 digest, used up with the state).
+  launch stores only its SHA-256 digest, used up with the state);
+* ``at_hash``, when the token carries one (optional in the code flow, §3.1.3.6): it must be the
+  left half of the access token's hash under the token's algorithm (SHA-256/384/512), so an
+  id_token cannot be paired with another response's access token.
 
 A token that fails any of this is an :class:`IdTokenError` (the callback refuses the session).
 What survives is the ``fhirUser`` reference (Patient, Practitioner, PractitionerRole,
@@ -23,6 +26,7 @@ stored, logged or sent to the browser.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -163,6 +167,20 @@ class JwksCache:
             raise IdTokenError("the EHR's signing keys cannot be read", status=502) from None
 
 
+_HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+
+
+def _at_hash_matches(at_hash: t.Any, access_token: str | None, alg: t.Any) -> bool:
+    """OIDC Core §3.1.3.6: base64url of the left half of the access token's hash, the hash being
+    the one of the id_token's ``alg`` (RS256/ES256/PS256: SHA-256, and so on)."""
+    digest = _HASHES.get(str(alg)[-3:]) if isinstance(alg, str) else None
+    if not isinstance(at_hash, str) or access_token is None or digest is None:
+        return False
+    full = digest(access_token.encode("ascii", "replace")).digest()
+    expected = base64.urlsafe_b64encode(full[: len(full) // 2]).rstrip(b"=").decode()
+    return secrets.compare_digest(expected, at_hash)
+
+
 class IdTokenValidator:
     """Validates id_tokens against the EHR's keys and the launch's nonce."""
 
@@ -170,7 +188,8 @@ class IdTokenValidator:
         self.jwks = jwks
 
     def fhir_user(
-        self, id_token: t.Any, *, iss: str, oidc: OidcSettings, client_id: str, nonce_hash: str | None, now: int
+        self, id_token: t.Any, *, iss: str, oidc: OidcSettings, client_id: str, nonce_hash: str | None, now: int,
+        access_token: str | None = None,
     ) -> str | None:
         """The token's ``fhirUser`` (``None`` when it names none); :raises IdTokenError:."""
         if not isinstance(id_token, str) or not id_token or len(id_token) > _MAX_ID_TOKEN:
@@ -208,6 +227,8 @@ class IdTokenValidator:
             nonce_digest(sent), nonce_hash
         ):
             raise IdTokenError("the identity token's nonce is not the one this sign-in sent")
+        if "at_hash" in claims and not _at_hash_matches(claims["at_hash"], access_token, token.header.get("alg")):
+            raise IdTokenError("the identity token does not belong to the access token it came with (at_hash)")
         user = claims.get("fhirUser")
         if isinstance(user, str) and _FHIR_USER.match(user) and len(user) <= 1024:
             return user

@@ -215,7 +215,7 @@ def create_smart_blueprint(
             try:
                 fhir_user = id_tokens.fhir_user(
                     id_token, iss=pending.iss, oidc=pending.oidc, client_id=ehr.client_id,
-                    nonce_hash=pending.nonce_hash, now=int(time.time()),
+                    nonce_hash=pending.nonce_hash, now=int(time.time()), access_token=token["access_token"],
                 )
             except IdTokenError as exc:
                 if exc.status == 502:

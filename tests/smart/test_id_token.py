@@ -7,6 +7,9 @@ the callback answers a readable 403 page, opens no session and reads nothing.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import time
 
 import pytest
@@ -43,8 +46,12 @@ def _refused(flow, ehr, browser, status: int = 403) -> str:
         ({"nonce": None}, "nonce"),
         ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "expired"),
         ({"sub": None}, "sub"),
+        # the access token's hash, but of another token (22 characters: SHA-256's left half)
+        ({"at_hash": "47DEQpj8HBSa-_TImW-5JA"}, "at_hash"),
+        ({"at_hash": 12345}, "at_hash"),
     ],
-    ids=["wrong-iss", "wrong-aud", "other-azp", "azp-alone", "wrong-nonce", "no-nonce", "expired", "no-sub"],
+    ids=["wrong-iss", "wrong-aud", "other-azp", "azp-alone", "wrong-nonce", "no-nonce", "expired", "no-sub",
+         "wrong-at_hash", "at_hash-not-a-string"],
 )
 def test_an_id_token_with_wrong_claims_refuses_the_session(browser, ehr, claims, words) -> None:
     flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), id_token_claims=claims))
@@ -77,6 +84,29 @@ def test_an_es256_id_token_is_accepted(browser, ehr) -> None:
     flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), id_token_signer="es256"))
     assert flow.view is not None and flow.view.status_code == 200
     assert "Practitioner/test-ehr-clinician" in flow.view.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("signer", ["rs256", "es256"])
+def test_the_at_hash_of_the_real_access_token_is_accepted(browser, ehr, signer) -> None:
+    """authlib's OpenIDCode puts ``at_hash`` in the id_token: the check passes on a real pair."""
+    flow = run_launch(browser, ehr, ehr.add_launch(patient_of(MSCC), id_token_signer=signer))
+    assert flow.view is not None and flow.view.status_code == 200
+    payload = ehr.id_tokens[-1].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert isinstance(claims.get("at_hash"), str) and len(claims["at_hash"]) == 22
+
+
+def test_at_hash_follows_the_algorithm_s_hash() -> None:
+    """OIDC Core §3.1.3.6: the hash is the one of the algorithm's size (256/384/512 bits), the
+    value the base64url of its left half; an algorithm naming no such hash is refused."""
+    token = "access-token"
+    for alg, name in (("RS256", "sha256"), ("ES384", "sha384"), ("PS512", "sha512")):
+        full = hashlib.new(name, token.encode()).digest()
+        expected = base64.urlsafe_b64encode(full[: len(full) // 2]).rstrip(b"=").decode()
+        assert identity._at_hash_matches(expected, token, alg)
+        assert not identity._at_hash_matches(expected, token + "x", alg)
+    assert not identity._at_hash_matches("x", None, "RS256")
+    assert not identity._at_hash_matches("x", token, "EdDSA")  # no hash named: refused
 
 
 def test_an_algorithm_the_ehr_does_not_advertise_is_refused(browser, ehr) -> None:
