@@ -25,8 +25,10 @@ from assessment.rules import (
     concepts,
     gcsf_bone_pain,
     gcsf_order_dose_review,
+    gcsf_windows,
     mscc_red_flags,
     nsaid_caution_post_chemo,
+    nsaid_safety,
     progressive_back_pain,
 )
 from assessment.rules.concepts import BackPainEpisode, OncologyContext
@@ -112,9 +114,9 @@ def _triage_situation(
     shared concepts, and each triage rule's own criteria from its module (every triage rule
     sees them all, to list the others' findings as reasons against)."""
     settings = config.context
-    windows = concepts.gcsf_windows(record, settings)
+    windows = gcsf_windows.gcsf_windows(record, settings)
     # an undated episode is in no G-CSF window: nothing says when it began
-    onset_window = concepts.window_at(windows, episode.onset) if episode.onset_recorded else None
+    onset_window = gcsf_windows.window_at(windows, episode.onset) if episode.onset_recorded else None
     red_flags = mscc_red_flags.find_red_flags(record, now, config)
     return TriageSituation(
         record=record,
@@ -130,7 +132,7 @@ def _triage_situation(
             record, now, config, episode, windows, onset_window
         ),
         window_reason=gcsf_bone_pain.window_reason(episode, onset_window),
-        nsaid=concepts.nsaid_safety(record, now, settings),
+        nsaid=nsaid_safety.nsaid_safety(record, now, settings),
     )
 
 

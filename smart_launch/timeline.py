@@ -1,7 +1,7 @@
 """The detail view's timeline: events from the record, an inline SVG chart (pygal), a table.
 
 Events: pain scores, G-CSF doses (with product class and their bone-pain windows, computed by
-the assessment's own :func:`assessment.rules.concepts.gcsf_windows`), chemotherapy (drugs and
+the assessment's own :func:`assessment.rules.gcsf_windows.gcsf_windows`), chemotherapy (drugs and
 procedures), red-flag findings and spine imaging, within ``LOOKBACK`` of now. The chart is drawn
 server-side by pygal (no JavaScript: its inline config script is removed, ``js=[]`` so nothing
 is loaded from outside); its inline ``<style>`` is allowed by a CSP hash, computed here. The
@@ -23,7 +23,7 @@ from pygal.style import Style
 
 from assessment.config import RuleConfig
 from assessment.facts import ClinicalKind, DrugClass, GcsfClass, PatientRecord
-from assessment.rules.concepts import gcsf_windows
+from assessment.rules.gcsf_windows import gcsf_windows
 
 # pygal appends a legacy ``sys.meta_path`` finder (no ``find_spec``) for its map plugins, which
 # we do not use; every failed import anywhere in the process then raises an ImportWarning.

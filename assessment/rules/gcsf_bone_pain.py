@@ -6,8 +6,8 @@ they exist they are listed here as reasons against).
 Then: info card (warning when the latest score is >= 7): paracetamol first, naproxen only
 when NSAIDs are safe (R4), loratadine, and a G-CSF dose review.
 
-The onset window itself is a shared concept (:func:`assessment.rules.concepts.gcsf_windows`,
-:func:`~assessment.rules.concepts.window_at`); the dose the card names (:func:`dose_before`)
+The onset window itself is a shared concept (:func:`assessment.rules.gcsf_windows.gcsf_windows`,
+:func:`~assessment.rules.gcsf_windows.window_at`); the dose the card names (:func:`dose_before`)
 and the reason the window gives (:func:`window_reason`) live here.
 """
 
@@ -18,7 +18,8 @@ from datetime import datetime
 from assessment.facts import MedicationFact
 from assessment.findings import Indicator, Reason
 from assessment.rules import concepts
-from assessment.rules.concepts import BackPainEpisode, GcsfWindow
+from assessment.rules.concepts import BackPainEpisode
+from assessment.rules.gcsf_windows import GcsfWindow
 from assessment.rules.situation import FindingParts, Outcome, TriageSituation, build_finding
 
 RULE_ID = "gcsf-bone-pain"

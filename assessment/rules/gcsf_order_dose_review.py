@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from assessment.facts import DrugClass
 from assessment.findings import Reason
-from assessment.rules import concepts
+from assessment.rules import concepts, gcsf_windows, nsaid_safety
 from assessment.rules.situation import FindingParts, OrderSituation, Outcome, build_finding
 
 RULE_ID = "gcsf-order-dose-review"
@@ -26,7 +26,7 @@ def evaluate(situation: OrderSituation) -> Outcome:
         return Outcome(note=f"{RULE_ID}: no draft G-CSF order")
     lookback = settings.duration("episode_lookback")
     history = concepts.back_pain_history(situation.record, situation.now, lookback)
-    episodes = [(t, ref, w) for t, ref in history if (w := concepts.window_at(situation.windows, t))]
+    episodes = [(t, ref, w) for t, ref in history if (w := gcsf_windows.window_at(situation.windows, t))]
     if not episodes:
         days = concepts.whole_days(lookback)
         return Outcome(note=f"{RULE_ID}: no back or bone pain inside a G-CSF window in the last {days} days")
@@ -51,7 +51,7 @@ def evaluate(situation: OrderSituation) -> Outcome:
             "previous_verb": f"{last_window.doses[0].verb} on {concepts.day_text(last_window.start)}",
             "episode_date": concepts.day_text(last_time),
             "episode_count": str(len({w.start for _, _, w in episodes})),
-            "nsaid_advice": concepts.nsaid_advice(safety, situation.config.texts),
+            "nsaid_advice": nsaid_safety.nsaid_advice(safety, situation.config.texts),
         },
         nsaid=safety,
     )

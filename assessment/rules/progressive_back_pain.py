@@ -19,8 +19,9 @@ from datetime import datetime
 from assessment.config import RuleConfig, RuleSettings
 from assessment.facts import ClinicalKind, PatientRecord, SpineSite
 from assessment.findings import Reason
-from assessment.rules import concepts
-from assessment.rules.concepts import BackPainEpisode, GcsfWindow
+from assessment.rules import concepts, gcsf_windows
+from assessment.rules.concepts import BackPainEpisode
+from assessment.rules.gcsf_windows import GcsfWindow
 from assessment.rules.situation import Feature, FindingParts, Outcome, TriageSituation, build_finding
 
 RULE_ID = "progressive-back-pain"
@@ -109,7 +110,7 @@ def _recurrent(
     record: PatientRecord, now: datetime, rule: RuleSettings, windows: tuple[GcsfWindow, ...]
 ) -> Feature | None:
     history = concepts.back_pain_history(record, now, rule.duration("recurrence_lookback"))
-    run = concepts.longest_consecutive_run(windows, [t for t, _ in history])
+    run = gcsf_windows.longest_consecutive_run(windows, [t for t, _ in history])
     if not run or len(run) < rule.quantity("recurrence_cycles").value:
         return None
     reasons: list[Reason] = []

@@ -19,8 +19,10 @@ from itertools import chain
 from assessment.config import RuleConfig, RuleSettings
 from assessment.facts import ClinicalFact, MedicationFact, PatientRecord
 from assessment.findings import Finding, Indicator, Reason
-from assessment.rules import concepts
-from assessment.rules.concepts import BackPainEpisode, GcsfWindow, NsaidSafety, OncologyContext
+from assessment.rules import concepts, gcsf_windows, nsaid_safety
+from assessment.rules.concepts import BackPainEpisode, OncologyContext
+from assessment.rules.gcsf_windows import GcsfWindow
+from assessment.rules.nsaid_safety import NsaidSafety
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class TriageSituation:
             if self.episode.onset_recorded
             else texts["days_not_recorded"],
             "latest_score": f"{latest.score:g}/10" if latest else texts["score_not_recorded"],
-            "nsaid_advice": concepts.nsaid_advice(self.nsaid, texts),
+            "nsaid_advice": nsaid_safety.nsaid_advice(self.nsaid, texts),
             "context": context_text(self.context),
         }
 
@@ -173,8 +175,8 @@ def order_situation(
         config=config,
         drafts=drafts,
         context=concepts.oncology_context(record, now, settings),
-        windows=concepts.gcsf_windows(record, settings),
-        nsaid=concepts.nsaid_safety(record, now, settings),
+        windows=gcsf_windows.gcsf_windows(record, settings),
+        nsaid=nsaid_safety.nsaid_safety(record, now, settings),
     )
 
 

@@ -37,7 +37,7 @@ from assessment.facts import (
     SpineSite,
 )
 from assessment.findings import Assessment, Finding
-from assessment.rules import concepts
+from assessment.rules import concepts, gcsf_windows, nsaid_safety
 from fhir_mapping.overlay import merge_overlay
 
 REPO = Path(__file__).resolve().parents[2]
@@ -262,8 +262,8 @@ def test_onset_is_the_earliest_back_pain_fact_and_scores_give_severity() -> None
 # -- G-CSF windows -------------------------------------------------------------------------
 
 
-def _windows(*doses: MedicationFact) -> tuple[concepts.GcsfWindow, ...]:
-    return concepts.gcsf_windows(record(*doses), CONFIG.context)
+def _windows(*doses: MedicationFact) -> tuple[gcsf_windows.GcsfWindow, ...]:
+    return gcsf_windows.gcsf_windows(record(*doses), CONFIG.context)
 
 
 @pytest.mark.parametrize(("offset", "inside"), [
@@ -321,26 +321,26 @@ def test_ordered_gcsf_opens_a_window() -> None:
 def test_nsaid_safety_cut_offs(kind: LabKind, value: float, safe: bool) -> None:
     other = LabKind.EGFR if kind is LabKind.PLATELETS else LabKind.PLATELETS
     facts = (lab(kind, value, ref="Observation/lab"), lab(other, 200))
-    safety = concepts.nsaid_safety(record(*facts), NOW, CONFIG.context)
+    safety = nsaid_safety.nsaid_safety(record(*facts), NOW, CONFIG.context)
     assert safety.safe is safe
     assert safety.refs == (() if safe else ("Observation/lab",))
 
 
 @pytest.mark.parametrize(("days", "safe"), [(14, False), (15, True)])
 def test_only_labs_from_the_last_14_days_count(days: float, safe: bool) -> None:
-    safety = concepts.nsaid_safety(record(lab(LabKind.PLATELETS, 20, days=days)), NOW, CONFIG.context)
+    safety = nsaid_safety.nsaid_safety(record(lab(LabKind.PLATELETS, 20, days=days)), NOW, CONFIG.context)
     assert safety.safe is safe
 
 
 def test_the_latest_lab_decides() -> None:
     facts = (lab(LabKind.PLATELETS, 20, days=10), lab(LabKind.PLATELETS, 150, days=2))
-    assert concepts.nsaid_safety(record(*facts), NOW, CONFIG.context).safe
+    assert nsaid_safety.nsaid_safety(record(*facts), NOW, CONFIG.context).safe
 
 
 def test_missing_labs_are_safe_but_unchecked() -> None:
-    safety = concepts.nsaid_safety(record(), NOW, CONFIG.context)
+    safety = nsaid_safety.nsaid_safety(record(), NOW, CONFIG.context)
     assert safety.safe and safety.unchecked and len(safety.concerns) == 2
-    checked = concepts.nsaid_safety(record(lab(LabKind.PLATELETS, 200), lab(LabKind.EGFR, 90)), NOW, CONFIG.context)
+    checked = nsaid_safety.nsaid_safety(record(lab(LabKind.PLATELETS, 200), lab(LabKind.EGFR, 90)), NOW, CONFIG.context)
     assert checked.safe and not checked.unchecked and checked.concerns == ()
 
 
@@ -355,7 +355,7 @@ def test_missing_labs_are_safe_but_unchecked() -> None:
 ])
 def test_active_anticoagulant_makes_nsaids_unsafe(fact: MedicationFact, safe: bool) -> None:
     labs = (lab(LabKind.PLATELETS, 200), lab(LabKind.EGFR, 90))
-    assert concepts.nsaid_safety(record(fact, *labs), NOW, CONFIG.context).safe is safe
+    assert nsaid_safety.nsaid_safety(record(fact, *labs), NOW, CONFIG.context).safe is safe
 
 
 # -- purity --------------------------------------------------------------------------------

@@ -73,9 +73,9 @@ def _peg(resource_type: str, rid: str, when: str) -> dict:
 
 
 def _windows(*resources: dict) -> int:
-    from assessment.rules import concepts
+    from assessment.rules import gcsf_windows
 
-    return len(concepts.gcsf_windows(extract(*resources), CONFIG.context))
+    return len(gcsf_windows.gcsf_windows(extract(*resources), CONFIG.context))
 
 
 def test_an_order_and_its_administration_are_one_window() -> None:
