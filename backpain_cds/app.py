@@ -80,7 +80,7 @@ def build_service(
         audit=audit,
         links=CardLinks(
             smart_launch_url=smart_url,
-            app_context=AppContextSigner(smart_secret(settings)).sign if smart_url else None,
+            app_context=AppContextSigner(smart_secret(settings.smart)).sign if smart_url else None,
         ),
         observer=observer,
         client_factory=client_factory,

@@ -28,6 +28,16 @@ class ServerSettings:
         return ",".join(self.forwarded_allow_ips)
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: where unsigned development calls may come."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class _Parser(t.Protocol):
     """What is used of :class:`backpain_cds.settings.SettingsParser`."""
 

@@ -6,7 +6,6 @@ configuration stops start-up with a message an informaticist can act on.
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 import typing as t
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from backpain_cds.retention import RetentionSettings, parse_retention
-from backpain_cds.server_settings import ServerSettings, parse_server, server_warnings
+from backpain_cds.server_settings import ServerSettings, is_loopback_host, parse_server, server_warnings
 from backpain_cds.smart_settings import SmartEhrSettings, SmartSettings, check_smart, parse_smart
 from cds_hooks.auth import AuthPolicy
 from cds_hooks.suppression import SuppressionPolicy
@@ -227,7 +226,8 @@ class SettingsParser:
             shadow=self.flag(data.get("shadow", False), "shadow"),
             suppression=self._suppression(self.table(data, "suppression")),
         )
-        check_smart(settings, self.problems, development_mode=settings.auth.development_mode)
+        check_smart(settings.smart, settings.public_base_url, self.problems,
+                    development_mode=settings.auth.development_mode)
         return settings
 
     # --- sections -------------------------------------------------------------------------
@@ -399,16 +399,6 @@ class SettingsParser:
         if must_be_file and not path.is_file():
             self.problems.append(f"{key}: file {path} does not exist")
         return path
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``: where unsigned development calls may come."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def config_warnings(settings: Settings) -> list[str]:

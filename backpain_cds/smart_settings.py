@@ -1,7 +1,8 @@
 """The ``[smart]`` settings: EHRs that may launch the detail view, the signing secret, framing.
 
-Parsed by :mod:`backpain_cds.settings` (which re-exports these names); kept apart so that module
-stays small. ``[smart]`` keys::
+Parsed with the value checks of :mod:`backpain_cds.settings` (its parser is passed in, and the
+functions take the settings they read, so this module does not import the settings module that
+imports it). ``[smart]`` keys::
 
     [smart]
     secret = "..."                      # signs card appContext handles and encrypts stored tokens
@@ -23,8 +24,7 @@ import typing as t
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-if t.TYPE_CHECKING:  # pragma: no cover
-    from backpain_cds.settings import Settings, SettingsParser
+from backpain_cds.server_settings import is_loopback_host
 
 #: the shortest secret accepted (characters; 32 random URL-safe characters carry 192 bits)
 MIN_SECRET_LENGTH = 32
@@ -58,7 +58,42 @@ class SmartSettings:
     timeout_seconds: float = 5.0
 
 
-def parse_smart(parser: SettingsParser, data: t.Mapping[str, t.Any]) -> SmartSettings:
+class _Parser(t.Protocol):
+    """What is used of :class:`backpain_cds.settings.SettingsParser` (passed in: this module
+    does not import the settings module that imports it)."""
+
+    problems: list[str]
+
+    def unknown_keys(self, data: t.Mapping[str, t.Any], allowed: set[str], prefix: str) -> None: ...
+
+    def text(self, value: t.Any, key: str, *, required: bool = False) -> str | None: ...
+
+    def url(self, value: t.Any, key: str, *, required: bool = False) -> str | None: ...
+
+    def text_list(self, value: t.Any, key: str) -> tuple[str, ...]: ...
+
+    def integer(self, value: t.Any, key: str, low: int, high: int) -> int: ...
+
+    def number(self, value: t.Any, key: str, low: float, high: float) -> float: ...
+
+
+class _ServiceSettings(t.Protocol):
+    """What :func:`smart_app_config` reads of :class:`backpain_cds.settings.Settings`."""
+
+    @property
+    def smart(self) -> SmartSettings: ...
+
+    @property
+    def public_base_url(self) -> str: ...
+
+    @property
+    def fhir(self) -> t.Any: ...
+
+    @property
+    def limits(self) -> t.Any: ...
+
+
+def parse_smart(parser: _Parser, data: t.Mapping[str, t.Any]) -> SmartSettings:
     """The ``[smart]`` table; problems go to ``parser.problems``."""
     parser.unknown_keys(data, _SMART_KEYS, "smart.")
     default_id = parser.text(data.get("client_id"), "smart.client_id")
@@ -104,18 +139,16 @@ def parse_smart(parser: SettingsParser, data: t.Mapping[str, t.Any]) -> SmartSet
     )
 
 
-def check_smart(settings: Settings, problems: list[str], *, development_mode: bool) -> None:
+def check_smart(smart: SmartSettings, public_base_url: str, problems: list[str], *, development_mode: bool) -> None:
     """Cross-section rules: a secret outside development mode, https outside loopback."""
-    from backpain_cds.settings import is_loopback_host
-
-    if not settings.smart.ehrs:
+    if not smart.ehrs:
         return
-    if settings.smart.secret is None and not development_mode:
+    if smart.secret is None and not development_mode:
         problems.append(
             "smart.secret is required when [[smart.ehrs]] are configured (it signs the cards' "
             "appContext handles); only development mode (no trusted clients) may run without one"
         )
-    parts = urlsplit(settings.public_base_url)
+    parts = urlsplit(public_base_url)
     if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
         problems.append(
             "public_base_url must be https when [[smart.ehrs]] are configured (the detail view's "
@@ -123,9 +156,9 @@ def check_smart(settings: Settings, problems: list[str], *, development_mode: bo
         )
 
 
-def smart_secret(settings: Settings) -> str:
+def smart_secret(smart: SmartSettings) -> str:
     """The configured secret, or (development mode) one random secret per process."""
-    return settings.smart.secret or _DEVELOPMENT_SECRET
+    return smart.secret or _DEVELOPMENT_SECRET
 
 
 def _valid_frame_ancestor(source: str) -> bool:
@@ -137,7 +170,7 @@ def _valid_frame_ancestor(source: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.path in ("", "/")
 
 
-def smart_app_config(settings: Settings) -> t.Any:
+def smart_app_config(settings: _ServiceSettings) -> t.Any:
     """The :class:`smart_launch.config.SmartConfig` for these settings."""
     from fhir_mapping.client import FhirClientLimits
     from smart_launch.config import EhrRegistration, SmartConfig
@@ -146,7 +179,7 @@ def smart_app_config(settings: Settings) -> t.Any:
     return SmartConfig(
         public_base_url=settings.public_base_url,
         ehrs=tuple(EhrRegistration(e.iss, e.client_id, e.client_secret) for e in settings.smart.ehrs),
-        secret=smart_secret(settings),
+        secret=smart_secret(settings.smart),
         frame_ancestors=settings.smart.frame_ancestors,
         session_seconds=settings.smart.session_minutes * 60,
         timeout_seconds=settings.smart.timeout_seconds,

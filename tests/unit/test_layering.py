@@ -43,11 +43,7 @@ DYNAMIC_IMPORTS = frozenset({"__import__", "import_module", "exec", "eval"})
 #: Code outside the packages that must not import ``tests`` either.
 OTHER_CODE_DIRS = ("bench", "tools")
 #: Import cycles that exist and are left for later (each a set of modules); any other fails.
-KNOWN_CYCLES = [
-    # the [smart] settings are parsed with the service settings (settings imports smart_settings)
-    # and reuse their helpers by a function-level import
-    {"backpain_cds.settings", "backpain_cds.smart_settings"},
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 
 def _imports(tree: ast.AST) -> set[str]:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from backpain_cds.settings import ConfigError, Settings, check_bind_allowed, is_loopback_host
+from backpain_cds.server_settings import is_loopback_host
+from backpain_cds.settings import ConfigError, Settings, check_bind_allowed
 
 
 def test_defaults_are_sqlite_on_loopback_in_development_mode():
