@@ -153,19 +153,12 @@ def parse_date(value: str | None, option: str) -> datetime | None:
 
 def _open(settings: Settings) -> sa.Engine:
     """The database's engine, once its schema is this release's; never creates a database."""
-    from backpain_cds.schema import MIGRATE_HINT, SchemaError, State, missing_sqlite_file, status
+    from backpain_cds.schema import require_current_read_only
     from backpain_cds.storage import SqlStore
 
-    missing = missing_sqlite_file(settings.database_url)  # SQLite would create the file on connect
-    if missing is not None:
-        raise CommandError(str(missing))
     engine = SqlStore(settings.database_url).engine
     try:
-        found = status(engine)
-        if found.state is State.NEWER:
-            raise SchemaError(f"{found.describe()}; run that release (this one never downgrades)")
-        if found.state is not State.CURRENT:
-            raise SchemaError(f"{found.describe()}: {MIGRATE_HINT}")
+        require_current_read_only(engine)
     except BaseException:
         engine.dispose()
         raise

@@ -274,6 +274,23 @@ def require_current(engine: sa.Engine, *, script_location: Path | None = None) -
         _, after = upgrade(engine, script_location=script_location)
         log.info("created the database schema (revision %s) in a new SQLite database", after.head)
         return after
+    raise _refusal(found)
+
+
+def require_current_read_only(engine: sa.Engine) -> SchemaStatus:
+    """The schema check of the commands that only read or delete rows (audit, purge, report):
+    ``serve``'s refusal line for a database not at this release's revision, and a SQLite file
+    that is not there named (:func:`missing_sqlite_file`), never created, and no schema made."""
+    missing = missing_sqlite_file(engine.url.render_as_string(hide_password=False))
+    if missing is not None:  # SQLite would create the file on connect
+        raise SchemaError(str(missing))
+    found = status(engine)
+    if found.state is not State.CURRENT:
+        raise _refusal(found)
+    return found
+
+
+def _refusal(found: SchemaStatus) -> SchemaError:
     if found.state is State.NEWER:
-        raise SchemaError(f"{found.describe()}; run that release (this one never downgrades)")
-    raise SchemaError(f"{found.describe()}: {MIGRATE_HINT}")
+        return SchemaError(f"{found.describe()}; run that release (this one never downgrades)")
+    return SchemaError(f"{found.describe()}: {MIGRATE_HINT}")

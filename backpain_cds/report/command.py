@@ -114,19 +114,12 @@ def render(report: Report, fmt: str) -> str:
 def require_current_schema(engine: sa.Engine) -> None:
     """Refuse, as ``serve`` does (one line), a database not at this release's revision; never
     create one (a missing SQLite file is named, not made)."""
-    from backpain_cds.schema import MIGRATE_HINT, SchemaError, State, missing_sqlite_file, status
+    from backpain_cds.schema import SchemaError, require_current_read_only
 
-    missing = missing_sqlite_file(engine.url.render_as_string(hide_password=False))
-    if missing is not None:  # SQLite would create the file on connect
-        raise ReportError(str(missing))
     try:
-        found = status(engine)
+        require_current_read_only(engine)
     except SchemaError as exc:
         raise ReportError(str(exc)) from None
-    if found.state is State.NEWER:
-        raise ReportError(f"{found.describe()}; run that release (this one never downgrades)")
-    if found.state is not State.CURRENT:
-        raise ReportError(f"{found.describe()}: {MIGRATE_HINT}")
 
 
 def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
