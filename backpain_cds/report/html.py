@@ -170,6 +170,7 @@ dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
 <p class="meta">Window: <time>{{ since }}</time> (inclusive) to <time>{{ until }}</time> (exclusive).
 Generated <time>{{ generated }}</time>.</p>
 
+{% macro snoozed_cell(r) %}{% if r.snoozed is none %}<td class="na" data-col="overridden_with_snooze">not offered</td>{% else %}<td class="n" data-col="overridden_with_snooze">{{ r.snoozed }}</td>{% endif %}{% endmacro %}
 <h2>Rules</h2>
 <p class="note">Cards created in the window.</p>
 <div class="table"><table data-section="rules">
@@ -180,7 +181,7 @@ Generated <time>{{ generated }}</time>.</p>
 <td class="n" data-col="shadow">{{ r.shadow }}</td><td class="n" data-col="suppressed">{{ r.suppressed }}</td>
 {% for reason in suppress_reasons %}<td class="n" data-col="suppressed_{{ reason }}">{{ r.suppressed_by_reason.get(reason, 0) }}</td>{% endfor %}
 <td class="n" data-col="accepted">{{ r.accepted }}</td><td class="n" data-col="overridden">{{ r.overridden }}</td>
-{% if r.snoozed is none %}<td class="na" data-col="overridden_with_snooze">not offered</td>{% else %}<td class="n" data-col="overridden_with_snooze">{{ r.snoozed }}</td>{% endif %}
+{{ snoozed_cell(r) }}
 <td class="n" data-col="acceptance_rate">{{ percent(r.acceptance_rate) }}</td>
 <td class="n" data-col="median_to_feedback">{{ duration(r.median_seconds_to_feedback) }}</td></tr>
 {% endfor %}</tbody>
@@ -195,7 +196,7 @@ the patient, and the cards the snoozes then held back (a snooze may have started
 <tbody>
 {% for r in snooze_rules %}<tr data-rule="{{ r.rule }}"><th scope="row" data-col="rule">{{ r.rule }}</th>
 <td data-col="reasons">{% for o in r.snooze_reasons %}{{ reason_label(o.code, o.display) }}{% if not loop.last %}, {% endif %}{% else %}(none){% endfor %}</td>
-{% if r.snoozed is none %}<td class="na" data-col="overridden_with_snooze">not offered</td>{% else %}<td class="n" data-col="overridden_with_snooze">{{ r.snoozed }}</td>{% endif %}
+{{ snoozed_cell(r) }}
 <td class="n" data-col="suppressed_snooze">{{ r.suppressed_by_reason.get("snooze", 0) }}</td></tr>
 {% endfor %}</tbody>
 </table></div>{% else %}<p>No rule offers a snooze reason.</p>{% endif %}
